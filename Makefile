@@ -1,0 +1,55 @@
+# nosgrid — two commands on a fresh Debian machine: `make run` and `make test`.
+# Every target is idempotent: system packages and the venv are installed only when missing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP_SYS  := $(VENV)/.system-packages
+STAMP_VENV := $(VENV)/.installed
+# What the tests and the demo need from Debian: Podman with runc (crun fails on hybrid
+# cgroups here), busybox-static and debootstrap to build images without a registry.
+SYSTEM_PACKAGES := podman runc busybox-static debootstrap python3-venv iproute2 ca-certificates
+PYTEST_ARGS ?=
+
+.PHONY: run test lint unit bench system venv images clean
+
+run: venv images
+	$(BIN)/nosgrid demo
+
+test: venv images lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: venv images
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+images: venv
+	$(BIN)/nosgrid image build-test --if-missing
+
+system: $(STAMP_SYS)
+venv: $(STAMP_VENV)
+
+$(STAMP_SYS):
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP_VENV): pyproject.toml $(STAMP_SYS)
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,plot]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build src/*.egg-info

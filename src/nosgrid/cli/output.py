@@ -1,0 +1,53 @@
+"""What every CLI command shares: one-line errors, JSON output, NOS formatting."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from nosgrid.core.errors import NosgridError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as JSON on stdout (for `--json`)."""
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a one-line error and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def run_cli(app: typer.Typer) -> int:
+    """Run ``app``; a NosgridError becomes a one-line message and exit code 1, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except NosgridError as exc:
+        err_console.print(f"[bold red]error[/] [{exc.code}]: {exc.message}", highlight=False)
+        return 1
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # usage errors and anything unexpected: one line, no traceback
+        show = getattr(exc, "show", None)
+        exit_code = getattr(exc, "exit_code", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return 2
+        if callable(show) and isinstance(exit_code, int):  # click/typer usage errors
+            show()
+            return exit_code
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""nosgrid.coordinator.api."""
