@@ -27,7 +27,7 @@ _AMOUNT_RE: Final = re.compile(r"^(\d{1,9})(?:\.(\d{1,6}))?$")
 
 def parse_nos(text: object) -> int:
     """Parse a NOS amount such as ``"1.5"`` (or an ``int`` of whole NOS) into base units."""
-    if isinstance(text, bool) or isinstance(text, float):
+    if isinstance(text, (bool, float)):
         raise InvalidAmount(
             f"amount {text!r} is a {type(text).__name__}; give NOS as a decimal string like '1.5'"
         )
