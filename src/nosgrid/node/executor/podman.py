@@ -1,0 +1,651 @@
+"""The hardened container runtime over the podman CLI (argument lists, never a shell)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import stat
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Final
+
+from nosgrid.node.executor.base import (
+    ContainerResult,
+    ContainerSpec,
+    ContainerSpecInvalid,
+    ContainerStatus,
+    ExecResult,
+    LogCallback,
+    LogStream,
+    MiB,
+    PodmanUnavailable,
+)
+from nosgrid.node.executor.config import ENGINE_FLAGS, default_state_dir, podman_env
+from nosgrid.node.executor.forward import LoopbackForwarder
+from nosgrid.node.executor.seccomp import PODMAN_DEFAULT_PROFILE, write_strict_profile
+
+log = logging.getLogger(__name__)
+
+EXECUTOR_LABEL: Final = "nosgrid.executor"
+MAX_LINE_BYTES: Final = 64 * 1024
+_READ_CHUNK: Final = 64 * 1024
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Keys podman itself reads: these go on the command line instead of through its environment.
+_PODMAN_OWN_ENV = re.compile(
+    r"^(PATH|HOME|TMPDIR|LD_.*|CONTAINERS_.*|XDG_.*|PODMAN_.*|REGISTRY.*)$"
+)
+_PODMAN_ERROR_EXITS: Final = (125, 126, 127)
+
+
+def _check_abs(path: str, what: str) -> None:
+    p = PurePosixPath(path)
+    if not p.is_absolute() or ".." in p.parts or "," in path or "\n" in path:
+        raise ContainerSpecInvalid(f"{what} must be an absolute path without '..' or ',': {path!r}")
+
+
+def validate_spec(spec: ContainerSpec) -> None:
+    """Refuse a spec that could not run safely; raises ``ContainerSpecInvalid``.
+
+    Example::
+
+        validate_spec(ContainerSpec(image="localhost/nosgrid-busybox:test"))
+    """
+    if not spec.image or spec.image.startswith("-") or any(c.isspace() for c in spec.image):
+        raise ContainerSpecInvalid(f"not an image name: {spec.image!r}")
+    if spec.name is not None and not _NAME.match(spec.name):
+        raise ContainerSpecInvalid(f"not a container name: {spec.name!r}")
+    _check_abs(spec.work_dir, "work_dir")
+    for key in spec.env:
+        if not _ENV_KEY.match(key):
+            raise ContainerSpecInvalid(f"not an environment variable name: {key!r}")
+    for mount in spec.mounts:
+        _check_abs(mount.target, "mount target")
+        _check_abs(str(mount.source), "mount source")
+        if not mount.source.exists():
+            raise ContainerSpecInvalid(f"mount source does not exist: {mount.source}")
+    for volume in spec.volumes:
+        _check_abs(volume.target, "volume target")
+        if not _NAME.match(volume.volume):
+            raise ContainerSpecInvalid(f"not a volume name: {volume.volume!r}")
+    for cport, hport in spec.ports.items():
+        if not (0 < cport < 65536 and 0 < hport < 65536):
+            raise ContainerSpecInvalid(f"ports must be 1-65535: {cport} -> {hport}")
+    if spec.memory_bytes < 6 * MiB or spec.cpus <= 0 or spec.pids_limit < 1:
+        raise ContainerSpecInvalid("memory must be >= 6 MiB, cpus > 0 and pids_limit >= 1")
+    for gpu in spec.gpus:
+        if not re.match(r"^[a-z0-9.-]+/[a-z0-9.-]+=[A-Za-z0-9_.:-]+$", gpu):
+            raise ContainerSpecInvalid(f"GPUs are CDI names like 'nvidia.com/gpu=0': {gpu!r}")
+
+
+def run_args(
+    spec: ContainerSpec, *, name: str, host_work_dir: Path, seccomp_profile: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The ``podman run`` argument list for ``spec`` and the env values passed by name (pure).
+
+    Example::
+
+        args, env = run_args(spec, name="nosgrid-1", host_work_dir=Path("/w"),
+                             seccomp_profile=Path("/s.json"))
+        # ["--runtime", "runc", ..., "run", "--rm", "--name", "nosgrid-1", ...]
+    """
+    memory = str(spec.memory_bytes)
+    args = [
+        *ENGINE_FLAGS,
+        "run",
+        "--rm",
+        "--name", name,
+        "--pull", "never",
+        "--log-driver", "none",
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--tmpfs", f"/tmp:rw,nosuid,nodev,mode=1777,size={spec.tmpfs_bytes}",
+        "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges",
+        "--security-opt", f"seccomp={seccomp_profile}",
+        "--user", spec.user,
+        "--memory", memory,
+        "--memory-swap", memory,
+        "--cpus", f"{spec.cpus:g}",
+        "--pids-limit", str(spec.pids_limit),
+        "--workdir", spec.work_dir,
+        "--mount", f"type=bind,src={host_work_dir},dst={spec.work_dir},rw=true",
+        "--label", f"{EXECUTOR_LABEL}=1",
+    ]  # fmt: skip
+    if spec.pod:
+        args += ["--pod", spec.pod]
+    else:
+        args += ["--network", "none"]
+    for mount in spec.mounts:
+        ro = ",ro=true" if mount.read_only else ""
+        args += ["--mount", f"type=bind,src={mount.source},dst={mount.target}{ro}"]
+    for volume in spec.volumes:
+        ro = ",ro=true" if volume.read_only else ""
+        args += ["--mount", f"type=volume,src={volume.volume},dst={volume.target}{ro}"]
+    by_name: dict[str, str] = {}
+    for key, value in spec.env.items():
+        if _PODMAN_OWN_ENV.match(key):
+            args += ["--env", f"{key}={value}"]
+        else:  # the value travels in podman's environment, not in the process list
+            args += ["--env", key]
+            by_name[key] = value
+    for key, value in spec.labels.items():
+        args += ["--label", f"{key}={value}"]
+    for gpu in spec.gpus:
+        args += ["--device", gpu]
+    if spec.entrypoint is not None:
+        import json
+
+        args += ["--entrypoint", json.dumps(list(spec.entrypoint))]
+    args += ["--", spec.image, *spec.argv]
+    return args, by_name
+
+
+@dataclass
+class _LogState:
+    limit: int
+    forwarded: int = 0
+    truncated: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+    callback_failed: bool = False
+
+
+@dataclass
+class PodmanContainer:
+    """A container started by ``PodmanRuntime.start``; pass it to ``wait``, ``stop``, ``exec``."""
+
+    name: str
+    spec: ContainerSpec
+    started_at: float
+    _proc: asyncio.subprocess.Process
+    _readers: list[asyncio.Task[None]]
+    _logs: _LogState
+    _stderr_tail: deque[str]
+    _work_dir: Path
+    _own_work_dir: bool
+    _forwarders: list[LoopbackForwarder] = field(default_factory=list)
+    _stopped: bool = False
+    _result: ContainerResult | None = None
+
+
+class PodmanRuntime:
+    """Runs job containers with Podman, hardened by default (see docs/isolation.md).
+
+    Example::
+
+        runtime = PodmanRuntime()  # writes containers.conf + seccomp profile to its state dir
+        result = await runtime.run(
+            ContainerSpec(image="localhost/nosgrid-busybox:test", argv=("echo", "hi")),
+            deadline_s=30,
+            on_log=lambda stream, line: print(stream, line),
+        )
+        assert result.ok
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        *,
+        podman: str = "podman",
+        seccomp_base: Path = PODMAN_DEFAULT_PROFILE,
+    ) -> None:
+        self.state_dir = state_dir or default_state_dir()
+        self.podman = podman
+        self.work_root = self.state_dir / "work"
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        self.work_root.chmod(0o711)
+        self._env = podman_env(self.state_dir)
+        if not seccomp_base.is_file():
+            raise PodmanUnavailable(f"{seccomp_base} is missing; apt-get install -y podman")
+        self.seccomp_profile = write_strict_profile(
+            self.state_dir / "seccomp-strict.json", seccomp_base
+        )
+
+    # ------------------------------------------------------------------ small podman calls
+
+    async def _podman(
+        self, *args: str, timeout_s: float = 30.0, env: Mapping[str, str] | None = None
+    ) -> tuple[int, str, str]:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.podman,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**self._env, **(env or {})},
+            )
+        except FileNotFoundError as exc:
+            raise PodmanUnavailable("podman is not installed; run `make system`") from exc
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+        except TimeoutError as exc:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise PodmanUnavailable(f"podman {args[0]} did not answer in {timeout_s:g} s") from exc
+        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+    async def image_exists(self, image: str) -> bool:
+        """Whether ``image`` is present locally (nothing is ever pulled)."""
+        rc, _, _ = await self._podman("image", "exists", image)
+        return rc == 0
+
+    async def remove(self, name: str) -> None:
+        """Force-remove container ``name`` (kills it at once); no error if it is gone."""
+        rc, _, err = await self._podman("rm", "--force", "--time", "0", "--ignore", name)
+        if rc != 0:
+            log.warning("podman rm failed", extra={"container": name, "err": err.strip()})
+
+    async def list_containers(self, *, label: str = EXECUTOR_LABEL) -> list[str]:
+        """Names of the containers (running or not) that carry ``label`` (recovery)."""
+        rc, out, err = await self._podman(
+            "ps", "--all", "--filter", f"label={label}", "--format", "{{.Names}}"
+        )
+        if rc != 0:
+            raise PodmanUnavailable(f"podman ps failed: {err.strip()}")
+        return [line for line in out.splitlines() if line.strip()]
+
+    async def remove_all(self, *, label: str = EXECUTOR_LABEL) -> list[str]:
+        """Remove every container carrying ``label`` (after a restart); return their names."""
+        names = await self.list_containers(label=label)
+        for name in names:
+            await self.remove(name)
+        return names
+
+    async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
+        """Create a named volume (e.g. a model cache shared by a job's ops)."""
+        if not _NAME.match(name):
+            raise ContainerSpecInvalid(f"not a volume name: {name!r}")
+        label_args = [a for k, v in (labels or {}).items() for a in ("--label", f"{k}={v}")]
+        rc, _, err = await self._podman("volume", "create", *label_args, name)
+        if rc != 0:
+            raise PodmanUnavailable(f"podman volume create {name} failed: {err.strip()}")
+        return name
+
+    async def remove_volume(self, name: str) -> None:
+        """Remove a named volume; no error if it is gone."""
+        rc, _, err = await self._podman("volume", "rm", "--force", name)
+        if rc != 0 and "no such volume" not in err.lower():
+            log.warning("podman volume rm failed", extra={"volume": name, "err": err.strip()})
+
+    async def create_pod(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
+        """Create a pod whose only network is ``lo``, shared by the containers put in it."""
+        if not _NAME.match(name):
+            raise ContainerSpecInvalid(f"not a pod name: {name!r}")
+        label_args = [a for k, v in (labels or {}).items() for a in ("--label", f"{k}={v}")]
+        rc, _, err = await self._podman(
+            *ENGINE_FLAGS,
+            "pod", "create", "--network", "none", "--label", f"{EXECUTOR_LABEL}=1",
+            *label_args, "--name", name,
+        )  # fmt: skip
+        if rc != 0:
+            raise PodmanUnavailable(f"podman pod create {name} failed: {err.strip()}")
+        rc, _, err = await self._podman(*ENGINE_FLAGS, "pod", "start", name)
+        if rc != 0:
+            await self.remove_pod(name)
+            raise PodmanUnavailable(f"podman pod start {name} failed: {err.strip()}")
+        return name
+
+    async def remove_pod(self, name: str) -> None:
+        """Remove a pod and its containers; no error if it is gone."""
+        rc, _, err = await self._podman("pod", "rm", "--force", "--ignore", "--time", "0", name)
+        if rc != 0:
+            log.warning("podman pod rm failed", extra={"pod": name, "err": err.strip()})
+
+    # ------------------------------------------------------------------ running containers
+
+    def _make_work_dir(self, spec: ContainerSpec, name: str) -> tuple[Path, bool]:
+        uid, gid = _numeric_user(spec.user)
+        if spec.host_work_dir is not None:
+            path, own = spec.host_work_dir, False
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path, own = self.work_root / name, True
+            path.mkdir(mode=0o700)
+        if uid is not None and os.geteuid() == 0:
+            os.chown(path, uid, gid if gid is not None else uid)
+        return path, own
+
+    async def start(
+        self, spec: ContainerSpec, *, on_log: LogCallback | None = None
+    ) -> PodmanContainer:
+        """Start ``spec`` and return at once; logs stream to ``on_log`` line by line.
+
+        Raises ``ContainerSpecInvalid`` for a bad spec and ``PodmanUnavailable`` when podman
+        cannot be run at all; a container that fails to start shows in ``wait``'s result.
+
+        Example::
+
+            svc = await runtime.start(spec_with_ports)
+            ...
+            result = await runtime.stop(svc)
+        """
+        validate_spec(spec)
+        name = spec.name or f"nosgrid-{uuid.uuid4().hex[:12]}"
+        work_dir, own = self._make_work_dir(spec, name)
+        args, env_by_name = run_args(
+            spec, name=name, host_work_dir=work_dir, seccomp_profile=self.seccomp_profile
+        )
+        started_at = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.podman,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**self._env, **env_by_name},
+                start_new_session=True,  # the agent's Ctrl-C must not reach podman directly
+            )
+        except FileNotFoundError as exc:
+            if own:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            raise PodmanUnavailable("podman is not installed; run `make system`") from exc
+        logs = _LogState(limit=spec.log_limit_bytes)
+        tail: deque[str] = deque(maxlen=5)
+        assert proc.stdout is not None and proc.stderr is not None
+        readers = [
+            asyncio.create_task(_read_stream(proc.stdout, "stdout", logs, on_log, None)),
+            asyncio.create_task(_read_stream(proc.stderr, "stderr", logs, on_log, tail)),
+        ]
+        handle = PodmanContainer(
+            name=name,
+            spec=spec,
+            started_at=started_at,
+            _proc=proc,
+            _readers=readers,
+            _logs=logs,
+            _stderr_tail=tail,
+            _work_dir=work_dir,
+            _own_work_dir=own,
+        )
+        log.info("container started", extra={"container": name, "image": spec.image})
+        if spec.ports:
+            try:
+                await self._publish(handle)
+            except BaseException:
+                await self.stop(handle)
+                raise
+        return handle
+
+    async def _publish(self, handle: PodmanContainer) -> None:
+        if os.geteuid() != 0:
+            raise ContainerSpecInvalid("publishing ports needs the executor to run as root")
+        pid = 0
+        for _ in range(200):  # the container's first process appears within ~0.2 s
+            if handle._proc.returncode is not None:
+                return  # it already ended; wait() reports why
+            rc, out, _ = await self._podman("inspect", "--format", "{{.State.Pid}}", handle.name)
+            if rc == 0 and out.strip().isdigit() and int(out.strip()) > 0:
+                pid = int(out.strip())
+                break
+            await asyncio.sleep(0.05)
+        if not pid:
+            raise PodmanUnavailable(f"container {handle.name} did not start in 10 s")
+        for cport, hport in handle.spec.ports.items():
+            fwd = LoopbackForwarder(pid, cport, hport)
+            handle._forwarders.append(fwd)
+            await fwd.start()
+
+    async def wait(
+        self, handle: PodmanContainer, *, deadline_s: float | None = None
+    ) -> ContainerResult:
+        """Wait for the container to end, killing it ``deadline_s`` after its start; clean up.
+
+        Never raises for what the job did: exits, kills and start failures come back as a
+        ``ContainerResult``. On cancellation the container is removed before re-raising.
+        """
+        if handle._result is not None:
+            return handle._result
+        timed_out = False
+        try:
+            remaining = None
+            if deadline_s is not None:
+                remaining = max(0.0, handle.started_at + deadline_s - time.monotonic())
+            try:
+                await asyncio.wait_for(handle._proc.wait(), remaining)
+            except TimeoutError:
+                timed_out = True
+                await self.remove(handle.name)
+                await self._reap(handle)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*handle._readers), 5.0)
+            finished_at = time.monotonic()
+            result = self._classify(handle, timed_out, finished_at)
+        except BaseException:
+            await asyncio.shield(self._cleanup(handle, force=True))
+            raise
+        outputs, outputs_truncated = await asyncio.to_thread(_collect_outputs, handle)
+        force = timed_out or handle._stopped or result.status == "failed_to_start"
+        await asyncio.shield(self._cleanup(handle, force=force))
+        result = ContainerResult(
+            **{**result.__dict__, "outputs": outputs, "outputs_truncated": outputs_truncated}
+        )
+        handle._result = result
+        log.info(
+            "container finished",
+            extra={"container": handle.name, "status": result.status, "exit": result.exit_code},
+        )
+        return result
+
+    async def _reap(self, handle: PodmanContainer) -> None:
+        try:
+            await asyncio.wait_for(handle._proc.wait(), 10.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(handle._proc.pid, signal.SIGKILL)
+            await handle._proc.wait()
+
+    async def _cleanup(self, handle: PodmanContainer, *, force: bool) -> None:
+        for fwd in handle._forwarders:
+            await fwd.close()
+        handle._forwarders.clear()
+        if force or handle._proc.returncode is None:
+            await self.remove(handle.name)
+            await self._reap(handle)
+        for task in handle._readers:
+            task.cancel()
+        if handle._own_work_dir:
+            await asyncio.to_thread(shutil.rmtree, handle._work_dir, True)
+
+    def _classify(
+        self, handle: PodmanContainer, timed_out: bool, finished_at: float
+    ) -> ContainerResult:
+        spec, logs = handle.spec, handle._logs
+        rc = handle._proc.returncode
+        status: ContainerStatus
+        if timed_out:
+            status, reason = "timed_out", "deadline reached; the container was killed"
+        elif handle._stopped:
+            status, reason = "stopped", "stopped by the node"
+        elif rc in _PODMAN_ERROR_EXITS and _podman_error(handle._stderr_tail):
+            status, reason = "failed_to_start", _start_failure(handle._stderr_tail[-1], spec)
+        elif rc == 137:
+            status = "oom_killed"
+            reason = (
+                f"killed with SIGKILL (exit 137): the memory limit of "
+                f"{spec.memory_bytes // MiB} MiB was most likely exceeded"
+            )
+        else:
+            status, reason = "exited", f"exited with code {rc}"
+        if logs.truncated:
+            reason += f"; logs truncated at {logs.limit} bytes"
+        return ContainerResult(
+            name=handle.name,
+            status=status,
+            exit_code=None if status in ("failed_to_start", "timed_out") else rc,
+            reason=reason,
+            stdout_bytes=logs.counts["stdout"],
+            stderr_bytes=logs.counts["stderr"],
+            truncated=logs.truncated,
+            started_at=handle.started_at,
+            finished_at=finished_at,
+        )
+
+    async def stop(self, handle: PodmanContainer, *, grace_s: float = 0.0) -> ContainerResult:
+        """Stop a started container (SIGTERM, then SIGKILL after ``grace_s``) and clean up."""
+        if handle._result is not None:
+            return handle._result
+        handle._stopped = True
+        if handle._proc.returncode is None:
+            await self._podman("stop", "--ignore", "--time", str(int(grace_s)), handle.name)
+        return await self.wait(handle)
+
+    async def run(
+        self, spec: ContainerSpec, *, deadline_s: float, on_log: LogCallback | None = None
+    ) -> ContainerResult:
+        """Run ``spec`` to the end or the deadline, streaming logs; remove everything after.
+
+        Example::
+
+            result = await runtime.run(spec, deadline_s=60)
+            print(result.status, result.exit_code, result.reason)
+        """
+        handle = await self.start(spec, on_log=on_log)
+        return await self.wait(handle, deadline_s=deadline_s)
+
+    async def exec(
+        self, handle: PodmanContainer, argv: list[str], *, timeout_s: float = 5.0
+    ) -> ExecResult:
+        """Run ``argv`` in the running container as its user (a health check).
+
+        Example::
+
+            ok = (await runtime.exec(svc, ["nc", "-z", "127.0.0.1", "8080"])).exit_code == 0
+        """
+        try:
+            rc, out, err = await self._podman("exec", handle.name, *argv, timeout_s=timeout_s)
+        except PodmanUnavailable as exc:
+            return ExecResult(exit_code=-1, output=exc.message, timed_out=True)
+        return ExecResult(exit_code=rc, output=(out + err)[-65536:])
+
+
+def _numeric_user(user: str) -> tuple[int | None, int | None]:
+    uid, _, gid = user.partition(":")
+    return (
+        int(uid) if uid.isdigit() else None,
+        int(gid) if gid.isdigit() else None,
+    )
+
+
+def _podman_error(tail: deque[str]) -> bool:
+    return bool(tail) and tail[-1].startswith("Error: ")
+
+
+def _start_failure(line: str, spec: ContainerSpec) -> str:
+    msg = line.removeprefix("Error: ").strip()
+    if "image not known" in msg or "no such image" in msg.lower():
+        return f"image {spec.image} is not on this node (nothing is pulled): {msg}"
+    if "executable file not found" in msg or "no such file or directory" in msg:
+        return f"the command was not found in the image: {msg}"
+    return f"the container failed to start: {msg}"
+
+
+async def _read_stream(
+    stream: asyncio.StreamReader,
+    name: LogStream,
+    logs: _LogState,
+    on_log: LogCallback | None,
+    tail: deque[str] | None,
+) -> None:
+    """Forward ``stream`` line by line within the byte budget; drain (and count) the rest."""
+    pending = b""
+    while True:
+        chunk = await stream.read(_READ_CHUNK)
+        if not chunk:
+            break
+        logs.counts[name] += len(chunk)
+        pending += chunk
+        lines = pending.split(b"\n")
+        pending = lines.pop()
+        if len(pending) > MAX_LINE_BYTES:  # a line without end is cut into pieces
+            lines.append(pending)
+            pending = b""
+        for line in lines:
+            _emit(line, name, logs, on_log, tail)
+    if pending:
+        _emit(pending, name, logs, on_log, tail)
+
+
+def _emit(
+    line: bytes,
+    name: LogStream,
+    logs: _LogState,
+    on_log: LogCallback | None,
+    tail: deque[str] | None,
+) -> None:
+    text = line.decode(errors="replace")
+    if tail is not None:
+        tail.append(text[:2000])
+    if logs.truncated:
+        return
+    if logs.forwarded + len(line) + 1 > logs.limit:
+        logs.truncated = True
+        return
+    logs.forwarded += len(line) + 1
+    if on_log is None or logs.callback_failed:
+        return
+    try:
+        on_log(name, text)
+    except Exception:
+        logs.callback_failed = True
+        log.exception("log callback failed; further lines are not forwarded")
+
+
+def _collect_outputs(handle: PodmanContainer) -> tuple[tuple[Path, ...], bool]:
+    """Copy regular files matching the spec's output globs out of the work dir, safely.
+
+    Symlinks are never followed (a job could point one at a host file) and the total size
+    is capped by ``output_limit_bytes``.
+    """
+    spec = handle.spec
+    if not spec.outputs or spec.output_dir is None:
+        return (), False
+    root = handle._work_dir
+    dest_root = spec.output_dir
+    dest_root.mkdir(parents=True, exist_ok=True)
+    copied: list[Path] = []
+    total = 0
+    truncated = False
+    seen: set[Path] = set()
+    for pattern in spec.outputs:
+        if PurePosixPath(pattern).is_absolute() or ".." in PurePosixPath(pattern).parts:
+            continue
+        for path in sorted(root.glob(pattern)):
+            files = [path] if not path.is_dir() or path.is_symlink() else sorted(path.rglob("*"))
+            for file in files:
+                if file in seen:
+                    continue
+                seen.add(file)
+                rel = file.relative_to(root)
+                inside = [p for p in [file, *file.parents] if root in p.parents]
+                if any(p.is_symlink() for p in inside):
+                    continue
+                try:
+                    fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                with os.fdopen(fd, "rb") as src:
+                    st = os.fstat(src.fileno())
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    if total + st.st_size > spec.output_limit_bytes:
+                        truncated = True
+                        continue
+                    target = dest_root / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1024 * 1024)
+                    total += st.st_size
+                    copied.append(target)
+    return tuple(copied), truncated
