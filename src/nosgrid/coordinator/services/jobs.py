@@ -1,0 +1,151 @@
+"""Job use cases: each loads through a unit of work, calls a rule, and saves.
+
+Every function here runs inside the caller's :class:`~nosgrid.store.db.UnitOfWork`; the
+caller commits. A rule that raises leaves the transaction to be rolled back, so bad input
+never changes state.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+from nosgrid.core.errors import Forbidden, IllegalTransition, InsufficientFunds
+from nosgrid.core.jobs import state as rules
+from nosgrid.core.jobs.state import Job, JobState, Transition
+from nosgrid.core.ledger import wallet
+from nosgrid.core.markets import MarketParams
+from nosgrid.core.money import format_nos
+from nosgrid.store.db import UnitOfWork
+
+
+def new_job_id() -> str:
+    """A random job id (base32-ish hex, 24 chars)."""
+    return secrets.token_hex(12)
+
+
+def record(uow: UnitOfWork, tr: Transition, *, kind: str, new: bool = False) -> Job:
+    """Persist a transition: the job row, and its postings as one journal entry."""
+    if tr.postings:
+        meta = {"events": [e.name for e in tr.events], "state": tr.job.state.value}
+        uow.ledger.append(kind, tr.job.id, tr.events[-1].at if tr.events else 0,
+                          tr.postings, meta)
+    if new:
+        uow.jobs.add(tr.job)
+    else:
+        uow.jobs.save(tr.job)
+    return tr.job
+
+
+def create_market(uow: UnitOfWork, market: MarketParams, now: int) -> MarketParams:
+    uow.markets.add(market, now)
+    return market
+
+
+def post_job(
+    uow: UnitOfWork,
+    *,
+    client: str,
+    market_name: str,
+    spec_hash: str,
+    spec_body: str,
+    timeout: int,
+    max_price: int | None,
+    now: int,
+    job_id: str | None = None,
+) -> Job:
+    """Escrow the deposit and queue the job. Raises InsufficientFunds if the wallet is short."""
+    market = uow.markets.get(market_name)
+    tr = rules.post(job_id=job_id or new_job_id(), client=client, market=market,
+                    spec_hash=spec_hash, timeout=timeout, max_price=max_price, now=now)
+    have = uow.ledger.balance(wallet(client))
+    if have < tr.job.deposit:
+        raise InsufficientFunds(
+            f"posting needs a deposit of {format_nos(tr.job.deposit)} NOS "
+            f"({format_nos(market.price_per_second)} NOS/s × {timeout}s) but the wallet holds "
+            f"{format_nos(have)} NOS; top up with `nosgrid faucet` or lower the timeout",
+            needed=tr.job.deposit, balance=have,
+        )
+    uow.jobs.put_spec(spec_hash, spec_body)
+    return record(uow, tr, kind="job.posted", new=True)
+
+
+def get_job_for(uow: UnitOfWork, job_id: str, actor: str) -> Job:
+    """Load a job that ``actor`` may see: its client or its node."""
+    job = uow.jobs.get(job_id)
+    if actor not in (job.client, job.node):
+        raise Forbidden(f"job {job_id} belongs to another key")
+    return job
+
+
+def assign_next(uow: UnitOfWork, node_id: str, markets: Sequence[str], now: int) -> Job | None:
+    """Hand the oldest queued job in one of ``markets`` to ``node_id`` (FIFO)."""
+    if not markets:
+        return None
+    job = uow.jobs.oldest_queued(markets)
+    if job is None:
+        return None
+    uow.nodes.set(node_id, waiting_since=None)
+    return record(uow, rules.assign(job, node_id, now), kind="job.assigned")
+
+
+def _node_job(uow: UnitOfWork, job_id: str, node_id: str) -> Job:
+    job = uow.jobs.get(job_id)
+    if job.node != node_id:
+        raise Forbidden(f"job {job_id} is not assigned to this node")
+    return job
+
+
+def start_job(uow: UnitOfWork, job_id: str, node_id: str, now: int) -> Job:
+    return record(uow, rules.start(_node_job(uow, job_id, node_id), now), kind="job.started")
+
+
+def finish_job(uow: UnitOfWork, job_id: str, node_id: str, now: int, *,
+               seconds_used: int | None, result: dict[str, object]) -> Job:
+    """The node reports success; the job completes and settles at once (local settlement)."""
+    job = record(uow, rules.complete(_node_job(uow, job_id, node_id), now, seconds_used, result),
+                 kind="job.completed")
+    return settle_job(uow, job, now)
+
+
+def fail_job(uow: UnitOfWork, job_id: str, node_id: str, now: int, *, fault: rules.Fault,
+             reason: str, seconds_used: int | None = None, timed_out: bool = False) -> Job:
+    job = _node_job(uow, job_id, node_id)
+    tr = (rules.time_out(job, now, fault=fault) if timed_out
+          else rules.fail(job, now, fault=fault, reason=reason, seconds_used=seconds_used))
+    return settle_job(uow, record(uow, tr, kind="job.failed"), now)
+
+
+def cancel_job(uow: UnitOfWork, job_id: str, client: str, now: int) -> Job:
+    job = uow.jobs.get(job_id)
+    if job.client != client:
+        raise Forbidden(f"job {job_id} belongs to another key")
+    if not rules.can(job, "cancel"):
+        raise IllegalTransition(f"job {job_id} is already {job.state.value}; nothing to cancel")
+    return settle_job(uow, record(uow, rules.cancel(job, now), kind="job.cancelled"), now)
+
+
+def settle_job(uow: UnitOfWork, job: Job, now: int) -> Job:
+    return record(uow, rules.settle(job, now), kind="job.settled")
+
+
+def requeue_or_refund(uow: UnitOfWork, job: Job, now: int, reason: str,
+                      max_attempts: int = 3) -> Job:
+    """A job whose node vanished goes back to the queue, or is refunded after max attempts."""
+    if job.attempts < max_attempts:
+        return record(uow, rules.requeue(job, now, reason), kind="job.requeued")
+    return settle_job(uow, record(uow, rules.time_out(job, now, fault="node"),
+                                  kind="job.failed"), now)
+
+
+def expire_overdue(uow: UnitOfWork, now: int, grace: int = 30) -> list[Job]:
+    """Jobs running past their deadline (+ grace for the node's report) end as timed out.
+
+    The node never reported, so it is the node's fault: full refund.
+    """
+    ended = []
+    for job in uow.jobs.in_states([JobState.RUNNING]):
+        if job.deadline is not None and now > job.deadline + grace:
+            tr = rules.time_out(job, now, fault="node")
+            ended.append(settle_job(uow, record(uow, tr, kind="job.failed"), now))
+    return ended

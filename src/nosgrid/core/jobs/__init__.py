@@ -1,0 +1,16 @@
+"""Jobs: the lifecycle state machine (``state``) and the job definition (``spec``)."""
+
+from nosgrid.core.jobs.state import (
+    OPEN,
+    TERMINAL,
+    TRANSITIONS,
+    Event,
+    Job,
+    JobState,
+    Payout,
+    Transition,
+    payout,
+)
+
+__all__ = ["OPEN", "TERMINAL", "TRANSITIONS", "Event", "Job", "JobState", "Payout",
+           "Transition", "payout"]

@@ -1,0 +1,275 @@
+"""The job lifecycle: an explicit transition table and one pure function per transition.
+
+::
+
+    queued ──assign──► assigned ──start──► running ──complete──► completed ─┐
+      ▲  │                │  │               │  │                          │
+      │  └──cancel──┐     │  └─requeue─┐     │  ├──fail──────► failed ─────┤
+      └─────────────┼─────┴────────────┘◄────┘  ├──time_out──► timed_out ──┼─settle─► settled
+                    ▼                           └──cancel────► cancelled ──┘
+                 cancelled        (completed ──► verifying ──► disputed: audits)
+
+Each function takes the job, the market terms it was posted under and ``now`` (unix
+seconds, passed in) and returns a :class:`Transition`: the new job, events in the past
+tense and the ledger postings the step implies. Only ``post`` and ``settle`` move money.
+
+Who pays for what (the rule, and why):
+
+* **post**: the deposit is ``price_per_second × timeout`` capped by ``max_price``; it
+  moves from the client's wallet into the job's escrow.
+* **completed**: the node earns ``price_per_second × seconds used`` (never above the
+  deposit); the treasury takes ``fee_bps`` of that, the node gets the rest; the unused
+  deposit goes back to the client.
+* **cancelled**: before the job starts, a full refund. While running, the client pays
+  for the seconds used so far, like completion: the node did that work on request.
+* **failed / timed_out with fault "client"** (the job's own program exited non-zero,
+  was killed for exceeding its memory, or ran past its timeout): the client pays for
+  the seconds used, as with any cloud machine. The node delivered the compute.
+* **failed / timed_out with fault "node"** (image pull error, node crash, node vanished,
+  coordinator-detected deadline with no report): full refund; the node is paid nothing,
+  and the staking rules may slash it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+from nosgrid.core.errors import IllegalTransition, InvalidInput
+from nosgrid.core.ledger import TREASURY, Posting, escrow, wallet
+from nosgrid.core.markets import MarketParams
+from nosgrid.core.money import bps_of
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    VERIFYING = "verifying"
+    DISPUTED = "disputed"
+    SETTLED = "settled"
+
+
+S = JobState
+#: action → states it may start from → the state it leads to
+TRANSITIONS: Final[Mapping[str, tuple[frozenset[JobState], JobState | None]]] = {
+    "assign": (frozenset({S.QUEUED}), S.ASSIGNED),
+    "start": (frozenset({S.ASSIGNED}), S.RUNNING),
+    "complete": (frozenset({S.RUNNING}), S.COMPLETED),
+    "fail": (frozenset({S.ASSIGNED, S.RUNNING}), S.FAILED),
+    "time_out": (frozenset({S.ASSIGNED, S.RUNNING}), S.TIMED_OUT),
+    "cancel": (frozenset({S.QUEUED, S.ASSIGNED, S.RUNNING}), S.CANCELLED),
+    "requeue": (frozenset({S.ASSIGNED, S.RUNNING}), S.QUEUED),
+    "verify": (frozenset({S.COMPLETED}), S.VERIFYING),
+    "dispute": (frozenset({S.VERIFYING}), S.DISPUTED),
+    "settle": (
+        frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.VERIFYING, S.DISPUTED}),
+        S.SETTLED,
+    ),
+}
+TERMINAL: Final = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.SETTLED})
+OPEN: Final = frozenset({S.QUEUED, S.ASSIGNED, S.RUNNING})
+
+Fault = Literal["client", "node"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as the rules see it. Times are unix seconds; money is base units."""
+
+    id: str
+    client: str
+    market: str
+    spec_hash: str
+    timeout: int
+    deposit: int
+    price_per_second: int
+    fee_bps: int
+    stakers_share_bps: int = 0
+    state: JobState = JobState.QUEUED
+    node: str | None = None
+    created_at: int = 0
+    assigned_at: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    seconds_used: int = 0
+    fault: Fault | None = None
+    reason: str = ""
+    attempts: int = 0
+    result: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def deadline(self) -> int | None:
+        """When a running job must have finished (start + timeout)."""
+        return None if self.started_at is None else self.started_at + self.timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to a job (past tense), for logs, metrics and the API."""
+
+    name: str
+    job_id: str
+    at: int
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    job: Job
+    events: tuple[Event, ...] = ()
+    postings: tuple[Posting, ...] = ()
+
+
+def _move(job: Job, action: str, now: int, **changes: Any) -> Job:
+    allowed, target = TRANSITIONS[action]
+    if job.state not in allowed:
+        raise IllegalTransition(
+            f"cannot {action.replace('_', ' ')} job {job.id}: it is {job.state.value}",
+            job_id=job.id,
+            state=job.state.value,
+            action=action,
+        )
+    assert target is not None
+    return replace(job, state=target, **changes)
+
+
+def can(job: Job, action: str) -> bool:
+    """Whether ``action`` is allowed in the job's current state."""
+    return job.state in TRANSITIONS[action][0]
+
+
+def post(
+    *,
+    job_id: str,
+    client: str,
+    market: MarketParams,
+    spec_hash: str,
+    timeout: int,
+    max_price: int | None,
+    now: int,
+) -> Transition:
+    """A client posts a job: escrow its deposit. The caller checks the client can pay."""
+    if not 1 <= timeout <= market.max_timeout:
+        raise InvalidInput(
+            f"timeout {timeout}s is outside the market's range 1..{market.max_timeout}s",
+            field="timeout",
+        )
+    deposit = market.deposit_for(timeout, max_price)
+    job = Job(
+        id=job_id,
+        client=client,
+        market=market.name,
+        spec_hash=spec_hash,
+        timeout=timeout,
+        deposit=deposit,
+        price_per_second=market.price_per_second,
+        fee_bps=market.fee_bps,
+        stakers_share_bps=market.stakers_share_bps,
+        created_at=now,
+    )
+    postings = (Posting(wallet(client), escrow(job_id), deposit),) if deposit else ()
+    return Transition(job, (Event("JobPosted", job_id, now, {"deposit": deposit}),), postings)
+
+
+def assign(job: Job, node: str, now: int) -> Transition:
+    new = _move(job, "assign", now, node=node, assigned_at=now, attempts=job.attempts + 1)
+    return Transition(new, (Event("JobAssigned", job.id, now, {"node": node}),))
+
+
+def start(job: Job, now: int) -> Transition:
+    new = _move(job, "start", now, started_at=now)
+    return Transition(new, (Event("JobStarted", job.id, now, {"node": job.node}),))
+
+
+def _seconds_used(job: Job, now: int, reported: int | None) -> int:
+    """Seconds to bill: what the node reports, bounded by wall time since start and timeout."""
+    if job.started_at is None:
+        return 0
+    wall = max(0, now - job.started_at)
+    used = wall if reported is None else min(max(0, reported), wall + 1)
+    return min(used, job.timeout)
+
+
+def complete(job: Job, now: int, seconds_used: int | None = None,
+             result: Mapping[str, Any] | None = None) -> Transition:
+    used = _seconds_used(job, now, seconds_used)
+    new = _move(job, "complete", now, finished_at=now, seconds_used=used,
+                result=dict(result or {}))
+    return Transition(new, (Event("JobCompleted", job.id, now, {"seconds_used": used}),))
+
+
+def fail(job: Job, now: int, *, fault: Fault, reason: str,
+         seconds_used: int | None = None) -> Transition:
+    used = _seconds_used(job, now, seconds_used) if fault == "client" else 0
+    new = _move(job, "fail", now, finished_at=now, seconds_used=used, fault=fault,
+                reason=reason[:500])
+    return Transition(new, (Event("JobFailed", job.id, now, {"fault": fault, "reason": reason}),))
+
+
+def time_out(job: Job, now: int, *, fault: Fault) -> Transition:
+    used = job.timeout if (fault == "client" and job.started_at is not None) else 0
+    new = _move(job, "time_out", now, finished_at=now, seconds_used=used, fault=fault,
+                reason="the job ran past its timeout" if fault == "client"
+                else "the node did not report before the deadline")
+    return Transition(new, (Event("JobTimedOut", job.id, now, {"fault": fault}),))
+
+
+def cancel(job: Job, now: int, reason: str = "cancelled by the client") -> Transition:
+    used = _seconds_used(job, now, None) if job.state is S.RUNNING else 0
+    new = _move(job, "cancel", now, finished_at=now, seconds_used=used, reason=reason)
+    return Transition(new, (Event("JobCancelled", job.id, now, {"reason": reason}),))
+
+
+def requeue(job: Job, now: int, reason: str) -> Transition:
+    """Give the job back to the queue (its node vanished); the escrow stays."""
+    new = _move(job, "requeue", now, node=None, assigned_at=None, started_at=None,
+                reason=reason)
+    return Transition(new, (Event("JobRequeued", job.id, now, {"reason": reason}),))
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """How a job's deposit is split when it settles."""
+
+    node_pay: int
+    treasury_fee: int
+    stakers_fee: int
+    refund: int
+
+    @property
+    def total(self) -> int:
+        return self.node_pay + self.treasury_fee + self.stakers_fee + self.refund
+
+
+def payout(job: Job) -> Payout:
+    """Split the deposit per the rules in the module docstring."""
+    gross = min(job.price_per_second * job.seconds_used, job.deposit)
+    if (job.state in (S.FAILED, S.TIMED_OUT) and job.fault != "client") or job.node is None:
+        gross = 0
+    fee = bps_of(gross, job.fee_bps)
+    stakers = bps_of(fee, job.stakers_share_bps)
+    return Payout(gross - fee, fee - stakers, stakers, job.deposit - gross)
+
+
+def settle(job: Job, now: int, stakers_account: str = "stakers_pool") -> Transition:
+    """Pay out a finished job from its escrow: node, treasury, stakers, client refund."""
+    pay = payout(job)
+    new = _move(job, "settle", now)
+    src = escrow(job.id)
+    legs = [
+        (wallet(job.node) if job.node else None, pay.node_pay),
+        (TREASURY, pay.treasury_fee),
+        (stakers_account, pay.stakers_fee),
+        (wallet(job.client), pay.refund),
+    ]
+    postings = tuple(Posting(src, dst, amt) for dst, amt in legs if dst and amt > 0)
+    data = {"node_pay": pay.node_pay, "treasury_fee": pay.treasury_fee,
+            "stakers_fee": pay.stakers_fee, "refund": pay.refund}
+    return Transition(new, (Event("JobSettled", job.id, now, data),), postings)

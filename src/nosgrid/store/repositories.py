@@ -1,0 +1,413 @@
+"""Repositories: load and save the rules' plain objects; no business rules here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from nosgrid.core.errors import (
+    AlreadyExists,
+    InsufficientFunds,
+    JobNotFound,
+    LedgerCorrupt,
+    MarketNotFound,
+    NodeNotFound,
+)
+from nosgrid.core.jobs.state import Job, JobState
+from nosgrid.core.ledger import (
+    GENESIS,
+    JournalEntry,
+    Posting,
+    balance_deltas,
+    make_entry,
+)
+from nosgrid.core.markets import HardwareReport, MarketParams
+from nosgrid.core.money import format_nos
+from nosgrid.store import tables as t
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    """A dialect-specific INSERT that supports ON CONFLICT."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+class LedgerRepo:
+    """Balances and the hash-chained journal."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def head(self) -> tuple[int, str] | None:
+        row = self.conn.execute(select(t.ledger_head.c.seq, t.ledger_head.c.hash)).first()
+        return None if row is None else (int(row.seq), str(row.hash))
+
+    def balance(self, account: str) -> int:
+        value = self.conn.execute(
+            select(t.accounts.c.balance).where(t.accounts.c.name == account)
+        ).scalar()
+        return int(value or 0)
+
+    def balances(self, prefix: str | None = None) -> dict[str, int]:
+        query = select(t.accounts.c.name, t.accounts.c.balance)
+        if prefix:
+            query = query.where(t.accounts.c.name.startswith(prefix, autoescape=True))
+        return {r.name: int(r.balance) for r in self.conn.execute(query)}
+
+    def append(
+        self,
+        kind: str,
+        ref: str,
+        at: int,
+        postings: Sequence[Posting],
+        meta: dict[str, Any] | None = None,
+    ) -> JournalEntry:
+        """Apply ``postings`` as the next journal entry, or raise and change nothing.
+
+        Debits are conditional updates (``balance + delta >= 0``), so two writers can never
+        both spend the same balance; the head row update serialises the hash chain.
+        """
+        locked = self.conn.execute(
+            update(t.ledger_head).where(t.ledger_head.c.id == 1)
+            .values(seq=t.ledger_head.c.seq)
+        )
+        if locked.rowcount != 1:
+            raise LedgerCorrupt("the ledger has no genesis entry; open the store with Store.open")
+        head = self.head()
+        assert head is not None
+        entry = make_entry(seq=head[0] + 1, prev_hash=head[1], kind=kind, ref=ref, at=at,
+                           postings=postings, meta=meta)
+        self.append_entry(entry)
+        return entry
+
+    def append_entry(self, entry: JournalEntry) -> None:
+        """Write a prepared entry: balances, journal row, postings, head."""
+        self._apply(entry.postings)
+        self.conn.execute(
+            t.journal.insert().values(
+                seq=entry.seq, hash=entry.hash, prev_hash=entry.prev_hash, kind=entry.kind,
+                ref=entry.ref, at=entry.at,
+                meta=json.dumps(dict(entry.meta), sort_keys=True, separators=(",", ":")),
+            )
+        )
+        if entry.postings:
+            self.conn.execute(
+                t.postings.insert(),
+                [
+                    {"entry_seq": entry.seq, "idx": i, "src": p.src, "dst": p.dst,
+                     "amount": p.amount}
+                    for i, p in enumerate(entry.postings)
+                ],
+            )
+        ins = _insert(self.conn, t.ledger_head).values(id=1, seq=entry.seq, hash=entry.hash)
+        self.conn.execute(
+            ins.on_conflict_do_update(index_elements=["id"],
+                                      set_={"seq": entry.seq, "hash": entry.hash})
+        )
+
+    def _apply(self, postings: Iterable[Posting]) -> None:
+        for account, delta in sorted(balance_deltas(postings).items()):
+            if delta == 0:
+                continue
+            if delta < 0 and account != GENESIS:
+                res = self.conn.execute(
+                    update(t.accounts)
+                    .where(t.accounts.c.name == account, t.accounts.c.balance + delta >= 0)
+                    .values(balance=t.accounts.c.balance + delta)
+                )
+                if res.rowcount != 1:
+                    have = self.balance(account)
+                    raise InsufficientFunds(
+                        f"{account} has {format_nos(have)} NOS but {format_nos(-delta)} NOS "
+                        "is needed",
+                        account=account, balance=have, needed=-delta,
+                    )
+                continue
+            ins = _insert(self.conn, t.accounts).values(name=account, balance=delta)
+            self.conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["name"], set_={"balance": t.accounts.c.balance + delta}
+                )
+            )
+
+    def entries(self, from_seq: int = 0, limit: int | None = None) -> list[JournalEntry]:
+        query = select(t.journal).where(t.journal.c.seq >= from_seq).order_by(t.journal.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = list(self.conn.execute(query))
+        if not rows:
+            return []
+        lo, hi = rows[0].seq, rows[-1].seq
+        by_seq: dict[int, list[Posting]] = {}
+        for p in self.conn.execute(
+            select(t.postings)
+            .where(t.postings.c.entry_seq.between(lo, hi))
+            .order_by(t.postings.c.entry_seq, t.postings.c.idx)
+        ):
+            by_seq.setdefault(int(p.entry_seq), []).append(
+                _raw_posting(str(p.src), str(p.dst), int(p.amount))
+            )
+        return [
+            JournalEntry(
+                seq=int(r.seq), kind=str(r.kind), ref=str(r.ref), at=int(r.at),
+                postings=tuple(by_seq.get(int(r.seq), [])), prev_hash=str(r.prev_hash),
+                hash=str(r.hash), meta=json.loads(r.meta),
+            )
+            for r in rows
+        ]
+
+    def account_journal(
+        self, account: str, *, limit: int = 50, before_seq: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Postings touching ``account``, newest first, with their entry's kind and ref."""
+        query = (
+            select(t.postings, t.journal.c.kind, t.journal.c.ref, t.journal.c.at,
+                   t.journal.c.hash)
+            .join(t.journal, t.journal.c.seq == t.postings.c.entry_seq)
+            .where(or_(t.postings.c.src == account, t.postings.c.dst == account))
+            .order_by(t.postings.c.entry_seq.desc(), t.postings.c.idx.desc())
+            .limit(limit)
+        )
+        if before_seq is not None:
+            query = query.where(t.postings.c.entry_seq < before_seq)
+        return [
+            {
+                "seq": int(r.entry_seq), "kind": r.kind, "ref": r.ref, "at": int(r.at),
+                "src": r.src, "dst": r.dst, "amount": int(r.amount),
+                "delta": int(r.amount) if r.dst == account else -int(r.amount),
+                "entry_hash": r.hash,
+            }
+            for r in self.conn.execute(query)
+        ]
+
+    def count_since(self, kind: str, ref: str, since: int) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count()).select_from(t.journal).where(
+                    t.journal.c.kind == kind, t.journal.c.ref == ref, t.journal.c.at >= since
+                )
+            ).scalar() or 0
+        )
+
+
+def _raw_posting(src: str, dst: str, amount: int) -> Posting:
+    """Rebuild a stored posting without re-validating it, so verify can report bad rows."""
+    p = object.__new__(Posting)
+    object.__setattr__(p, "src", src)
+    object.__setattr__(p, "dst", dst)
+    object.__setattr__(p, "amount", amount)
+    return p
+
+
+_JOB_FIELDS = (
+    "id", "client", "market", "spec_hash", "timeout", "deposit", "price_per_second", "fee_bps",
+    "stakers_share_bps", "node", "created_at", "assigned_at", "started_at", "finished_at",
+    "seconds_used", "fault", "reason", "attempts",
+)
+
+
+def _job_row(job: Job) -> dict[str, Any]:
+    row = {f: getattr(job, f) for f in _JOB_FIELDS}
+    row["state"] = job.state.value
+    row["result"] = json.dumps(dict(job.result), sort_keys=True)
+    return row
+
+
+def _job_from_row(r: Any) -> Job:
+    values = {f: getattr(r, f) for f in _JOB_FIELDS}
+    return Job(state=JobState(r.state), result=json.loads(r.result), **values)
+
+
+class JobRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, job: Job) -> None:
+        self.conn.execute(t.jobs.insert().values(**_job_row(job)))
+
+    def save(self, job: Job) -> None:
+        self.conn.execute(update(t.jobs).where(t.jobs.c.id == job.id).values(**_job_row(job)))
+
+    def get(self, job_id: str) -> Job:
+        row = self.conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()
+        if row is None:
+            raise JobNotFound(f"no job {job_id!r}; `nosgrid job list` shows yours")
+        return _job_from_row(row)
+
+    def list_for_client(
+        self, client: str, *, limit: int = 20, cursor: int | None = None
+    ) -> tuple[list[Job], int | None]:
+        """A page of the client's jobs, newest first, and the cursor of the next page."""
+        query = select(t.jobs).where(t.jobs.c.client == client)
+        if cursor is not None:
+            query = query.where(t.jobs.c.rowid_ < cursor)
+        rows = list(self.conn.execute(query.order_by(t.jobs.c.rowid_.desc()).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_job_from_row(r) for r in rows], (int(rows[-1].rowid_) if more else None)
+
+    def oldest_queued(self, markets: Sequence[str]) -> Job | None:
+        row = self.conn.execute(
+            select(t.jobs)
+            .where(t.jobs.c.state == JobState.QUEUED.value, t.jobs.c.market.in_(markets))
+            .order_by(t.jobs.c.rowid_)
+            .limit(1)
+        ).first()
+        return None if row is None else _job_from_row(row)
+
+    def in_states(self, states: Iterable[JobState], *, node: str | None = None,
+                  limit: int = 1000) -> list[Job]:
+        query = select(t.jobs).where(t.jobs.c.state.in_([s.value for s in states]))
+        if node is not None:
+            query = query.where(t.jobs.c.node == node)
+        return [_job_from_row(r)
+                for r in self.conn.execute(query.order_by(t.jobs.c.rowid_).limit(limit))]
+
+    def count_by_state(self) -> dict[str, int]:
+        rows = self.conn.execute(select(t.jobs.c.state, func.count()).group_by(t.jobs.c.state))
+        return {str(state): int(n) for state, n in rows}
+
+    def put_spec(self, spec_hash: str, body: str) -> None:
+        ins = _insert(self.conn, t.specs).values(hash=spec_hash, body=body)
+        self.conn.execute(ins.on_conflict_do_nothing(index_elements=["hash"]))
+
+    def spec(self, spec_hash: str) -> str | None:
+        value = self.conn.execute(select(t.specs.c.body).where(t.specs.c.hash == spec_hash))
+        return value.scalar()
+
+
+class MarketRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, market: MarketParams, at: int) -> None:
+        if self.find(market.name) is not None:
+            raise AlreadyExists(f"market {market.name!r} already exists")
+        self.conn.execute(t.markets.insert().values(
+            name=market.name, params=market.model_dump_json(), created_at=at))
+
+    def find(self, name: str) -> MarketParams | None:
+        body = self.conn.execute(select(t.markets.c.params).where(t.markets.c.name == name))
+        raw = body.scalar()
+        return None if raw is None else MarketParams.model_validate_json(raw)
+
+    def get(self, name: str) -> MarketParams:
+        market = self.find(name)
+        if market is None:
+            raise MarketNotFound(f"no market {name!r}; `nosgrid market list` shows the markets")
+        return market
+
+    def all(self) -> list[MarketParams]:
+        rows = self.conn.execute(select(t.markets.c.params).order_by(t.markets.c.name))
+        return [MarketParams.model_validate_json(r.params) for r in rows]
+
+
+class NodeRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def upsert(self, node_id: str, hardware: HardwareReport, markets: Sequence[str],
+               at: float) -> None:
+        values = {"hardware": hardware.model_dump_json(), "markets": json.dumps(list(markets)),
+                  "status": "online", "last_heartbeat": at}
+        ins = _insert(self.conn, t.nodes).values(id=node_id, registered_at=int(at), **values)
+        self.conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=values))
+
+    def get(self, node_id: str) -> dict[str, Any]:
+        row = self.conn.execute(select(t.nodes).where(t.nodes.c.id == node_id)).first()
+        if row is None:
+            raise NodeNotFound(f"node {node_id} is not registered; start it with "
+                               "`nosgrid node start`")
+        return {
+            "id": row.id, "hardware": HardwareReport.model_validate_json(row.hardware),
+            "markets": json.loads(row.markets), "status": row.status,
+            "registered_at": row.registered_at, "last_heartbeat": row.last_heartbeat,
+            "waiting_since": row.waiting_since,
+        }
+
+    def set(self, node_id: str, **values: Any) -> None:
+        self.conn.execute(update(t.nodes).where(t.nodes.c.id == node_id).values(**values))
+
+    def stale(self, before: float) -> list[str]:
+        rows = self.conn.execute(select(t.nodes.c.id).where(
+            t.nodes.c.status == "online", t.nodes.c.last_heartbeat < before))
+        return [r.id for r in rows]
+
+    def waiting(self, market: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(select(t.nodes).where(
+            t.nodes.c.status == "online", t.nodes.c.waiting_since.is_not(None)))
+        return [
+            {"id": r.id, "waiting_since": r.waiting_since}
+            for r in rows if market in json.loads(r.markets)
+        ]
+
+    def all(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(select(t.nodes.c.id).order_by(t.nodes.c.id))
+        return [self.get(r.id) for r in rows]
+
+
+class NonceRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def use(self, pubkey: str, nonce: str, at: float) -> bool:
+        """Record a nonce; False if this key used it before (a replay)."""
+        ins = _insert(self.conn, t.nonces).values(pubkey=pubkey, nonce=nonce, at=at)
+        res = self.conn.execute(ins.on_conflict_do_nothing(index_elements=["pubkey", "nonce"]))
+        return res.rowcount == 1
+
+    def forget_before(self, at: float) -> None:
+        self.conn.execute(delete(t.nonces).where(t.nonces.c.at < at))
+
+
+class BlobRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, sha256: str, size: int, owner: str, at: int) -> None:
+        ins = _insert(self.conn, t.blobs).values(sha256=sha256, size=size, owner=owner,
+                                                 created_at=at)
+        self.conn.execute(ins.on_conflict_do_nothing(index_elements=["sha256"]))
+
+    def exists(self, sha256: str) -> bool:
+        row = self.conn.execute(select(t.blobs.c.size).where(t.blobs.c.sha256 == sha256))
+        return row.first() is not None
+
+
+class LogRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def append(self, job_id: str, chunks: Sequence[tuple[str, float, bytes]]) -> int:
+        last = self.conn.execute(
+            select(func.max(t.job_logs.c.seq)).where(t.job_logs.c.job_id == job_id)
+        ).scalar()
+        seq = -1 if last is None else int(last)
+        rows = []
+        for stream, at, data in chunks:
+            seq += 1
+            rows.append({"job_id": job_id, "seq": seq, "stream": stream, "at": at,
+                         "data": data})
+        if rows:
+            self.conn.execute(t.job_logs.insert(), rows)
+        return seq + 1
+
+    def read(self, job_id: str, after: int = -1, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            select(t.job_logs).where(and_(t.job_logs.c.job_id == job_id, t.job_logs.c.seq > after))
+            .order_by(t.job_logs.c.seq).limit(limit)
+        )
+        return [{"seq": r.seq, "stream": r.stream, "at": r.at, "data": bytes(r.data)}
+                for r in rows]
+
+    def total_bytes(self, job_id: str) -> int:
+        value = self.conn.execute(
+            select(func.coalesce(func.sum(func.length(t.job_logs.c.data)), 0))
+            .where(t.job_logs.c.job_id == job_id)
+        ).scalar()
+        return int(value or 0)

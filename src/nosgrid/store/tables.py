@@ -1,0 +1,154 @@
+"""The database schema (SQLAlchemy Core). Alembic's migrations create exactly these tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: one row (id=1): the last journal entry's seq and hash; updating it serialises writers
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("name", String(160), primary_key=True),
+    Column("balance", BigInteger, nullable=False),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("ref", String(160), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("meta", Text, nullable=False),
+    Index("ix_journal_ref", "ref"),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("entry_seq", BigInteger, ForeignKey("journal.seq"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("src", String(160), nullable=False),
+    Column("dst", String(160), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Index("ix_postings_src", "src"),
+    Index("ix_postings_dst", "dst"),
+)
+
+markets = Table(
+    "markets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("params", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+specs = Table(
+    "specs",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("body", Text, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("rowid_", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("client", String(64), nullable=False),
+    Column("market", String(64), nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("node", String(64)),
+    Column("timeout", Integer, nullable=False),
+    Column("deposit", BigInteger, nullable=False),
+    Column("price_per_second", BigInteger, nullable=False),
+    Column("fee_bps", Integer, nullable=False),
+    Column("stakers_share_bps", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("assigned_at", BigInteger),
+    Column("started_at", BigInteger),
+    Column("finished_at", BigInteger),
+    Column("seconds_used", Integer, nullable=False),
+    Column("fault", String(16)),
+    Column("reason", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("result", Text, nullable=False),
+    Index("ix_jobs_client", "client", "rowid_"),
+    Index("ix_jobs_state_market", "state", "market", "rowid_"),
+    Index("ix_jobs_node", "node", "state"),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("hardware", Text, nullable=False),
+    Column("markets", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("registered_at", BigInteger, nullable=False),
+    Column("last_heartbeat", Float, nullable=False),
+    Column("waiting_since", Float),
+)
+
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("pubkey", String(64), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("at", Float, nullable=False),
+    Index("ix_nonces_at", "at"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+job_logs = Table(
+    "job_logs",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("stream", String(8), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+faucet_grants = Table(
+    "faucet_grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pubkey", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_faucet_pubkey_at", "pubkey", "at"),
+)

@@ -1,0 +1,164 @@
+"""The store on a real SQLite file: scenarios, atomicity, concurrency, verification."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from nosgrid.coordinator.services import accounts
+from nosgrid.coordinator.services import jobs as svc
+from nosgrid.core.errors import InsufficientFunds, InvalidInput, NosgridError
+from nosgrid.core.ledger import Posting, wallet
+from nosgrid.core.markets import MarketParams
+from nosgrid.core.money import parse_nos
+from nosgrid.store.db import Store
+from nosgrid.store.tables import metadata
+from scenario_runner import SCENARIOS, run
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(tmp_path / "nosgrid.db")
+
+
+class StoreDriver:
+    """Runs a golden scenario through the service layer and a real SQLite file."""
+
+    def __init__(self, store: Store, market: MarketParams, client_funds: int) -> None:
+        self.store = store
+        with store.uow() as uow:
+            svc.create_market(uow, market, 0)
+            accounts.faucet(uow, "CLIENT", client_funds, 0, cap_per_hour=10**15)
+            uow.commit()
+
+    def step(self, s: dict[str, Any]) -> None:
+        at = int(s["at"])
+        with self.store.uow() as uow:
+            do = s["do"]
+            if do == "post":
+                svc.post_job(uow, client="CLIENT", market_name="cpu", spec_hash="0" * 64,
+                             spec_body="{}", timeout=s["timeout"],
+                             max_price=parse_nos(s["max_price"]) if s.get("max_price") else None,
+                             now=at, job_id=s["job"])
+            elif do == "assign":
+                job = uow.jobs.get(s["job"])
+                svc.record(uow, svc.rules.assign(job, s.get("node", "NODE"), at),
+                           kind="job.assigned")
+            elif do == "start":
+                svc.start_job(uow, s["job"], "NODE", at)
+            elif do == "complete":
+                svc.finish_job(uow, s["job"], "NODE", at, seconds_used=s.get("seconds_used"),
+                               result={})
+            elif do == "fail":
+                svc.fail_job(uow, s["job"], "NODE", at, fault=s["fault"], reason="failed",
+                             seconds_used=s.get("seconds_used"))
+            elif do == "cancel":
+                svc.cancel_job(uow, s["job"], "CLIENT", at)
+            elif do == "expire":
+                svc.expire_overdue(uow, at)
+            uow.commit()
+
+    def state_of(self, job_id: str) -> str | None:
+        with self.store.uow(write=False) as uow:
+            try:
+                return uow.jobs.get(job_id).state.value
+            except NosgridError:
+                return None
+
+    def balance(self, account: str) -> int:
+        with self.store.uow(write=False) as uow:
+            return uow.ledger.balance(account)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_on_store(path: Path, tmp_path: Path) -> None:
+    store = Store.open(tmp_path / f"{path.stem}.db")
+    run(path, lambda market, funds: StoreDriver(store, market, funds))
+    with store.uow(write=False) as uow:
+        report = accounts.verify_ledger(uow)
+    assert report.ok, report.problems
+
+
+def test_migrations_match_the_tables(store: Store) -> None:
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_a_failed_use_case_changes_nothing(store: Store) -> None:
+    with store.uow() as uow:
+        svc.create_market(uow, MarketParams(name="cpu", price_per_second=10), 0)
+        accounts.faucet(uow, "alice", 1_000, 0)
+        uow.commit()
+    with store.uow(write=False) as uow:
+        before = (uow.ledger.balances(), uow.ledger.head(), uow.jobs.count_by_state())
+    for bad in [dict(timeout=10**6), dict(timeout=3600, max_price=None)]:
+        with pytest.raises((InvalidInput, InsufficientFunds)), store.uow() as uow:
+            svc.post_job(uow, client="alice", market_name="cpu", spec_hash="h", spec_body="{}",
+                         now=1, max_price=bad.get("max_price"), timeout=int(bad["timeout"]))
+            uow.commit()
+    with pytest.raises(InsufficientFunds), store.uow() as uow:
+        # the first posting would apply, the second cannot: the whole entry rolls back
+        uow.ledger.append("x", "", 1, [Posting(wallet("alice"), "treasury", 500),
+                                       Posting(wallet("alice"), "treasury", 501)])
+        uow.commit()
+    with store.uow(write=False) as uow:
+        assert (uow.ledger.balances(), uow.ledger.head(), uow.jobs.count_by_state()) == before
+
+
+def test_two_writers_never_both_spend_the_same_balance(store: Store) -> None:
+    with store.uow() as uow:
+        accounts.faucet(uow, "alice", 100, 0)
+        uow.commit()
+    results: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def spend() -> None:
+        barrier.wait()
+        try:
+            with store.uow() as uow:
+                uow.ledger.append("spend", "", 1, [Posting(wallet("alice"), "treasury", 30)])
+                uow.commit()
+            results.append("ok")
+        except InsufficientFunds:
+            results.append("short")
+
+    threads = [threading.Thread(target=spend) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(results) == ["ok"] * 3 + ["short"] * 5
+    with store.uow(write=False) as uow:
+        assert uow.ledger.balance(wallet("alice")) == 10
+        assert accounts.verify_ledger(uow).ok
+
+
+def test_verify_detects_a_corrupted_row(store: Store) -> None:
+    with store.uow() as uow:
+        accounts.faucet(uow, "alice", 5, 0)
+        uow.commit()
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE postings SET amount = amount + 1 WHERE entry_seq = 1"))
+    with store.uow(write=False) as uow:
+        report = accounts.verify_ledger(uow)
+    assert not report.ok
+    assert any("hash does not match" in p for p in report.problems)
+    assert any("stored balance" in p for p in report.problems)
+
+
+def test_faucet_is_capped_per_hour(store: Store) -> None:
+    with store.uow() as uow:
+        accounts.faucet(uow, "bob", parse_nos("9000"), 0)
+        uow.commit()
+    with pytest.raises(NosgridError, match="per key per hour"), store.uow() as uow:
+        accounts.faucet(uow, "bob", parse_nos("2000"), 100)
+    with store.uow() as uow:
+        accounts.faucet(uow, "bob", parse_nos("2000"), 3601)
+        uow.commit()

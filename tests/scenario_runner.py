@@ -1,0 +1,107 @@
+"""Replays the golden scenarios in tests/scenarios/ against the pure rules or the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nosgrid.core.errors import NosgridError
+from nosgrid.core.jobs import state as rules
+from nosgrid.core.jobs.state import Job, JobState, Transition
+from nosgrid.core.ledger import (
+    Posting,
+    check_postings,
+    default_allocations,
+    genesis_entry,
+    replay,
+)
+from nosgrid.core.markets import MarketParams
+from nosgrid.core.money import parse_nos
+
+SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
+
+
+class PureDriver:
+    """Runs a scenario on the rules alone: a balance dict and Job objects."""
+
+    def __init__(self, market: MarketParams, client_funds: int) -> None:
+        self.market = market
+        self.balances = replay([genesis_entry(default_allocations(), at=0)])
+        self.jobs: dict[str, Job] = {}
+        self.balances.update(check_postings(
+            self.balances, [Posting("alloc:community", "wallet:CLIENT", client_funds)]))
+
+    def _apply(self, tr: Transition) -> Job:
+        self.balances.update(check_postings(self.balances, tr.postings))
+        if tr.job.id:
+            self.jobs[tr.job.id] = tr.job
+        return tr.job
+
+    def _settle_if_done(self, job: Job, at: int) -> None:
+        if job.state in rules.TERMINAL and job.state is not JobState.SETTLED:
+            self._apply(rules.settle(job, at))
+
+    def step(self, s: dict[str, Any]) -> None:
+        at, do = int(s["at"]), s["do"]
+        if do == "post":
+            max_price = parse_nos(s["max_price"]) if s.get("max_price") else None
+            tr = rules.post(job_id=s["job"], client="CLIENT", market=self.market,
+                            spec_hash="0" * 64, timeout=s["timeout"], max_price=max_price,
+                            now=at)
+            self._apply(tr)
+            return
+        if do == "expire":
+            for job in list(self.jobs.values()):
+                if (job.state is JobState.RUNNING and job.deadline is not None
+                        and at > job.deadline + 30):
+                    self._settle_if_done(self._apply(rules.time_out(job, at, fault="node")), at)
+            return
+        job = self.jobs[s["job"]]
+        actions: dict[str, Callable[[], Transition]] = {
+            "assign": lambda: rules.assign(job, s.get("node", "NODE"), at),
+            "start": lambda: rules.start(job, at),
+            "complete": lambda: rules.complete(job, at, s.get("seconds_used")),
+            "fail": lambda: rules.fail(job, at, fault=s["fault"], reason="failed",
+                                       seconds_used=s.get("seconds_used")),
+            "cancel": lambda: rules.cancel(job, at),
+        }
+        self._settle_if_done(self._apply(actions[do]()), at)
+
+    def state_of(self, job_id: str) -> str | None:
+        job = self.jobs.get(job_id)
+        return None if job is None else job.state.value
+
+    def balance(self, account: str) -> int:
+        return self.balances.get(account, 0)
+
+
+def run(path: Path, make_driver: Callable[[MarketParams, int], Any]) -> Any:
+    """Run every step, checking expected errors, then the expected end state."""
+    sc = load(path)
+    driver = make_driver(MarketParams(**sc["market"]), parse_nos(sc["client_funds"]))
+    for s in sc["steps"]:
+        before = {a: driver.balance(a) for a in sc["expect"]["balances"]}
+        if "error" in s:
+            try:
+                driver.step(s)
+            except NosgridError as err:
+                assert err.code == s["error"], f"{path.name}: {s} raised {err.code}"
+            else:
+                raise AssertionError(f"{path.name}: step {s} should fail with {s['error']}")
+            after = {a: driver.balance(a) for a in sc["expect"]["balances"]}
+            assert before == after, f"{path.name}: failed step {s} changed balances"
+        else:
+            driver.step(s)
+    for job_id, state in sc["expect"]["jobs"].items():
+        assert driver.state_of(job_id) == state, f"{path.name}: {job_id}"
+    for job_id in sc["expect"].get("missing_jobs", []):
+        assert driver.state_of(job_id) is None, f"{path.name}: {job_id} should not exist"
+    for account, amount in sc["expect"]["balances"].items():
+        assert driver.balance(account) == parse_nos(amount), f"{path.name}: {account}"
+    return driver
