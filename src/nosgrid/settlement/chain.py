@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
-import httpx
+from solana.exceptions import SolanaRpcException
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment
 from solana.rpc.core import RPCException
@@ -429,7 +429,7 @@ class RpcChain(_ChainBase):
                     return prepared.signature
                 raise error_from_transaction(failure.data.err, failure.data.logs or []) from exc
             raise TransactionFailed(f"Solana RPC refused the transaction: {failure}") from exc
-        except (OSError, httpx.HTTPError) as exc:
+        except (OSError, SolanaRpcException) as exc:
             raise SettlementFailed(f"cannot reach Solana RPC at {self.url}: {exc}") from exc
         try:
             statuses = await self.client.confirm_transaction(
@@ -513,5 +513,5 @@ class RpcChain(_ChainBase):
             return await pending
         except RPCException as exc:
             raise SettlementFailed(f"Solana RPC {method} failed: {exc}") from exc
-        except (OSError, httpx.HTTPError) as exc:
+        except (OSError, SolanaRpcException) as exc:
             raise SettlementFailed(f"cannot reach Solana RPC at {self.url}: {exc}") from exc
