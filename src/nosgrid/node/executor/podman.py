@@ -568,9 +568,9 @@ async def _read_stream(
         pending += chunk
         lines = pending.split(b"\n")
         pending = lines.pop()
-        if len(pending) > MAX_LINE_BYTES:  # a line without end is cut into pieces
-            lines.append(pending)
-            pending = b""
+        while len(pending) > MAX_LINE_BYTES:  # a line without end is cut into pieces
+            lines.append(pending[:MAX_LINE_BYTES])
+            pending = pending[MAX_LINE_BYTES:]
         for line in lines:
             _emit(line, name, logs, on_log, tail)
     if pending:
