@@ -116,13 +116,28 @@ def spec_hash(defn: JobDefinition) -> str:
 
 def job_definition_schema() -> dict[str, Any]:
     """The JSON Schema of a job definition (what ``schemas/job-spec.schema.json`` holds)."""
-    schema = JobDefinition.model_json_schema(by_alias=True, mode="validation")
+    schema = _without_nulls(JobDefinition.model_json_schema(by_alias=True, mode="validation"))
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
 def job_definition_schema_text() -> str:
     """:func:`job_definition_schema` as the exact text of the committed schema file."""
     return json.dumps(job_definition_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _without_nulls(node: Any) -> Any:
+    """Optional keys are left out, never null (as in Nosana's validators): say so."""
+    if isinstance(node, list):
+        return [_without_nulls(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _without_nulls(value) for key, value in node.items()}
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options and out.get("default", 0) is None:
+        kept = [option for option in options if option != {"type": "null"}]
+        del out["default"], out["anyOf"]
+        out.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+    return out
 
 
 # --- parsing ---------------------------------------------------------------------------

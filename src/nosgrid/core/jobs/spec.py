@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -53,7 +54,11 @@ def _expose_string(value: str) -> str:
     raise ValueError("expected a literal like '%%ops.ID.results.KEY%%' or a port range 'start-end'")
 
 
-ExposeString = Annotated[str, AfterValidator(_expose_string)]
+ExposeString = Annotated[
+    str,
+    AfterValidator(_expose_string),
+    WithJsonSchema({"type": "string", "pattern": r"^(%%(ops|global)\.[^%]+%%|[0-9]+-[0-9]+)$"}),
+]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
