@@ -29,8 +29,6 @@ def build_test(
         console.print(f"building {name} …")
         images.build_test_images(names=(name,))
         console.print(f"[green]built[/] {name}")
-    if not if_missing:
-        return
     console.print(f"test images ready ({time.monotonic() - started:.1f} s)", highlight=False)
 
 
