@@ -41,7 +41,8 @@ def list_cmd(
     if as_json:
         print_json([row.__dict__ for row in rows])
         return
-    table = Table("image", "id", "size", "created")
+    table = Table("id", "size", "created")
+    table.add_column("image", no_wrap=True)
     for row in rows:
-        table.add_row(row.name, row.image_id, f"{row.size_bytes / 1e6:.1f} MB", row.created)
+        table.add_row(row.image_id, f"{row.size_bytes / 1e6:.1f} MB", row.created, row.name)
     console.print(table)
