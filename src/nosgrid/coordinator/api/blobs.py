@@ -1,0 +1,35 @@
+"""Routes: content-addressed blobs (job inputs and outputs), streamed to and from disk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.blobs import check_sha256
+
+router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
+
+
+@router.put("/{sha256}", status_code=201)
+async def upload(sha256: str, request: Request, coord: Coord, signer: Signer) -> dict[str, Any]:
+    """Upload raw bytes; the server checks they hash to ``sha256`` (signature covers them)."""
+    check_sha256(sha256)
+    body = await request.body()  # already read (and size-capped) to check the signature
+
+    async def one_chunk() -> Any:
+        yield body
+
+    size = await coord.blobs.put_stream(sha256, one_chunk())
+    with coord.store.uow() as uow:
+        uow.blobs.add(sha256, size, signer, int(coord.now()))
+        uow.commit()
+    return {"sha256": sha256, "size": size}
+
+
+@router.get("/{sha256}")
+async def download(sha256: str, coord: Coord, signer: Signer) -> FileResponse:
+    return FileResponse(coord.blobs.open(check_sha256(sha256)),
+                        media_type="application/octet-stream")

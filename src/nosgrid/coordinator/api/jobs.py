@@ -1,0 +1,190 @@
+"""Routes: jobs for clients (post, list, get, cancel, logs, result) and nodes (reports)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.api.schemas import (
+    FailRequest,
+    FinishRequest,
+    LogsRequest,
+    PostJobRequest,
+    job_view,
+)
+from nosgrid.coordinator.services import jobs as job_services
+from nosgrid.core.errors import InvalidInput
+from nosgrid.core.jobs.load import canonical_json, load_job_definition, parse_job_definition
+from nosgrid.core.jobs.load import spec_hash as hash_of
+from nosgrid.core.jobs.state import OPEN
+from nosgrid.core.money import parse_nos
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+DEFAULT_TIMEOUT_S = 600
+
+
+@router.post("", status_code=201)
+async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+    if (body.spec is None) == (body.spec_text is None):
+        raise InvalidInput("send the job definition as exactly one of `spec` or `spec_text`")
+    defn = (parse_job_definition(body.spec) if body.spec is not None
+            else load_job_definition(body.spec_text or ""))
+    extra = defn.meta.nosgrid if defn.meta and defn.meta.nosgrid else None
+    market = body.market or (extra.market if extra else None)
+    if not market:
+        raise InvalidInput("name a market (--market, or meta.nosgrid.market in the definition)")
+    max_price = (parse_nos(body.max_price) if body.max_price is not None
+                 else (extra.max_price_base_units if extra else None))
+    with coord.store.uow() as uow:
+        params = uow.markets.get(market)
+        timeout = body.timeout or (extra.timeout if extra else None) or min(
+            DEFAULT_TIMEOUT_S, params.max_timeout)
+        job = job_services.post_job(
+            uow, client=signer, market_name=market, spec_hash=hash_of(defn),
+            spec_body=canonical_json(defn).decode(), timeout=timeout, max_price=max_price,
+            now=int(coord.now()))
+        uow.commit()
+    coord.metrics.jobs.labels("posted").inc()
+    coord.notifier.notify(market)
+    return job_view(job)
+
+
+@router.get("")
+async def list_jobs(coord: Coord, signer: Signer, limit: int = Query(20, ge=1, le=200),
+                    cursor: int | None = Query(None, ge=0)) -> dict[str, Any]:
+    with coord.store.uow(write=False) as uow:
+        jobs, nxt = uow.jobs.list_for_client(signer, limit=limit, cursor=cursor)
+    return {"jobs": [job_view(j) for j in jobs], "next": nxt}
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+    with coord.store.uow(write=False) as uow:
+        return job_view(job_services.get_job_for(uow, job_id, signer))
+
+
+@router.get("/{job_id}/spec")
+async def get_spec(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+    with coord.store.uow(write=False) as uow:
+        job = job_services.get_job_for(uow, job_id, signer)
+        spec = uow.jobs.spec(job.spec_hash)
+    return {"spec_hash": job.spec_hash, "spec": json.loads(spec or "{}")}
+
+
+@router.get("/{job_id}/result")
+async def get_result(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+    with coord.store.uow(write=False) as uow:
+        job = job_services.get_job_for(uow, job_id, signer)
+    return {"id": job.id, "state": job.state.value, "result": dict(job.result),
+            "reason": job.reason}
+
+
+@router.post("/{job_id}/cancel")
+async def cancel(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+    with coord.store.uow() as uow:
+        job = job_services.cancel_job(uow, job_id, signer, int(coord.now()))
+        uow.commit()
+    coord.wake_logs(job_id)
+    return job_view(job)
+
+
+@router.post("/{job_id}/start")
+async def start(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+    with coord.store.uow() as uow:
+        job = job_services.start_job(uow, job_id, signer, int(coord.now()))
+        uow.commit()
+    return job_view(job)
+
+
+@router.post("/{job_id}/finish")
+async def finish(job_id: str, body: FinishRequest, coord: Coord,
+                 signer: Signer) -> dict[str, Any]:
+    result = {"exit_code": body.exit_code, "outputs": [o.model_dump() for o in body.outputs],
+              "results": body.results}
+    if len(json.dumps(result)) > 256_000:
+        raise InvalidInput("the result is larger than 256 kB; upload big outputs as blobs")
+    with coord.store.uow() as uow:
+        job = job_services.finish_job(uow, job_id, signer, int(coord.now()),
+                                      seconds_used=body.seconds_used, result=result)
+        uow.commit()
+    coord.metrics.jobs.labels("completed").inc()
+    coord.wake_logs(job_id)
+    return job_view(job)
+
+
+@router.post("/{job_id}/fail")
+async def fail(job_id: str, body: FailRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+    with coord.store.uow() as uow:
+        job = job_services.fail_job(uow, job_id, signer, int(coord.now()), fault=body.fault,
+                                    reason=body.reason, seconds_used=body.seconds_used,
+                                    timed_out=body.timed_out)
+        uow.commit()
+    coord.metrics.jobs.labels("failed").inc()
+    coord.wake_logs(job_id)
+    return job_view(job)
+
+
+@router.post("/{job_id}/logs")
+async def push_logs(job_id: str, body: LogsRequest, coord: Coord,
+                    signer: Signer) -> dict[str, Any]:
+    now = coord.now()
+    with coord.store.uow() as uow:
+        job = job_services.get_job_for(uow, job_id, signer)
+        if job.node != signer:
+            raise InvalidInput("only the job's node sends its logs")
+        room = coord.settings.max_log_bytes_per_job - uow.logs.total_bytes(job_id)
+        chunks, truncated = [], False
+        for c in body.chunks:
+            data = c.data.encode()
+            if len(data) > room:
+                truncated = True
+                break
+            room -= len(data)
+            chunks.append((c.stream, c.at or now, data))
+        count = uow.logs.append(job_id, chunks)
+        uow.commit()
+    coord.wake_logs(job_id)
+    return {"stored": len(chunks), "next_seq": count, "truncated": truncated}
+
+
+@router.get("/{job_id}/logs")
+async def read_logs(job_id: str, coord: Coord, signer: Signer, after: int = Query(-1, ge=-1),
+                    follow: bool = False) -> Any:
+    """Log chunks after ``after``; with ``follow`` a stream of NDJSON until the job ends."""
+    with coord.store.uow(write=False) as uow:
+        job_services.get_job_for(uow, job_id, signer)
+        chunks = uow.logs.read(job_id, after)
+    if not follow:
+        return {"chunks": [_chunk(c) for c in chunks],
+                "next": chunks[-1]["seq"] if chunks else after}
+
+    async def stream() -> AsyncIterator[bytes]:
+        cursor = after
+        while True:
+            event = coord.log_events[job_id]
+            with coord.store.uow(write=False) as uow:
+                new = uow.logs.read(job_id, cursor)
+                state = uow.jobs.get(job_id).state
+            for c in new:
+                cursor = c["seq"]
+                yield (json.dumps(_chunk(c)) + "\n").encode()
+            if state not in OPEN and not new:
+                yield (json.dumps({"end": True, "state": state.value}) + "\n").encode()
+                return
+            if not new:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), 5.0)
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+def _chunk(c: dict[str, Any]) -> dict[str, Any]:
+    return {"seq": c["seq"], "stream": c["stream"], "at": c["at"],
+            "data": c["data"].decode("utf-8", "replace")}

@@ -1,0 +1,43 @@
+"""Routes: markets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.services import jobs as job_services
+from nosgrid.core.errors import Forbidden
+from nosgrid.core.markets import MarketParams, parse_market_params
+
+router = APIRouter(prefix="/v1/markets", tags=["markets"])
+
+
+@router.get("")
+async def list_markets(coord: Coord) -> list[MarketParams]:
+    with coord.store.uow(write=False) as uow:
+        return uow.markets.all()
+
+
+@router.get("/{name}")
+async def show_market(name: str, coord: Coord) -> dict[str, Any]:
+    with coord.store.uow(write=False) as uow:
+        market = uow.markets.get(name)
+        nodes = [n for n in uow.nodes.all() if name in n["markets"]]
+    return {
+        **market.model_dump(),
+        "nodes_online": sum(1 for n in nodes if n["status"] == "online"),
+        "nodes_waiting": coord.notifier.waiting(name),
+    }
+
+
+@router.post("", status_code=201)
+async def create_market(params: dict[str, Any], coord: Coord, signer: Signer) -> MarketParams:
+    if signer not in coord.settings.admin_keys:
+        raise Forbidden("only the coordinator's admin keys may create markets")
+    market = parse_market_params(params)
+    with coord.store.uow() as uow:
+        job_services.create_market(uow, market, int(coord.now()))
+        uow.commit()
+    return market

@@ -1,0 +1,68 @@
+"""Routes: node registration, heartbeats and the long-poll for work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter
+
+from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.api.schemas import PollRequest, RegisterRequest, job_view
+from nosgrid.coordinator.services import nodes as node_services
+from nosgrid.core.ledger import stake_vault
+
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+
+
+@router.post("/register")
+async def register(body: RegisterRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+    with coord.store.uow() as uow:
+        stake = uow.ledger.balance(stake_vault(signer))
+        reg = node_services.register(uow, signer, body.hardware, body.markets, coord.now(),
+                                     stake)
+        uow.commit()
+    return {"node_id": reg.node_id, "markets": reg.markets, "rejected": reg.rejected}
+
+
+@router.post("/heartbeat")
+async def heartbeat(coord: Coord, signer: Signer) -> dict[str, Any]:
+    with coord.store.uow() as uow:
+        node_services.heartbeat(uow, signer, coord.now())
+        uow.commit()
+    return {"ok": True}
+
+
+@router.post("/poll")
+async def poll(body: PollRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+    """Long-poll: returns a job as soon as one is assigned, or ``{"job": null}`` after wait."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(body.wait, coord.settings.long_poll_max_s)
+    with coord.store.uow(write=False) as uow:
+        markets = uow.nodes.get(signer)["markets"]
+    while True:
+        event = coord.notifier.register(signer, markets)
+        try:
+            with coord.store.uow() as uow:
+                job = node_services.take_work(uow, signer, coord.now())
+                spec = uow.jobs.spec(job.spec_hash) if job else None
+                uow.commit()
+            if job is not None:
+                coord.metrics.jobs.labels("assigned").inc()
+                return {"job": job_view(job), "spec": spec}
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return {"job": None, "spec": None}
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), remaining)
+        finally:
+            coord.notifier.unregister(signer, markets)
+
+
+@router.get("/{node_id}")
+async def show_node(node_id: str, coord: Coord) -> dict[str, Any]:
+    with coord.store.uow(write=False) as uow:
+        node = uow.nodes.get(node_id)
+        stake = uow.ledger.balance(stake_vault(node_id))
+    return {**node, "hardware": node["hardware"].model_dump(), "stake": stake}

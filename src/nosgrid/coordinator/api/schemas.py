@@ -1,0 +1,88 @@
+"""Request and response bodies of the HTTP API (what the OpenAPI document describes)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nosgrid.core.jobs.state import Job, payout
+from nosgrid.core.markets import HardwareReport
+from nosgrid.core.money import format_nos
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FaucetRequest(Body):
+    amount: str = Field(description="NOS as a decimal string, e.g. '100'", max_length=32)
+
+
+class RegisterRequest(Body):
+    hardware: HardwareReport
+    markets: list[str] = Field(default_factory=list, max_length=64)
+
+
+class PollRequest(Body):
+    wait: float = Field(default=25.0, ge=0, le=60)
+
+
+class PostJobRequest(Body):
+    spec: dict[str, Any] | None = Field(default=None, description="job definition as JSON")
+    spec_text: str | None = Field(default=None, max_length=300_000,
+                                  description="job definition as JSON or YAML text")
+    market: str | None = Field(default=None, max_length=64)
+    timeout: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    max_price: str | None = Field(default=None, max_length=32)
+
+
+class OutputFile(Body):
+    path: str = Field(max_length=4096)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class FinishRequest(Body):
+    seconds_used: int | None = Field(default=None, ge=0)
+    exit_code: int = 0
+    outputs: list[OutputFile] = Field(default_factory=list, max_length=1000)
+    results: dict[str, Any] = Field(default_factory=dict)
+
+
+class FailRequest(Body):
+    reason: str = Field(max_length=2000)
+    fault: Literal["client", "node"] = "client"
+    seconds_used: int | None = Field(default=None, ge=0)
+    timed_out: bool = False
+
+
+class LogChunk(Body):
+    stream: Literal["stdout", "stderr", "nodeerr"] = "stdout"
+    data: str = Field(max_length=256_000)
+    at: float | None = None
+
+
+class LogsRequest(Body):
+    chunks: list[LogChunk] = Field(max_length=1000)
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """A job as the API shows it: base units plus NOS strings for display."""
+    view: dict[str, Any] = {
+        "id": job.id, "client": job.client, "market": job.market, "state": job.state.value,
+        "node": job.node, "spec_hash": job.spec_hash, "timeout": job.timeout,
+        "deposit": job.deposit, "deposit_nos": format_nos(job.deposit),
+        "price_per_second": job.price_per_second, "created_at": job.created_at,
+        "assigned_at": job.assigned_at, "started_at": job.started_at,
+        "finished_at": job.finished_at, "seconds_used": job.seconds_used, "fault": job.fault,
+        "reason": job.reason, "attempts": job.attempts, "result": dict(job.result),
+    }
+    if job.state.value == "settled":
+        pay = payout(job)
+        view["settlement"] = {
+            "node_pay": pay.node_pay, "treasury_fee": pay.treasury_fee,
+            "stakers_fee": pay.stakers_fee, "refund": pay.refund,
+            "cost_nos": format_nos(job.deposit - pay.refund),
+        }
+    return view

@@ -1,0 +1,37 @@
+"""Routes: health, Prometheus metrics and ledger verification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import generate_latest
+
+from nosgrid.coordinator.api.deps import Coord
+from nosgrid.coordinator.services.accounts import verify_ledger
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+async def healthz(coord: Coord) -> dict[str, Any]:
+    with coord.store.uow(write=False) as uow:
+        head = uow.ledger.head()
+    return {"ok": True, "ledger_seq": head[0] if head else None,
+            "settlement": coord.settings.settlement}
+
+
+@router.get("/metrics")
+async def metrics(coord: Coord) -> Response:
+    with coord.store.uow(write=False) as uow:
+        counts = uow.jobs.count_by_state()
+    for state, n in counts.items():
+        coord.metrics.jobs_by_state.labels(state).set(n)
+    return Response(generate_latest(coord.metrics.registry),
+                    media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/ledger/verify")
+async def ledger_verify(coord: Coord) -> dict[str, Any]:
+    with coord.store.uow(write=False) as uow:
+        return verify_ledger(uow).as_dict()

@@ -1,0 +1,114 @@
+"""The ASGI application factory: routes, error translation, body limits, background loop.
+
+All routes run on the event loop and call the store synchronously: SQLite commits in WAL
+mode take well under a millisecond, one process owns the database, and there is no
+thread hand-off on the hot path. Long-polls wait on asyncio events, not sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nosgrid import __version__
+from nosgrid.coordinator.api import accounts, blobs, jobs, markets, nodes, system
+from nosgrid.coordinator.runtime import Coordinator
+from nosgrid.coordinator.settings import CoordinatorSettings
+from nosgrid.core.errors import InvalidInput, NosgridError, PayloadTooLarge
+from nosgrid.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+def error_response(err: NosgridError) -> JSONResponse:
+    return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
+
+
+class BodyLimit:
+    """Refuse bodies over the limit (413) before a route reads them; blobs get their own."""
+
+    def __init__(self, app: ASGIApp, max_body: int, max_blob: int) -> None:
+        self.app, self.max_body, self.max_blob = app, max_body, max_blob
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_blob if scope["path"].startswith("/v1/blobs/") else self.max_body
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await error_response(PayloadTooLarge(f"the body is over {limit} bytes"))(
+                scope, receive, send)
+            return
+        seen = 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"the body is over {limit} bytes")
+            return message
+
+        await self.app(scope, capped, send)
+
+
+def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
+               clock: Callable[[], float] = time.time, background: bool = True) -> FastAPI:
+    """Build the coordinator app. ``background=False`` leaves the maintenance loop to tests."""
+    store = store or Store.open(settings.db_url, now=clock)
+    coord = Coordinator(settings, store, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(coord.run_maintenance()) if background else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="nosgrid coordinator", version=__version__, lifespan=lifespan)
+    app.state.coordinator = coord
+    for module in (markets, accounts, nodes, jobs, blobs, system):
+        app.include_router(module.router)
+
+    @app.exception_handler(NosgridError)
+    async def nosgrid_error(_request: Request, exc: NosgridError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        msgs = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            msgs.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
+        return error_response(InvalidInput("invalid request: " + "; ".join(msgs[:10]),
+                                           errors=msgs[:50]))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(NosgridError())
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        coord.metrics.requests.labels(request.method, getattr(route, "path", "other"),
+                                      str(response.status_code)).inc()
+        return response
+
+    app.add_middleware(BodyLimit, max_body=settings.max_body_bytes,
+                       max_blob=settings.max_blob_bytes)
+    return app

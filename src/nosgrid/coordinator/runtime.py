@@ -1,0 +1,91 @@
+"""The running coordinator: store, clock, notifier, blob store, metrics, maintenance."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from nosgrid.coordinator.blobs import BlobStore
+from nosgrid.coordinator.notifier import WorkNotifier
+from nosgrid.coordinator.services import jobs as job_services
+from nosgrid.coordinator.services import nodes as node_services
+from nosgrid.coordinator.settings import CoordinatorSettings
+from nosgrid.core.identity import SIGNATURE_WINDOW_S
+from nosgrid.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("nosgrid_http_requests_total", "HTTP requests",
+                                ["method", "route", "status"], registry=self.registry)
+        self.jobs = Counter("nosgrid_job_events_total", "Job lifecycle events", ["event"],
+                            registry=self.registry)
+        self.jobs_by_state = Gauge("nosgrid_jobs", "Jobs by state", ["state"],
+                                   registry=self.registry)
+        self.assign_latency = Histogram("nosgrid_assign_seconds", "Post → assign latency",
+                                        registry=self.registry)
+
+
+class Coordinator:
+    """Holds what the routes share. ``clock`` is injectable so loops are testable."""
+
+    def __init__(self, settings: CoordinatorSettings, store: Store,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.notifier = WorkNotifier()
+        self.blobs = BlobStore(settings.blob_dir, settings.max_blob_bytes)
+        self.metrics = Metrics()
+        self.log_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._last_nonce_sweep = 0.0
+
+    def now(self) -> float:
+        return self.clock()
+
+    def use_nonce(self, pubkey: str, nonce: str, now: float) -> bool:
+        with self.store.uow() as uow:
+            fresh = uow.nonces.use(pubkey, nonce, now)
+            if now - self._last_nonce_sweep > SIGNATURE_WINDOW_S:
+                uow.nonces.forget_before(now - 2 * SIGNATURE_WINDOW_S)
+                self._last_nonce_sweep = now
+            uow.commit()
+        return fresh
+
+    def wake_logs(self, job_id: str) -> None:
+        event = self.log_events.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+    def maintenance(self) -> dict[str, int]:
+        """One pass of the background loop: overdue jobs end, silent nodes go offline."""
+        now = self.now()
+        s = self.settings
+        with self.store.uow() as uow:
+            expired = job_services.expire_overdue(uow, int(now), s.deadline_grace_s)
+            touched = node_services.mark_offline(uow, now, s.heartbeat_timeout_s,
+                                                 s.max_attempts)
+            uow.commit()
+        for job in [*expired, *touched]:
+            self.wake_logs(job.id)
+            if job.state.value == "queued":
+                self.notifier.notify(job.market)
+        return {"expired": len(expired), "requeued_or_refunded": len(touched)}
+
+    async def run_maintenance(self) -> None:
+        while True:
+            try:
+                result = self.maintenance()
+                if any(result.values()):
+                    log.info("maintenance", extra=result)
+            except Exception:  # keep the loop alive; the next pass retries
+                log.exception("maintenance pass failed")
+            await asyncio.sleep(self.settings.maintenance_interval_s)

@@ -1,0 +1,44 @@
+"""Coordinator settings: where state lives, who the admin is, limits and timings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nosgrid.core.money import BASE_UNITS_PER_NOS
+
+
+def default_data_dir() -> Path:
+    """``$NOSGRID_HOME`` or ``~/.local/share/nosgrid``."""
+    env = os.environ.get("NOSGRID_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "nosgrid"
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """Everything the coordinator can be told at start-up."""
+
+    db: str = ""
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: base58 public keys allowed to create markets
+    admin_keys: frozenset[str] = frozenset()
+    settlement: str = "local"
+    faucet: bool = False
+    faucet_cap_per_hour: int = 10_000 * BASE_UNITS_PER_NOS
+    max_body_bytes: int = 1 << 20
+    max_blob_bytes: int = 256 << 20
+    max_log_bytes_per_job: int = 8 << 20
+    heartbeat_timeout_s: float = 30.0
+    deadline_grace_s: int = 30
+    long_poll_max_s: float = 30.0
+    maintenance_interval_s: float = 2.0
+    max_attempts: int = 3
+
+    @property
+    def db_url(self) -> str:
+        return self.db or str(self.data_dir / "coordinator.db")
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
