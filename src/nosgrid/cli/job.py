@@ -41,7 +41,8 @@ def validate(
     if as_json:
         print_json(report)
     if not report[-1]["valid"]:
-        raise typer.Exit(1)
+        # SystemExit, not typer.Exit: run_cli (standalone_mode=False) drops Exit's code.
+        raise SystemExit(1)
 
 
 def _print_entry(entry: dict[str, Any]) -> None:
@@ -75,5 +76,6 @@ def schema(
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror or exc}") from exc
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+        raise SystemExit(1) from exc
     console.print(f"wrote {output}", highlight=False)
