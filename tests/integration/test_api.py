@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from api_fixtures import BUSYBOX_SPEC, Market, market  # noqa: F401
+from api_fixtures import BUSYBOX_SPEC, Market
 
 from nosgrid.core.errors import (
     Forbidden,
