@@ -26,7 +26,7 @@ from nosgrid.core.jobs.refs import LITERAL_ANYWHERE, PAIRS_KEY, REMOVE_IF_EMPTY,
 TYPED_FIELDS: Final = frozenset(
     {
         "expose", "port", "gpu", "private", "required_vram", "restart_tries",
-        "expected_status", "continuous", "body", "allowWrite", SPREAD_KEY, PAIRS_KEY,
+        "expected_status", "continuous", "body", "allowWrite",
     }
 )  # fmt: skip
 _GLOBAL_KEYS: Final = frozenset({"job", "project", "host", "frps_address"})
@@ -191,7 +191,7 @@ def interpolate_args(args: Mapping[str, Any], ctx: LiteralContext) -> dict[str, 
     return cast(dict[str, Any], _interp(dict(args), ctx))
 
 
-def _interp(value: object, ctx: LiteralContext) -> object:
+def _interp(value: object, ctx: LiteralContext, typed: bool = False) -> object:
     if isinstance(value, str):
         if LITERAL_ANYWHERE.fullmatch(value):
             return _Exact(resolve_literal(value, ctx))
@@ -201,17 +201,20 @@ def _interp(value: object, ctx: LiteralContext) -> object:
         for element in value:
             done = _interp(element, ctx)
             if isinstance(done, _Exact):
-                items.extend(_tokens(done.value))
+                items.extend(_tokens(done.value, scalars=typed))
             else:
                 items.append(done)
         return items
     if isinstance(value, Mapping):
         obj: dict[str, object] = {}
         for key, element in value.items():
-            done = _interp(element, ctx)
+            typed_key = key in TYPED_FIELDS
+            done = _interp(element, ctx, typed=typed_key)
             if isinstance(done, _Exact):
-                typed = key in TYPED_FIELDS
-                done = _jsonish(done.value, scalars=True) if typed else _text(done.value)
+                if key in (SPREAD_KEY, PAIRS_KEY):  # parsed by the marker itself
+                    done = _single(done.value)
+                else:
+                    done = _typed(done.value) if typed_key else _text(done.value)
             obj[key] = done
         return obj
     return value
@@ -229,11 +232,24 @@ def _jsonish(value: object, *, scalars: bool = False) -> object:
     return value
 
 
-def _tokens(value: object) -> list[object]:
-    value = _jsonish(value)
+def _tokens(value: object, *, scalars: bool = False) -> list[object]:
+    value = _jsonish(value, scalars=scalars)
     if isinstance(value, list):
-        return [token for element in value for token in _tokens(element)]
+        return [token for element in value for token in _tokens(element, scalars=scalars)]
     return [] if value is None else [value]
+
+
+def _single(value: object) -> object:
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def _typed(value: object) -> object:
+    """An exact literal in a typed field: JSON parsed, arrays flattened, one element unwrapped."""
+    value = _jsonish(value, scalars=True)
+    if not isinstance(value, list):
+        return value
+    tokens = _tokens(value, scalars=True)
+    return tokens[0] if len(tokens) == 1 else tokens
 
 
 def _text(value: object) -> str:
