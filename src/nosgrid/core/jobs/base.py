@@ -28,7 +28,7 @@ class ClosedModel(BaseModel):
     lists the keys that may be null in ``nullable_fields``.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     nullable_fields: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="before")
