@@ -42,22 +42,38 @@ class StoreDriver:
         with self.store.uow() as uow:
             do = s["do"]
             if do == "post":
-                svc.post_job(uow, client="CLIENT", market_name="cpu", spec_hash="0" * 64,
-                             spec_body="{}", timeout=s["timeout"],
-                             max_price=parse_nos(s["max_price"]) if s.get("max_price") else None,
-                             now=at, job_id=s["job"])
+                svc.post_job(
+                    uow,
+                    client="CLIENT",
+                    market_name="cpu",
+                    spec_hash="0" * 64,
+                    spec_body="{}",
+                    timeout=s["timeout"],
+                    max_price=parse_nos(s["max_price"]) if s.get("max_price") else None,
+                    now=at,
+                    job_id=s["job"],
+                )
             elif do == "assign":
                 job = uow.jobs.get(s["job"])
-                svc.record(uow, svc.rules.assign(job, s.get("node", "NODE"), at),
-                           kind="job.assigned")
+                svc.record(
+                    uow, svc.rules.assign(job, s.get("node", "NODE"), at), kind="job.assigned"
+                )
             elif do == "start":
                 svc.start_job(uow, s["job"], "NODE", at)
             elif do == "complete":
-                svc.finish_job(uow, s["job"], "NODE", at, seconds_used=s.get("seconds_used"),
-                               result={})
+                svc.finish_job(
+                    uow, s["job"], "NODE", at, seconds_used=s.get("seconds_used"), result={}
+                )
             elif do == "fail":
-                svc.fail_job(uow, s["job"], "NODE", at, fault=s["fault"], reason="failed",
-                             seconds_used=s.get("seconds_used"))
+                svc.fail_job(
+                    uow,
+                    s["job"],
+                    "NODE",
+                    at,
+                    fault=s["fault"],
+                    reason="failed",
+                    seconds_used=s.get("seconds_used"),
+                )
             elif do == "cancel":
                 svc.cancel_job(uow, s["job"], "CLIENT", at)
             elif do == "expire":
@@ -100,13 +116,25 @@ def test_a_failed_use_case_changes_nothing(store: Store) -> None:
         before = (uow.ledger.balances(), uow.ledger.head(), uow.jobs.count_by_state())
     for bad in [dict(timeout=10**6), dict(timeout=3600, max_price=None)]:
         with pytest.raises((InvalidInput, InsufficientFunds)), store.uow() as uow:
-            svc.post_job(uow, client="alice", market_name="cpu", spec_hash="h", spec_body="{}",
-                         now=1, max_price=bad.get("max_price"), timeout=int(bad["timeout"]))
+            svc.post_job(
+                uow,
+                client="alice",
+                market_name="cpu",
+                spec_hash="h",
+                spec_body="{}",
+                now=1,
+                max_price=bad.get("max_price"),
+                timeout=int(bad["timeout"]),
+            )
             uow.commit()
     with pytest.raises(InsufficientFunds), store.uow() as uow:
         # the first posting would apply, the second cannot: the whole entry rolls back
-        uow.ledger.append("x", "", 1, [Posting(wallet("alice"), "treasury", 500),
-                                       Posting(wallet("alice"), "treasury", 501)])
+        uow.ledger.append(
+            "x",
+            "",
+            1,
+            [Posting(wallet("alice"), "treasury", 500), Posting(wallet("alice"), "treasury", 501)],
+        )
         uow.commit()
     with store.uow(write=False) as uow:
         assert (uow.ledger.balances(), uow.ledger.head(), uow.jobs.count_by_state()) == before

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from nosgrid.cli.common import JsonOpt, KeypairOpt, UrlOpt, client, table
 from nosgrid.cli.output import console, err_console, fail, print_json
 from nosgrid.core.errors import InvalidJobSpec
 from nosgrid.core.jobs.load import job_definition_schema_text, load_job_definition, spec_hash
@@ -79,3 +80,148 @@ def schema(
         fail(f"cannot write {output}: {exc.strerror or exc}")
         raise SystemExit(1) from exc
     console.print(f"wrote {output}", highlight=False)
+
+
+# --- client commands: post, status, logs, result, cancel, list ------------------------
+
+_TERMINAL = ("settled", "completed", "failed", "timed_out", "cancelled")
+
+
+def _job_row(j: dict[str, Any]) -> list[Any]:
+    cost = j.get("settlement", {}).get("cost_nos", "")
+    return [j["id"], j["market"], j["state"], (j.get("node") or "")[:10], j["deposit_nos"], cost,
+            j.get("reason") or ""]
+
+
+_JOB_COLUMNS = ["id", "market", "state", "node", "escrow (NOS)", "cost (NOS)", "reason"]
+
+
+@app.command("post")
+def post(
+    spec: Annotated[Path, typer.Argument(help="job definition (JSON or YAML)")],
+    market: Annotated[str | None, typer.Option(help="market name")] = None,
+    timeout: Annotated[int | None, typer.Option(help="seconds (default: file or 600)")] = None,
+    max_price: Annotated[str | None, typer.Option(help="most NOS to escrow")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends")] = False,
+    url: UrlOpt = None,
+    keypair: KeypairOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Post a job definition; with --wait, stream its logs and show the outcome."""
+    if not spec.is_file():
+        raise typer.BadParameter(f"{spec} is not a file", param_hint="SPEC")
+    text = spec.read_text(encoding="utf-8", errors="replace")
+    load_job_definition(text, filename=spec.name)  # fail fast, locally, with every error
+    with client(url, keypair) as c:
+        job = c.post_job(spec_text=text, market=market, timeout=timeout, max_price=max_price)
+        if not wait:
+            if json:
+                print_json(job)
+            else:
+                console.print(f"posted [bold]{job['id']}[/] in {job['market']}, escrowed "
+                              f"{job['deposit_nos']} NOS")
+            return
+        with console.status(f"job {job['id']} queued…", spinner="dots"):
+            job = _wait_started(c, job["id"])
+        for chunk in c.follow_logs(job["id"]):
+            if not json:
+                console.print(chunk["data"].rstrip("\n"), highlight=False, markup=False)
+        done = c.wait(job["id"])
+    _show_job(done, json)
+    if done.get("fault") or done["state"] in ("failed", "timed_out"):
+        raise typer.Exit(1)
+
+
+def _wait_started(c: Any, job_id: str) -> dict[str, Any]:
+    import time
+
+    while True:
+        job: dict[str, Any] = c.job(job_id)
+        if job["state"] not in ("queued",):
+            return job
+        time.sleep(0.2)
+
+
+def _show_job(job: dict[str, Any], json: bool) -> None:
+    if json:
+        print_json(job)
+        return
+    console.print(table(f"job {job['id']}", ["field", "value"], [
+        ["state", job["state"]], ["market", job["market"]], ["node", job.get("node")],
+        ["escrow", f"{job['deposit_nos']} NOS"], ["seconds used", job["seconds_used"]],
+        ["cost", job.get("settlement", {}).get("cost_nos", "-")],
+        ["fault", job.get("fault") or "-"], ["reason", job.get("reason") or "-"],
+        ["outputs", ", ".join(o["path"] for o in job["result"].get("outputs", [])) or "-"],
+    ]))
+
+
+@app.command("status")
+def status(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
+           json: JsonOpt = False) -> None:
+    """A job's state, node, cost and outcome."""
+    with client(url, keypair) as c:
+        _show_job(c.job(job_id), json)
+
+
+@app.command("logs")
+def logs(job_id: str,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="stream on")] = False,
+         url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
+    """The job's container logs."""
+    with client(url, keypair) as c:
+        chunks = c.follow_logs(job_id) if follow else c.logs(job_id)["chunks"]
+        for chunk in chunks:
+            if json:
+                print_json(chunk)
+            else:
+                sys.stdout.write(chunk["data"])
+                sys.stdout.flush()
+
+
+@app.command("result")
+def result(job_id: str,
+           output: Annotated[Path | None, typer.Option("-o", "--output",
+                                                       help="download output files here")] = None,
+           url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
+    """The job's result: exit code, extracted results, output files (downloaded with -o)."""
+    with client(url, keypair) as c:
+        res = c.result(job_id)
+        files = res["result"].get("outputs", [])
+        if output is not None:
+            for f in files:
+                target = (output / f["path"].lstrip("/")).resolve()
+                if not target.is_relative_to(output.resolve()):
+                    continue  # never write outside the chosen directory
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(c.download_blob(f["sha256"]))
+    if json:
+        print_json(res)
+        return
+    console.print(f"job {res['id']}: {res['state']}"
+                  + (f" ({res['reason']})" if res.get("reason") else ""))
+    console.print(table("outputs", ["path", "bytes", "sha256"],
+                        [[f["path"], f["size"], f["sha256"][:16]] for f in files]))
+    if output is not None:
+        console.print(f"downloaded {len(files)} file(s) into {output}")
+
+
+@app.command("cancel")
+def cancel(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
+           json: JsonOpt = False) -> None:
+    """Cancel a job; unspent escrow comes back."""
+    with client(url, keypair) as c:
+        _show_job(c.cancel(job_id), json)
+
+
+@app.command("list")
+def list_(limit: int = 20, cursor: int | None = None, url: UrlOpt = None,
+          keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
+    """Your jobs, newest first (use the printed cursor for the next page)."""
+    with client(url, keypair) as c:
+        page = c.jobs(limit=limit, cursor=cursor)
+    if json:
+        print_json(page)
+        return
+    console.print(table("jobs", _JOB_COLUMNS, [_job_row(j) for j in page["jobs"]]))
+    if page["next"] is not None:
+        console.print(f"more: --cursor {page['next']}")

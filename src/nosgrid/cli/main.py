@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from nosgrid.cli import image, job
+from nosgrid.cli import coordinator, image, job, ledger, market, up, wallet
 from nosgrid.cli.output import run_cli
 
 app = typer.Typer(
@@ -18,8 +18,19 @@ app = typer.Typer(
 )
 app.add_typer(job.app, name="job")
 app.add_typer(image.app, name="image")
+app.add_typer(wallet.app, name="wallet")
+app.add_typer(market.app, name="market")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(coordinator.app, name="coordinator")
+app.command("faucet")(wallet.faucet)
+app.command("up")(up.up)
+app.command("demo")(up.demo)
 
 
 def main() -> None:
     """Console-script entry point: runs the app, turning every nosgrid error into one line."""
     sys.exit(run_cli(app))
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import PollRequest, RegisterRequest, job_view
 from nosgrid.coordinator.services import nodes as node_services
-from nosgrid.core.ledger import stake_vault
+from nosgrid.core.ledger import stake_vault, wallet
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
@@ -65,4 +65,6 @@ async def show_node(node_id: str, coord: Coord) -> dict[str, Any]:
     with coord.store.uow(write=False) as uow:
         node = uow.nodes.get(node_id)
         stake = uow.ledger.balance(stake_vault(node_id))
-    return {**node, "hardware": node["hardware"].model_dump(), "stake": stake}
+        balance = uow.ledger.balance(wallet(node_id))
+    return {**node, "hardware": node["hardware"].model_dump(), "stake": stake,
+            "balance": balance}

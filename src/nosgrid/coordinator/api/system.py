@@ -9,6 +9,7 @@ from prometheus_client import generate_latest
 
 from nosgrid.coordinator.api.deps import Coord
 from nosgrid.coordinator.services.accounts import verify_ledger
+from nosgrid.core.ledger import REWARDS_POOL, STAKERS_POOL, TREASURY
 
 router = APIRouter(tags=["system"])
 
@@ -29,6 +30,17 @@ async def metrics(coord: Coord) -> Response:
         coord.metrics.jobs_by_state.labels(state).set(n)
     return Response(generate_latest(coord.metrics.registry),
                     media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/ledger/summary")
+async def ledger_summary(coord: Coord) -> dict[str, Any]:
+    """Protocol account balances (treasury, pools) and the ledger head; public."""
+    with coord.store.uow(write=False) as uow:
+        head = uow.ledger.head()
+        pools = {name: uow.ledger.balance(name)
+                 for name in (TREASURY, REWARDS_POOL, STAKERS_POOL)}
+    return {**pools, "entries": (head[0] + 1) if head else 0,
+            "head_hash": head[1] if head else None}
 
 
 @router.get("/v1/ledger/verify")

@@ -1,0 +1,48 @@
+"""`nosgrid ledger verify` — recompute the hash chain and the invariants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nosgrid.cli.common import JsonOpt, UrlOpt, client
+from nosgrid.cli.output import console, print_json
+
+app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+
+
+@app.command("verify")
+def verify(
+    db: Annotated[Path | None, typer.Option(help="check a database file offline")] = None,
+    url: UrlOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Check the chain, supply, non-negativity and replay; exits 1 when anything is off."""
+    report: dict[str, Any]
+    if db is not None:
+        from nosgrid.coordinator.services.accounts import verify_ledger
+        from nosgrid.store.db import Store
+
+        if not db.exists():
+            raise typer.BadParameter(f"{db} does not exist", param_hint="--db")
+        store = Store.open(db)
+        with store.uow(write=False) as uow:
+            report = verify_ledger(uow).as_dict()
+        store.close()
+    else:
+        with client(url, None, need_key=False) as c:
+            report = c.ledger_verify()
+    if json:
+        print_json(report)
+    elif report["ok"]:
+        console.print(f"[green]ledger ok[/]: {report['entries']} entries, "
+                      f"{report['accounts']} accounts, supply {report['supply']} NOS, "
+                      f"head {report['head_hash'][:16]}…")
+    else:
+        console.print(f"[red]ledger FAILED[/] ({len(report['problems'])} problems):")
+        for p in report["problems"][:50]:
+            console.print(f"  - {p}")
+    if not report["ok"]:
+        raise typer.Exit(1)
