@@ -119,6 +119,24 @@ def test_size_limit_on_text_and_on_yaml_alias_expansion() -> None:
     assert "larger than 262144 bytes" in errors_of(bomb, "bomb.yaml")[0]
 
 
+@pytest.mark.parametrize(
+    ("text", "filename"),
+    [
+        ('{"meta": ' + "[" * 5_000 + "]" * 5_000 + "}", None),
+        ("meta: " + "[" * 5_000 + "]" * 5_000, "x.yaml"),
+        (
+            '{"version": "1", "type": "container", "ops": [], "meta": {"x": '
+            + "[" * 70
+            + "]" * 70
+            + "}}",
+            None,
+        ),
+    ],
+)
+def test_deep_nesting_is_an_error_not_a_crash(text: str, filename: str | None) -> None:
+    assert errors_of(text, filename) == ["the definition is nested more than 64 levels deep"]
+
+
 def test_every_error_is_reported_at_once() -> None:
     data = job(run("a", cmd=5, bogus=1), run("b", image="Not Valid"))
     data["extra"] = True

@@ -30,6 +30,8 @@ from nosgrid.core.jobs.base import PROBLEMS_ERROR
 from nosgrid.core.jobs.spec import JobDefinition
 
 MAX_SPEC_BYTES: Final = 256 * 1024
+MAX_DEPTH: Final = 64
+_TOO_DEEP: Final = f"the definition is nested more than {MAX_DEPTH} levels deep"
 SCHEMA_ID: Final = "https://nosgrid.dev/schemas/job-spec.schema.json"
 
 _IDENT_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-/]*$")
@@ -163,6 +165,8 @@ def _parse_json(text: str) -> object:
         raise InvalidJobSpec(errors=[msg]) from exc
     except _BadJson as exc:
         raise InvalidJobSpec(errors=[f"invalid JSON: {exc}"]) from exc
+    except RecursionError as exc:
+        raise InvalidJobSpec(errors=[_TOO_DEEP]) from exc
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -200,7 +204,31 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+def _flow_depth_exceeded(text: str) -> bool:
+    """PyYAML is slow on deep flow nesting (``[[[[…``): refuse it before parsing."""
+    depth, quote, escaped = 0, "", False
+    for char in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return False
+
+
 def _parse_yaml(text: str) -> object:
+    if _flow_depth_exceeded(text):
+        raise InvalidJobSpec(errors=[_TOO_DEEP])
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -209,20 +237,24 @@ def _parse_yaml(text: str) -> object:
         raise InvalidJobSpec(errors=[f"invalid YAML{where}: {exc.problem}"]) from exc
     except yaml.YAMLError as exc:
         raise InvalidJobSpec(errors=[f"invalid YAML: {exc}"]) from exc
+    except RecursionError as exc:
+        raise InvalidJobSpec(errors=[_TOO_DEEP]) from exc
 
 
 def _size_problem(tree: object) -> str | None:
-    """Refuse non-finite numbers, and trees too large (YAML aliases can expand a small text)."""
+    """Refuse non-finite numbers, deep nesting, and trees too large (YAML aliases expand)."""
     budget = MAX_SPEC_BYTES
-    stack: list[object] = [tree]
+    stack: list[tuple[object, int]] = [(tree, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         budget -= 2
+        if depth > MAX_DEPTH:
+            return _TOO_DEEP
         if isinstance(item, dict):
-            stack.extend(item.values())
+            stack.extend((value, depth + 1) for value in item.values())
             budget -= sum(len(str(key)) + 3 for key in item)
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend((value, depth + 1) for value in item)
         elif isinstance(item, str):
             budget -= len(item)
         elif isinstance(item, float) and not math.isfinite(item):
