@@ -1,0 +1,75 @@
+"""E2E helpers: a real `nosgrid coordinator start` process and the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+NOSGRID = [sys.executable, "-m", "nosgrid.cli.main"]
+
+
+@dataclass
+class Cli:
+    env: dict[str, str]
+
+    def run(self, *args: str, check: bool = True, keypair: Path | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if keypair is not None:
+            env["NOSGRID_KEYPAIR"] = str(keypair)
+        proc = subprocess.run([*NOSGRID, *args], env=env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+        if check:
+            assert proc.returncode == 0, f"{args}: {proc.stderr}{proc.stdout}"
+        return proc
+
+    def json(self, *args: str, keypair: Path | None = None) -> Any:
+        return json.loads(self.run(*args, "--json", keypair=keypair).stdout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[tuple[str, Cli, Path]]:
+    """A coordinator process with the faucet; yields (url, cli, admin keypair path)."""
+    env = {**os.environ, "NOSGRID_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env["NOSGRID_URL"] = url
+    cli = Cli(env)
+    admin = tmp_path / "admin.json"
+    pubkey = cli.json("wallet", "new", "--keypair", str(admin))["pubkey"]
+    proc = subprocess.Popen(
+        [*NOSGRID, "coordinator", "start", "--data-dir", str(tmp_path / "coord"), "--port",
+         str(port), "--faucet", "--admin", pubkey],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "coordinator did not start"
+                time.sleep(0.1)
+        yield url, cli, admin
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
