@@ -200,8 +200,14 @@ class ContainerRuntime(Protocol):
         """Force-remove a container by name; no error if it is gone."""
         ...
 
-    async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
-        """Create a named volume and return its name."""
+    async def create_volume(
+        self,
+        name: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create a named volume (``options``: ``--opt k=v``) and return its name."""
         ...
 
     async def remove_volume(self, name: str) -> None:

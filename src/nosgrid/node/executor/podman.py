@@ -262,11 +262,22 @@ class PodmanRuntime:
             await self.remove(name)
         return names
 
-    async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
-        """Create a named volume (e.g. a model cache shared by a job's ops)."""
+    async def create_volume(
+        self,
+        name: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create a named volume (e.g. a model cache shared by a job's ops).
+
+        ``options`` become ``--opt k=v``; ``{"o": "uid=1000,gid=1000"}`` makes it writable
+        by the job user.
+        """
         if not _NAME.match(name):
             raise ContainerSpecInvalid(f"not a volume name: {name!r}")
         label_args = [a for k, v in (labels or {}).items() for a in ("--label", f"{k}={v}")]
+        label_args += [a for k, v in (options or {}).items() for a in ("--opt", f"{k}={v}")]
         rc, _, err = await self._podman("volume", "create", *label_args, name)
         if rc != 0:
             raise PodmanUnavailable(f"podman volume create {name} failed: {err.strip()}")

@@ -1,0 +1,586 @@
+"""Run a whole job definition on Podman as Nosana's node does (groups, depends_on, services)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import ValidationError
+
+from nosgrid.core.errors import NosgridError
+from nosgrid.core.jobs.literals import LiteralContext, TemplateError, resolve_op_args
+from nosgrid.core.jobs.meta import DEFAULT_OUTPUTS, NosgridMeta
+from nosgrid.core.jobs.plan import effective_op, execution_groups, volume_name
+from nosgrid.core.jobs.results import ResultValue, extract_results
+from nosgrid.core.jobs.spec import (
+    CreateVolumeOperation,
+    HttpHealthCheck,
+    JobDefinition,
+    RunArgs,
+    RunOperation,
+)
+from nosgrid.node.executor import ContainerResult, PodmanContainer, PodmanRuntime
+from nosgrid.node.executor.base import ContainerSpecInvalid, PodmanUnavailable
+from nosgrid.node.runner.plan import (
+    JOB_LABEL,
+    HealthCheck,
+    PortPlan,
+    RunnerLimits,
+    container_spec,
+    exposed_ports,
+    flow_id,
+    op_host,
+    pod_name,
+    restart_limit,
+)
+
+log = logging.getLogger(__name__)
+
+#: ``on_log(op_id, stream, line)``; stream is ``stdout``, ``stderr`` or ``nodeerr``.
+JobLogSink = Callable[[str, str, str], None]
+BlobFetcher = Callable[[str], Awaitable[bytes]]
+OpStatus = Literal["finished", "failed", "stopped", "skipped"]
+JobStatus = Literal["completed", "failed", "timed_out", "aborted"]
+Fault = Literal["client", "node"]
+
+
+@dataclass
+class OpOutcome:
+    """How one op ended."""
+
+    op_id: str
+    status: OpStatus = "skipped"
+    exit_code: int | None = None
+    reason: str = ""
+    fault: Fault | None = None
+    restarts: int = 0
+    results: dict[str, ResultValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A file the job left under an output dir: its path in the container and on the host."""
+
+    path: str
+    host_path: Path
+    size: int
+
+
+@dataclass
+class JobOutcome:
+    """The whole job's end, ready to report (``finish`` when ``status == "completed"``)."""
+
+    status: JobStatus
+    reason: str = ""
+    fault: Fault | None = None
+    exit_code: int = 0
+    seconds_used: int = 0
+    ops: list[OpOutcome] = field(default_factory=list)
+    outputs: list[OutputFile] = field(default_factory=list)
+    outputs_truncated: bool = False
+
+    @property
+    def results(self) -> dict[str, dict[str, ResultValue]]:
+        """``{op_id: {name: value}}`` for the ops that declared ``results``."""
+        return {op.op_id: op.results for op in self.ops if op.results}
+
+
+class _OpRun:
+    def __init__(self, index: int, op: RunOperation | CreateVolumeOperation, host: str) -> None:
+        self.index = index
+        self.op = op
+        self.host = host
+        self.logs: list[tuple[str, str]] = []
+        self.released = asyncio.Event()  # startup success or end: dependents may start
+        self.ended = asyncio.Event()
+        self.stop_requested = asyncio.Event()
+        self.endpoints: dict[str, str] = {}
+        self.outcome = OpOutcome(op.id)
+
+    def live_results(self) -> dict[str, ResultValue]:
+        return extract_results(self.op.results or {}, self.logs) if self.op.results else {}
+
+
+class JobRunner:
+    """Runs one job definition to its end on a :class:`PodmanRuntime`.
+
+    Example::
+
+        runner = JobRunner(runtime, work_root=Path("/var/lib/nosgrid/jobs"),
+                           on_log=lambda op, stream, line: print(op, stream, line))
+        outcome = await runner.run("job1", defn, timeout_s=600)
+        print(outcome.status, outcome.reason, [o.path for o in outcome.outputs])
+    """
+
+    def __init__(
+        self,
+        runtime: PodmanRuntime,
+        work_root: Path,
+        *,
+        on_log: JobLogSink | None = None,
+        fetch_blob: BlobFetcher | None = None,
+        limits: RunnerLimits | None = None,
+        on_containers: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.work_root = work_root
+        self.on_log = on_log
+        self.fetch_blob = fetch_blob
+        self.limits = limits or RunnerLimits()
+        self.on_containers = on_containers
+        self._ops: list[_OpRun] = []
+        self._by_id: dict[str, _OpRun] = {}
+        self._failed = False
+        self._containers: list[str] = []
+        self._http: httpx.AsyncClient | None = None
+
+    # -------------------------------------------------------------------- entry point
+
+    async def run(
+        self,
+        job_id: str,
+        defn: JobDefinition,
+        *,
+        timeout_s: float,
+        abort: asyncio.Event | None = None,
+    ) -> JobOutcome:
+        """Run ``defn`` until it ends, ``timeout_s`` passes (killed, ``timed_out``) or ``abort``.
+
+        Never raises for what the job does; cleans up containers, pod, volumes and files.
+        """
+        started = time.monotonic()
+        meta = (defn.meta.nosgrid if defn.meta else None) or NosgridMeta()
+        flow = flow_id(job_id)
+        in_pod = meta.network == "job"
+        pod = pod_name(flow) if in_pod else None
+        job_dir = self.work_root / flow
+        volumes: list[str] = []
+        self._ops = [
+            _OpRun(i, effective_op(defn, i, flow), op_host(flow, i, in_pod=in_pod))
+            for i in range(len(defn.ops))
+        ]
+        self._by_id = {r.op.id: r for r in self._ops}
+        self._http = httpx.AsyncClient(timeout=self.limits.health_timeout_s, trust_env=False)
+        outcome: JobOutcome
+        try:
+            try:
+                job_dir.mkdir(parents=True, exist_ok=True)
+                job_dir.chmod(0o711)
+                outputs = self._make_output_dirs(job_dir, meta)
+                inputs = await self._fetch_inputs(job_dir, meta)
+                if pod is not None:
+                    await self.runtime.create_pod(pod, labels={JOB_LABEL: job_id})
+            except (NosgridError, OSError) as exc:
+                return JobOutcome("failed", f"could not prepare the job: {exc}", "node",
+                                  exit_code=1, seconds_used=_secs(started))
+            main = asyncio.create_task(
+                self._run_groups(defn, job_id, flow, pod, outputs, inputs, volumes)
+            )
+            waiters: set[asyncio.Future[Any]] = {main}
+            abort_task = asyncio.create_task(abort.wait()) if abort is not None else None
+            if abort_task is not None:
+                waiters.add(abort_task)
+            done, _ = await asyncio.wait(
+                waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if abort_task is not None:
+                abort_task.cancel()
+            if main in done:
+                outcome = main.result()
+            else:
+                main.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await main
+                if abort is not None and abort.is_set():
+                    outcome = JobOutcome("aborted", "stopped by the node", "node", exit_code=1)
+                else:
+                    outcome = JobOutcome(
+                        "timed_out", f"the job ran past its timeout of {timeout_s:g} s; "
+                        "its containers were killed", "client", exit_code=124,
+                    )
+                    self._nodeerr(None, outcome.reason)
+            outcome.ops = [r.outcome for r in self._ops]
+            if outcome.status == "completed":
+                outcome.outputs, outcome.outputs_truncated = await asyncio.to_thread(
+                    _collect_outputs, outputs, self.limits.output_limit_bytes
+                )
+            outcome.seconds_used = _secs(started)
+            return outcome
+        finally:
+            await asyncio.shield(self._cleanup(job_id, pod, volumes))
+            await self._http.aclose()
+
+    async def _cleanup(self, job_id: str, pod: str | None, volumes: list[str]) -> None:
+        for name in await self.runtime.list_containers(label=f"{JOB_LABEL}={job_id}"):
+            await self.runtime.remove(name)
+        if pod is not None:
+            await self.runtime.remove_pod(pod)
+        for volume in volumes:
+            await self.runtime.remove_volume(volume)
+
+    def discard(self, job_id: str) -> None:
+        """Delete the job's host files (outputs included) once they have been uploaded."""
+        shutil.rmtree(self.work_root / flow_id(job_id), ignore_errors=True)
+
+    # -------------------------------------------------------------------- groups
+
+    async def _run_groups(
+        self,
+        defn: JobDefinition,
+        job_id: str,
+        flow: str,
+        pod: str | None,
+        outputs: dict[str, Path],
+        inputs: dict[str, Path],
+        volumes: list[str],
+    ) -> JobOutcome:
+        ctx_base = {
+            "job": job_id,
+            "host": "127.0.0.1",
+            "variables": dict((defn.global_.variables or {}) if defn.global_ else {}),
+        }
+        for group in execution_groups(defn):
+            tasks = [
+                asyncio.create_task(
+                    self._op_task(self._ops[i], job_id, flow, pod, outputs, inputs, volumes,
+                                  ctx_base),
+                    name=f"op-{self._ops[i].op.id}",
+                )
+                for i in group.indices
+            ]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+            if self._failed:
+                break
+        failed = [r.outcome for r in self._ops if r.outcome.status == "failed"]
+        if failed:
+            first = failed[0]
+            return JobOutcome("failed", f"op {first.op_id!r} failed: {first.reason}",
+                              first.fault or "client", exit_code=first.exit_code or 1)
+        return JobOutcome("completed")
+
+    def _fail_fast(self) -> None:
+        self._failed = True
+        for other in self._ops:
+            other.stop_requested.set()
+
+    # -------------------------------------------------------------------- one op
+
+    async def _op_task(
+        self,
+        run: _OpRun,
+        job_id: str,
+        flow: str,
+        pod: str | None,
+        outputs: dict[str, Path],
+        inputs: dict[str, Path],
+        volumes: list[str],
+        ctx_base: dict[str, Any],
+    ) -> None:
+        try:
+            deps = [self._by_id[d] for d in run.op.depends_on]
+            if deps:
+                await _first(*(d.released.wait() for d in deps), run.stop_requested.wait())
+            if run.stop_requested.is_set():
+                run.outcome.status, run.outcome.reason = "skipped", "the job was stopped first"
+                return
+            op = run.op
+            if isinstance(op, CreateVolumeOperation):
+                name = volume_name(flow, op.args.name)
+                try:
+                    await self.runtime.create_volume(
+                        name, labels={JOB_LABEL: job_id}, options={"o": "uid=1000,gid=1000"}
+                    )
+                except NosgridError as exc:
+                    self._op_failed(run, f"could not create volume {name}: {exc}", "node")
+                    return
+                volumes.append(name)
+                run.outcome.status, run.outcome.reason = "finished", f"volume {name} created"
+                return
+            await self._run_container_op(run, op, job_id, flow, pod, outputs, inputs, ctx_base,
+                                         deps)
+        finally:
+            run.outcome.results = run.live_results()
+            run.released.set()
+            run.ended.set()
+
+    def _resolve(self, run: _OpRun, op: RunOperation, ctx_base: dict[str, Any]) -> RunArgs:
+        ops_ctx: dict[str, dict[str, Any]] = {}
+        for other in self._ops:
+            state: dict[str, Any] = {"host": other.host}
+            if other.op.results and other.logs:
+                state["results"] = other.live_results()
+            if other.endpoints:
+                state["endpoint"] = dict(other.endpoints)
+            ops_ctx[other.op.id] = state
+        ctx = LiteralContext(ops=ops_ctx, **ctx_base)
+        raw = op.args.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return RunArgs.model_validate(resolve_op_args(raw, ctx))
+
+    async def _run_container_op(
+        self,
+        run: _OpRun,
+        op: RunOperation,
+        job_id: str,
+        flow: str,
+        pod: str | None,
+        outputs: dict[str, Path],
+        inputs: dict[str, Path],
+        ctx_base: dict[str, Any],
+        deps: list[_OpRun],
+    ) -> None:
+        try:
+            args = self._resolve(run, op, ctx_base)
+        except TemplateError as exc:
+            self._op_failed(run, exc.message, "client")
+            return
+        except ValidationError as exc:
+            self._op_failed(run, f"args are not valid after templating: {exc}", "client")
+            return
+        port_plans = [PortPlan(p, _free_port(), checks) for p, checks in exposed_ports(args)]
+        run.endpoints = {str(p.port): f"http://127.0.0.1:{p.host_port}" for p in port_plans}
+        spec = container_spec(
+            args, flow=flow, index=run.index, job_id=job_id, limits=self.limits, pod=pod,
+            ports={p.port: p.host_port for p in port_plans}, output_mounts=outputs,
+            input_mounts=inputs,
+        )
+        stop_if = bool(op.execution and op.execution.stop_if_dependent_stops)
+        restarts = 0
+
+        def on_log(stream: str, line: str) -> None:
+            run.logs.append((stream, line))
+            if self.on_log is not None:
+                self.on_log(run.op.id, stream, line)
+
+        while True:
+            try:
+                handle = await self.runtime.start(spec, on_log=on_log)
+            except ContainerSpecInvalid as exc:
+                self._op_failed(run, exc.message, "client")
+                return
+            except PodmanUnavailable as exc:
+                self._op_failed(run, exc.message, "node")
+                return
+            self._containers.append(handle.name)
+            if self.on_containers is not None:
+                self.on_containers(list(self._containers))
+            health = asyncio.create_task(self._health(run, handle, port_plans))
+            try:
+                result = await self._wait_or_stop(run, handle, deps if stop_if else [])
+            finally:
+                health.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await health
+            if result.status == "stopped":
+                run.outcome.status, run.outcome.reason = "stopped", result.reason
+                run.outcome.exit_code = result.exit_code
+                return
+            if result.status == "failed_to_start":
+                self._op_failed(run, result.reason, "node")
+                return
+            ok = result.ok
+            if restarts < restart_limit(args, exit_ok=ok) and not run.stop_requested.is_set():
+                restarts += 1
+                run.outcome.restarts = restarts
+                self._nodeerr(run, f"{result.reason}; restarting ({restarts}) per restart_policy")
+                await asyncio.sleep(min(0.1 * 2**restarts, 2.0))
+                continue
+            run.outcome.exit_code = result.exit_code
+            if ok:
+                run.outcome.status, run.outcome.reason = "finished", result.reason
+            else:
+                self._op_failed(run, result.reason, "client", result.exit_code)
+            return
+
+    async def _wait_or_stop(
+        self, run: _OpRun, handle: PodmanContainer, deps: list[_OpRun]
+    ) -> ContainerResult:
+        wait = asyncio.ensure_future(self.runtime.wait(handle))
+        stop_reasons = [asyncio.ensure_future(run.stop_requested.wait())]
+        stop_reasons += [asyncio.ensure_future(d.ended.wait()) for d in deps]
+        try:
+            await asyncio.wait([wait, *stop_reasons], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            wait.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await wait
+            raise
+        finally:
+            for fut in stop_reasons:
+                fut.cancel()
+        if wait.done():
+            return wait.result()
+        ended = [d.op.id for d in deps if d.ended.is_set()]
+        if ended:
+            self._nodeerr(run, f"stopping: dependency {ended[0]!r} ended (stop_if_dependent_stops)")
+        result = await self.runtime.stop(handle, grace_s=self.limits.stop_grace_s)
+        with contextlib.suppress(Exception):
+            await wait
+        return result
+
+    def _op_failed(self, run: _OpRun, reason: str, fault: Fault, exit_code: int | None = None
+                   ) -> None:
+        run.outcome.status, run.outcome.reason, run.outcome.fault = "failed", reason, fault
+        run.outcome.exit_code = exit_code
+        self._nodeerr(run, f"op failed: {reason}")
+        self._fail_fast()
+
+    def _nodeerr(self, run: _OpRun | None, message: str) -> None:
+        if run is not None:
+            run.logs.append(("nodeerr", message))
+        log.info("job runner", extra={"op": run.op.id if run else None, "msg": message})
+        if self.on_log is not None:
+            self.on_log(run.op.id if run else "", "nodeerr", message)
+
+    # -------------------------------------------------------------------- health checks
+
+    async def _health(self, run: _OpRun, handle: PodmanContainer, ports: list[PortPlan]) -> None:
+        if not ports:
+            run.released.set()  # nothing exposed: started is startup success
+            return
+        while True:
+            if all([await self._check(p, c) for p in ports for c in (p.checks or (None,))]):
+                break
+            await asyncio.sleep(self.limits.health_interval_s)
+        self._nodeerr(run, "startup success: every health check passed; endpoint ONLINE")
+        run.released.set()
+        continuous = [(p, c) for p in ports for c in p.checks if c.continuous]
+        online = True
+        while continuous:
+            await asyncio.sleep(self.limits.continuous_interval_s)
+            ok = all([await self._check(p, c) for p, c in continuous])
+            if ok != online:
+                online = ok
+                self._nodeerr(run, f"endpoint {'ONLINE' if ok else 'OFFLINE'}")
+
+    async def _check(self, port: PortPlan, check: HealthCheck | None) -> bool:
+        if not isinstance(check, HttpHealthCheck):  # none or websocket: the port accepts
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", port.host_port),
+                    self.limits.health_timeout_s,
+                )
+            except (OSError, TimeoutError):
+                return False
+            writer.close()
+            return True
+        assert self._http is not None
+        content: bytes | None = None
+        if check.method in ("POST", "PUT") and check.body is not None:
+            body = check.body
+            content = (body if isinstance(body, str) else json.dumps(body)).encode()
+        try:
+            resp = await self._http.request(
+                check.method, f"http://127.0.0.1:{port.host_port}{check.path}",
+                headers=check.headers or {}, content=content,
+            )
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == check.expected_status
+
+    # -------------------------------------------------------------------- files
+
+    def _make_output_dirs(self, job_dir: Path, meta: NosgridMeta) -> dict[str, Path]:
+        dirs: dict[str, Path] = {}
+        paths = meta.outputs if meta.outputs is not None else list(DEFAULT_OUTPUTS)
+        for i, target in enumerate(paths):
+            host = job_dir / "outputs" / str(i)
+            host.mkdir(parents=True, exist_ok=True)
+            (job_dir / "outputs").chmod(0o711)
+            if os.geteuid() == 0:
+                os.chown(host, 1000, 1000)
+            host.chmod(0o700)
+            dirs[target] = host
+        return dirs
+
+    async def _fetch_inputs(self, job_dir: Path, meta: NosgridMeta) -> dict[str, Path]:
+        mounts: dict[str, Path] = {}
+        if not meta.inputs:
+            return mounts
+        if self.fetch_blob is None:
+            raise OSError("this runner cannot download input blobs")
+        root = job_dir / "inputs"
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)
+        for i, blob in enumerate(meta.inputs):
+            data = await self.fetch_blob(blob.sha256)
+            got = hashlib.sha256(data).hexdigest()
+            if got != blob.sha256:
+                raise OSError(f"input blob {blob.sha256} arrived with hash {got}")
+            host = root / f"{i}-{blob.sha256[:16]}"
+            host.write_bytes(data)
+            host.chmod(0o444)
+            mounts[blob.path] = host
+        return mounts
+
+
+def _collect_outputs(dirs: dict[str, Path], limit: int) -> tuple[list[OutputFile], bool]:
+    """Regular files under the output dirs (symlinks never followed), up to ``limit`` bytes."""
+    files: list[OutputFile] = []
+    total, truncated = 0, False
+    for target, root in dirs.items():
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                try:
+                    st = path.lstat()
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if total + st.st_size > limit:
+                    truncated = True
+                    continue
+                total += st.st_size
+                rel = path.relative_to(root).as_posix()
+                files.append(OutputFile(f"{target.rstrip('/')}/{rel}", path, st.st_size))
+    return files, truncated
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _secs(started: float) -> int:
+    return max(1, math.ceil(time.monotonic() - started))
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+__all__ = [
+    "BlobFetcher",
+    "JobLogSink",
+    "JobOutcome",
+    "JobRunner",
+    "OpOutcome",
+    "OutputFile",
+]
