@@ -29,7 +29,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def run_cli(app: typer.Typer) -> int:
     """Run ``app``; a NosgridError becomes a one-line message and exit code 1, never a traceback."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except NosgridError as exc:
         err_console.print(f"[bold red]error[/] [{exc.code}]: {exc.message}", highlight=False)
         return 1
@@ -50,4 +50,5 @@ def run_cli(app: typer.Typer) -> int:
             return exit_code
         err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
         return 1
-    return 0
+    # in standalone_mode=False click returns a typer.Exit's code instead of raising it
+    return rc if isinstance(rc, int) else 0

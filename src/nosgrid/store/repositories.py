@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nosgrid.core.errors import (
@@ -28,6 +28,20 @@ from nosgrid.core.ledger import (
 from nosgrid.core.markets import HardwareReport, MarketParams
 from nosgrid.core.money import format_nos
 from nosgrid.store import tables as t
+
+# The ledger's hot path as prepared statements: built once, so SQLAlchemy compiles and
+# caches them once. The SQL is the same on SQLite (3.35+) and PostgreSQL.
+_LOCK_HEAD = text("UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+_DEBIT = text("UPDATE accounts SET balance = balance + :delta "
+              "WHERE name = :name AND balance + :delta >= 0")
+_CREDIT = text("INSERT INTO accounts (name, balance) VALUES (:name, :delta) "
+               "ON CONFLICT (name) DO UPDATE SET balance = accounts.balance + excluded.balance")
+_INSERT_JOURNAL = text("INSERT INTO journal (seq, hash, prev_hash, kind, ref, at, meta) "
+                       "VALUES (:seq, :hash, :prev_hash, :kind, :ref, :at, :meta)")
+_INSERT_POSTING = text("INSERT INTO postings (entry_seq, idx, src, dst, amount) "
+                       "VALUES (:entry_seq, :idx, :src, :dst, :amount)")
+_SET_HEAD = text("INSERT INTO ledger_head (id, seq, hash) VALUES (1, :seq, :hash) "
+                 "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
 
 
 def _insert(conn: Connection, table: Any) -> Any:
@@ -72,54 +86,35 @@ class LedgerRepo:
         Debits are conditional updates (``balance + delta >= 0``), so two writers can never
         both spend the same balance; the head row update serialises the hash chain.
         """
-        locked = self.conn.execute(
-            update(t.ledger_head).where(t.ledger_head.c.id == 1)
-            .values(seq=t.ledger_head.c.seq)
-        )
-        if locked.rowcount != 1:
+        head = self.conn.execute(_LOCK_HEAD).first()
+        if head is None:
             raise LedgerCorrupt("the ledger has no genesis entry; open the store with Store.open")
-        head = self.head()
-        assert head is not None
-        entry = make_entry(seq=head[0] + 1, prev_hash=head[1], kind=kind, ref=ref, at=at,
-                           postings=postings, meta=meta)
+        entry = make_entry(seq=int(head.seq) + 1, prev_hash=str(head.hash), kind=kind, ref=ref,
+                           at=at, postings=postings, meta=meta)
         self.append_entry(entry)
         return entry
 
     def append_entry(self, entry: JournalEntry) -> None:
         """Write a prepared entry: balances, journal row, postings, head."""
         self._apply(entry.postings)
-        self.conn.execute(
-            t.journal.insert().values(
-                seq=entry.seq, hash=entry.hash, prev_hash=entry.prev_hash, kind=entry.kind,
-                ref=entry.ref, at=entry.at,
-                meta=json.dumps(dict(entry.meta), sort_keys=True, separators=(",", ":")),
-            )
-        )
+        self.conn.execute(_INSERT_JOURNAL, {
+            "seq": entry.seq, "hash": entry.hash, "prev_hash": entry.prev_hash,
+            "kind": entry.kind, "ref": entry.ref, "at": entry.at,
+            "meta": json.dumps(dict(entry.meta), sort_keys=True, separators=(",", ":")),
+        })
         if entry.postings:
-            self.conn.execute(
-                t.postings.insert(),
-                [
-                    {"entry_seq": entry.seq, "idx": i, "src": p.src, "dst": p.dst,
-                     "amount": p.amount}
-                    for i, p in enumerate(entry.postings)
-                ],
-            )
-        ins = _insert(self.conn, t.ledger_head).values(id=1, seq=entry.seq, hash=entry.hash)
-        self.conn.execute(
-            ins.on_conflict_do_update(index_elements=["id"],
-                                      set_={"seq": entry.seq, "hash": entry.hash})
-        )
+            self.conn.execute(_INSERT_POSTING, [
+                {"entry_seq": entry.seq, "idx": i, "src": p.src, "dst": p.dst, "amount": p.amount}
+                for i, p in enumerate(entry.postings)
+            ])
+        self.conn.execute(_SET_HEAD, {"seq": entry.seq, "hash": entry.hash})
 
     def _apply(self, postings: Iterable[Posting]) -> None:
         for account, delta in sorted(balance_deltas(postings).items()):
             if delta == 0:
                 continue
             if delta < 0 and account != GENESIS:
-                res = self.conn.execute(
-                    update(t.accounts)
-                    .where(t.accounts.c.name == account, t.accounts.c.balance + delta >= 0)
-                    .values(balance=t.accounts.c.balance + delta)
-                )
+                res = self.conn.execute(_DEBIT, {"name": account, "delta": delta})
                 if res.rowcount != 1:
                     have = self.balance(account)
                     raise InsufficientFunds(
@@ -128,12 +123,7 @@ class LedgerRepo:
                         account=account, balance=have, needed=-delta,
                     )
                 continue
-            ins = _insert(self.conn, t.accounts).values(name=account, balance=delta)
-            self.conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["name"], set_={"balance": t.accounts.c.balance + delta}
-                )
-            )
+            self.conn.execute(_CREDIT, {"name": account, "delta": delta})
 
     def entries(self, from_seq: int = 0, limit: int | None = None) -> list[JournalEntry]:
         query = select(t.journal).where(t.journal.c.seq >= from_seq).order_by(t.journal.c.seq)
