@@ -225,10 +225,11 @@ class JobRunner:
             await self._http.aclose()
 
     async def _cleanup(self, job_id: str, pod: str | None, volumes: list[str]) -> None:
-        for name in await self.runtime.list_containers(label=f"{JOB_LABEL}={job_id}"):
-            await self.runtime.remove(name)
         if pod is not None:
             await self.runtime.remove_pod(pod)
+        with contextlib.suppress(NosgridError):
+            for name in await self.runtime.list_containers(label=f"{JOB_LABEL}={job_id}"):
+                await self.runtime.remove(name)
         for volume in volumes:
             await self.runtime.remove_volume(volume)
 

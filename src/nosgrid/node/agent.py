@@ -1,0 +1,432 @@
+"""The node agent: register, heartbeat, long-poll, run, report; recover after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from solders.keypair import Keypair
+
+from nosgrid.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidJobSpec,
+    NodeNotFound,
+    NosgridError,
+    NotFound,
+    Unavailable,
+)
+from nosgrid.core.jobs.load import load_job_definition
+from nosgrid.core.markets import HardwareReport
+from nosgrid.node.benchmark import run_benchmark
+from nosgrid.node.executor import PodmanRuntime
+from nosgrid.node.hardware import probe_hardware
+from nosgrid.node.runner import JobOutcome, JobRunner, RunnerLimits, flow_id, pod_name
+from nosgrid.node.runner.plan import JOB_LABEL
+from nosgrid.node.state import AgentState, InFlightJob, StateFile
+from nosgrid.sdk.client import AsyncClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LOG_FLUSH_S = 0.2
+LOG_FLUSH_BYTES = 64 * 1024
+RESTART_REASON = "node restarted mid-job"
+SHUTDOWN_REASON = "node shut down before the job ended; handed back"
+
+
+def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0,
+                  rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: ``min(cap, base·2^attempt)`` × U(0.5, 1).
+
+    >>> 0.1 <= backoff_delay(0, rng=random.Random(1)) <= 0.2
+    True
+    """
+    r = rng or random.Random()
+    return float(min(cap, base * 2**attempt) * r.uniform(0.5, 1.0))
+
+
+class _LogPusher:
+    """Batches log lines and pushes them every 200 ms or 64 KiB, whichever comes first."""
+
+    def __init__(self, client: AsyncClient, job_id: str, *, prefix_ops: bool) -> None:
+        self.client = client
+        self.job_id = job_id
+        self.prefix_ops = prefix_ops
+        self._chunks: list[dict[str, Any]] = []
+        self._bytes = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, op_id: str, stream: str, line: str) -> None:
+        text = f"[{op_id}] {line}" if (self.prefix_ops and op_id) else line
+        self._chunks.append({"stream": stream, "data": text + "\n", "at": time.time()})
+        self._bytes += len(text) + 1
+        if self._bytes >= LOG_FLUSH_BYTES:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), LOG_FLUSH_S)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._chunks:
+            batch, self._chunks = self._chunks[:500], self._chunks[500:]
+            self._bytes = sum(len(c["data"]) for c in self._chunks)
+            try:
+                await self.client.push_logs(self.job_id, batch)
+            except NosgridError as exc:
+                log.warning("log push failed", extra={"job": self.job_id, "err": str(exc)})
+                return
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+
+class Agent:
+    """One provider node: registers, heartbeats, takes jobs one at a time and reports them.
+
+    ``stop`` (an ``asyncio.Event``, set by the CLI's SIGTERM handler) asks for a graceful
+    stop: a running job gets ``grace_s`` to end, then its containers are stopped and it is
+    failed with fault ``node`` so the client is refunded. ``lying`` (tests of verification
+    only) uploads garbage instead of the real output files.
+
+    Example::
+
+        agent = Agent(AsyncClient(url, keypair), PodmanRuntime(state_dir / "executor"),
+                      state_dir, ["cpu"])
+        task = asyncio.create_task(agent.run())
+        ...
+        agent.stop.set(); await task
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        runtime: PodmanRuntime,
+        state_dir: Path,
+        markets: Sequence[str],
+        *,
+        heartbeat_s: float = 10.0,
+        lying: bool = False,
+        poll_wait_s: float = 25.0,
+        grace_s: float = 30.0,
+        cancel_check_s: float = 2.0,
+        limits: RunnerLimits | None = None,
+        benchmark: bool = True,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.state_dir = state_dir
+        self.markets = list(markets)
+        self.heartbeat_s = heartbeat_s
+        self.lying = lying
+        self.poll_wait_s = poll_wait_s
+        self.grace_s = grace_s
+        self.cancel_check_s = cancel_check_s
+        self.limits = limits or RunnerLimits()
+        self.benchmark = benchmark
+        self.stop = stop or asyncio.Event()
+        self.state = StateFile(state_dir)
+        self.node_id: str | None = None
+        self.jobs_done = 0
+        self.hardware: HardwareReport | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Register, recover, then take work until ``stop`` is set."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.register()
+        if self.stop.is_set():
+            return
+        await self.recover()
+        beat = asyncio.create_task(self._heartbeat_loop())
+        try:
+            await self._work_loop()
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        log.info("agent stopped", extra={"node": self.node_id, "jobs": self.jobs_done})
+
+    async def register(self) -> dict[str, Any]:
+        """Probe and benchmark this machine, then register (retrying while unreachable)."""
+        if self.hardware is None:
+            score = (await asyncio.to_thread(run_benchmark, 1.0)).cpu_score if self.benchmark \
+                else 0.0
+            probe = await asyncio.to_thread(probe_hardware, self.state_dir, cpu_score=score)
+            self.hardware = probe.report
+        hw = self.hardware.model_dump(mode="json")
+        reg = await self._retry(lambda: self.client.register_node(hw, self.markets))
+        if reg is None:
+            return {}
+        self.node_id = str(reg.get("node_id"))
+        log.info("node registered", extra={"node": self.node_id, "markets": reg.get("markets"),
+                                           "rejected": reg.get("rejected")})
+        return reg
+
+    async def recover(self) -> None:
+        """Report a job left in flight by a previous run of this agent and remove its leftovers."""
+        saved = self.state.load()
+        job = saved.in_flight
+        if job is None:
+            return
+        log.warning("reporting the job in flight before the restart", extra={"job": job.job_id})
+        await self._remove_leftovers(job)
+        try:
+            await self._retry(lambda: self.client.fail_job(
+                job.job_id, reason=RESTART_REASON, fault="node",
+                seconds_used=max(0, int(time.time() - job.started_at))))
+        except (Conflict, Forbidden, NotFound) as exc:  # already requeued/expired/cancelled
+            log.info("in-flight job no longer ours", extra={"job": job.job_id, "err": str(exc)})
+        self.state.save(AgentState(node_id=self.node_id))
+
+    async def _remove_leftovers(self, job: InFlightJob) -> None:
+        names = set(job.containers)
+        with contextlib.suppress(NosgridError):
+            names |= set(await self.runtime.list_containers(label=f"{JOB_LABEL}={job.job_id}"))
+        for name in sorted(names):
+            await self.runtime.remove(name)
+        await self.runtime.remove_pod(job.pod or pod_name(flow_id(job.job_id)))
+        for volume in job.volumes:
+            await self.runtime.remove_volume(volume)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await self.client.heartbeat()
+            except (NodeNotFound, NotFound):
+                log.warning("coordinator forgot this node; registering again")
+                with contextlib.suppress(NosgridError):
+                    await self.register()
+            except NosgridError as exc:
+                log.warning("heartbeat failed", extra={"err": str(exc)})
+
+    async def _work_loop(self) -> None:
+        attempt = 0
+        while not self.stop.is_set():
+            poll = asyncio.ensure_future(self.client.poll(wait=self.poll_wait_s))
+            stopping = asyncio.ensure_future(self.stop.wait())
+            await asyncio.wait([poll, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not poll.done():
+                poll.cancel()
+                with contextlib.suppress(asyncio.CancelledError, NosgridError):
+                    await poll
+                if not poll.cancelled() and poll.exception() is None:
+                    await self._hand_back_unstarted(poll.result())
+                return
+            try:
+                answer = poll.result()
+            except (NodeNotFound, NotFound):
+                await self.register()
+                continue
+            except Unavailable as exc:
+                delay = backoff_delay(attempt)
+                attempt += 1
+                log.warning("coordinator unavailable; retrying",
+                            extra={"err": str(exc), "delay_s": round(delay, 2)})
+                await self._sleep_or_stop(delay)
+                continue
+            except NosgridError as exc:
+                log.error("poll failed", extra={"err": str(exc)})
+                await self._sleep_or_stop(backoff_delay(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            if answer.get("job") is None:
+                continue
+            if self.stop.is_set():
+                await self._hand_back_unstarted(answer)
+                return
+            await self.handle_job(answer["job"], answer.get("spec") or "")
+
+    async def _hand_back_unstarted(self, answer: dict[str, Any]) -> None:
+        job = answer.get("job")
+        if job:
+            with contextlib.suppress(NosgridError):
+                await self.client.fail_job(job["id"], reason=SHUTDOWN_REASON, fault="node")
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+
+    async def _retry(self, call: Callable[[], Awaitable[T]], *, give_up_s: float = 120.0
+                     ) -> T | None:
+        """``call`` until it does not raise ``Unavailable``; None if ``stop`` or time ran out."""
+        end = time.monotonic() + give_up_s
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except Unavailable as exc:
+                if (self.stop.is_set() and attempt > 2) or time.monotonic() > end:
+                    log.error("coordinator unreachable; giving up", extra={"err": str(exc)})
+                    return None
+                delay = backoff_delay(attempt)
+                attempt += 1
+                log.warning("coordinator unavailable", extra={"err": str(exc),
+                                                              "delay_s": round(delay, 2)})
+                await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ one job
+
+    async def handle_job(self, view: dict[str, Any], spec_text: str) -> None:
+        """Run one assigned job end to end and report it (never raises for the job)."""
+        job_id = str(view["id"])
+        timeout_s = float(view.get("timeout") or 600)
+        try:
+            defn = load_job_definition(spec_text)
+        except InvalidJobSpec as exc:
+            reason = f"invalid job definition: {exc.message}"[:2000]
+            await self._retry(lambda: self.client.fail_job(job_id, reason=reason, fault="client"))
+            return
+        started = time.time()
+        in_flight = InFlightJob(job_id, started, pod=pod_name(flow_id(job_id)),
+                                volumes=tuple(f"{flow_id(job_id)}-{op.args.name}"
+                                              for op in defn.ops if op.type ==
+                                              "container/create-volume"
+                                              and hasattr(op.args, "name")))
+        self.state.save(AgentState(node_id=self.node_id, in_flight=in_flight))
+        try:
+            await self._retry(lambda: self.client.start_job(job_id))
+        except NosgridError as exc:
+            log.warning("could not start the job", extra={"job": job_id, "err": str(exc)})
+            self.state.save(AgentState(node_id=self.node_id))
+            return
+        log.info("job started", extra={"job": job_id, "timeout_s": timeout_s})
+        pusher = _LogPusher(self.client, job_id,
+                            prefix_ops=sum(op.type == "container/run" for op in defn.ops) > 1)
+        pusher.start()
+
+        def containers_changed(names: list[str]) -> None:
+            nonlocal in_flight
+            in_flight = InFlightJob(job_id, started, tuple(names), in_flight.volumes,
+                                    in_flight.pod)
+            self.state.save(AgentState(node_id=self.node_id, in_flight=in_flight))
+
+        runner = JobRunner(self.runtime, self.state_dir / "jobs", on_log=pusher.add,
+                           fetch_blob=self.client.download_blob, limits=self.limits,
+                           on_containers=containers_changed)
+        abort = asyncio.Event()
+        cancelled = asyncio.Event()
+        watch = asyncio.create_task(self._watch(job_id, abort, cancelled))
+        try:
+            outcome = await runner.run(job_id, defn, timeout_s=timeout_s, abort=abort)
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            await pusher.close()
+        try:
+            if cancelled.is_set():
+                log.info("job cancelled or taken away; not reporting", extra={"job": job_id})
+            else:
+                await self._report(job_id, outcome)
+        finally:
+            runner.discard(job_id)
+            self.state.save(AgentState(node_id=self.node_id))
+            self.jobs_done += 1
+
+    async def _watch(self, job_id: str, abort: asyncio.Event, cancelled: asyncio.Event) -> None:
+        """Abort the run when the coordinator cancels the job, or after the stop grace period."""
+        stop_seen: float | None = None
+        while True:
+            await asyncio.sleep(min(self.cancel_check_s, 0.5) if stop_seen else
+                                self.cancel_check_s)
+            if self.stop.is_set():
+                stop_seen = stop_seen or time.monotonic()
+                if time.monotonic() - stop_seen >= self.grace_s:
+                    log.warning("grace period over; handing the job back", extra={"job": job_id})
+                    abort.set()
+                    return
+            try:
+                job = await self.client.job(job_id)
+            except (Forbidden, NotFound):
+                job = {"state": "gone"}
+            except NosgridError:
+                continue
+            if job.get("state") not in ("assigned", "running") or (
+                self.node_id and job.get("node") not in (None, self.node_id)
+            ):
+                log.info("job ended on the coordinator", extra={"job": job_id,
+                                                                "state": job.get("state")})
+                cancelled.set()
+                abort.set()
+                return
+
+    async def _report(self, job_id: str, outcome: JobOutcome) -> None:
+        if outcome.status == "completed":
+            outputs = []
+            for out in outcome.outputs:
+                data = await asyncio.to_thread(out.host_path.read_bytes)
+                if self.lying:
+                    data = os.urandom(max(1, len(data)))
+                sha = await self._retry(_bind(self.client.upload_blob, data))
+                outputs.append({"path": out.path, "sha256": sha, "size": len(data)})
+            await self._retry(lambda: self.client.finish_job(
+                job_id, seconds_used=outcome.seconds_used, exit_code=0, outputs=outputs,
+                results=outcome.results))
+            log.info("job finished", extra={"job": job_id, "outputs": len(outputs)})
+            return
+        fault = outcome.fault or "client"
+        reason = outcome.reason
+        if outcome.status == "aborted":
+            fault, reason = "node", SHUTDOWN_REASON
+        await self._retry(lambda: self.client.fail_job(
+            job_id, reason=reason[:2000], fault=fault, seconds_used=outcome.seconds_used,
+            timed_out=outcome.status == "timed_out"))
+        log.info("job failed", extra={"job": job_id, "status": outcome.status, "fault": fault})
+
+
+def _bind(fn: Callable[[bytes], Awaitable[T]], data: bytes) -> Callable[[], Awaitable[T]]:
+    return lambda: fn(data)
+
+
+async def run_node(
+    url: str,
+    keypair: Keypair,
+    state_dir: Path,
+    markets: Sequence[str],
+    stop_event: asyncio.Event,
+    *,
+    heartbeat_s: float = 10.0,
+    lying: bool = False,
+    grace_s: float = 30.0,
+) -> None:
+    """Run one node agent against the coordinator at ``url`` until ``stop_event`` is set.
+
+    The executor keeps its Podman settings under ``state_dir/executor``; jobs' files go
+    under ``state_dir/jobs``. This is what ``nosgrid node start`` and ``nosgrid up`` call.
+
+    Example::
+
+        stop = asyncio.Event()
+        await run_node("http://127.0.0.1:8700", load_keypair(), Path("~/.nosgrid/node"),
+                       ["cpu"], stop)
+    """
+    runtime = PodmanRuntime(state_dir / "executor")
+    async with AsyncClient(url, keypair) as client:
+        agent = Agent(client, runtime, state_dir, markets, heartbeat_s=heartbeat_s,
+                      lying=lying, grace_s=grace_s, stop=stop_event)
+        await agent.run()
