@@ -172,3 +172,24 @@ def test_prepared_cache_only_for_same_tuple() -> None:
     prepared = m.prepare(t)
     idx = prepared.pick_index(7)
     assert idx is not None and prepared.pick(7) == t[idx]
+
+
+def test_without_drops_the_assigned_node() -> None:
+    m = rp.WeightedMatcher()
+    t = tuple(_nodes())
+    prepared = m.prepare(t)
+    i = prepared.pick_index(3)
+    assert i is not None
+    rest = prepared.without(i)
+    probs = rest.probabilities
+    assert probs[i] == 0 and probs.sum() == pytest.approx(1.0)
+    assert all(rest.pick(s) != t[i] for s in range(300))
+    # a round that assigns every node once never picks a node twice
+    seen = set()
+    pool = prepared
+    for seed in range(len(t)):
+        j = pool.pick_index(seed)
+        assert j is not None
+        seen.add(pool.candidates[j].node_id)
+        pool = pool.without(j)
+    assert len(seen) == len(t) and pool.pick(0) is None

@@ -187,12 +187,18 @@ FloatArray = npt.NDArray[np.float64]
 
 
 class PreparedCandidates:
-    """Candidates turned into cumulative weights once; each pick is then O(log n)."""
+    """Candidates turned into cumulative weights once; each pick is then O(log n).
 
-    __slots__ = ("_cum", "_explore", "_newcomers", "candidates", "probabilities")
+    :meth:`without` takes a picked node out with a few numpy operations (no Python
+    loop over the candidates), so a scheduling round prepares the idle set once and then
+    assigns job after job. The weight floor stays the one computed at preparation.
+    """
+
+    __slots__ = ("_cum", "_explore", "_left", "_newcomers", "_params", "candidates")
 
     def __init__(self, candidates: Sequence[NodeCandidate], params: MatchingParams) -> None:
         self.candidates = tuple(candidates)
+        self._params = params
         n = len(self.candidates)
         stake = np.fromiter((c.stake for c in self.candidates), np.float64, n)
         rep = np.fromiter((c.reputation for c in self.candidates), np.float64, n)
@@ -204,21 +210,39 @@ class PreparedCandidates:
         mean = float(w.sum()) / k if k else 0.0
         floor = mean * params.floor_bps / 10_000 if mean > 0 else 1.0
         w = np.where(eligible, np.maximum(w, floor), 0.0)
-        newcomers = np.flatnonzero(eligible & (jobs < params.newcomer_jobs))
-        explore = params.exploration_bps / 10_000 if len(newcomers) else 0.0
-        total = float(w.sum())
-        probs: FloatArray = np.zeros(n) if total == 0 else (1.0 - explore) * w / total
-        if len(newcomers):
-            probs[newcomers] += explore / len(newcomers)
         self._cum: FloatArray = np.cumsum(w)
-        self._explore = explore
-        self._newcomers = newcomers
-        #: probability of each candidate being picked (sums to 1, or 0 if none eligible)
-        self.probabilities: FloatArray = probs
+        self._left = k  # eligible candidates not yet taken out
+        self._newcomers = np.flatnonzero(eligible & (jobs < params.newcomer_jobs))
+        self._explore = params.exploration_bps / 10_000 if len(self._newcomers) else 0.0
+
+    @property
+    def probabilities(self) -> FloatArray:
+        """Probability of each candidate being picked (sums to 1, or 0 if none eligible)."""
+        w = np.diff(self._cum, prepend=0.0)
+        total = float(self._cum[-1]) if self._left > 0 else 0.0
+        probs: FloatArray = (np.zeros(len(w)) if total <= 0
+                             else (1.0 - self._explore) * w / total)
+        if len(self._newcomers):
+            probs[self._newcomers] += self._explore / len(self._newcomers)
+        return probs
+
+    def without(self, index: int) -> PreparedCandidates:
+        """The same pool with candidate ``index`` (e.g. the node just assigned) left out."""
+        new = object.__new__(PreparedCandidates)
+        new.candidates, new._params = self.candidates, self._params
+        weight = self._cum[index] - (self._cum[index - 1] if index else 0.0)
+        cum = self._cum.copy()
+        cum[index:] -= weight
+        cum[index] = cum[index - 1] if index else 0.0  # exactly zero width: never picked
+        new._cum = cum
+        new._left = self._left - (1 if weight > 0 else 0)
+        new._newcomers = self._newcomers[self._newcomers != index]
+        new._explore = self._explore if len(new._newcomers) else 0.0
+        return new
 
     def pick_index(self, seed: int) -> int | None:
         """Index of the candidate picked with ``seed`` (reproducible), or None."""
-        if not len(self._cum) or self._cum[-1] <= 0:
+        if self._left <= 0 or self._cum[-1] <= 0:
             return None
         u = random.Random(seed).random()
         if u < self._explore:
