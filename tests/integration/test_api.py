@@ -11,6 +11,7 @@ from nosgrid.core.errors import (
     Forbidden,
     IllegalTransition,
     InsufficientFunds,
+    InvalidInput,
     InvalidJobSpec,
     MarketNotFound,
 )
@@ -156,3 +157,30 @@ ops:
 """
     job = await m.alice.post_job(spec_text=text.replace("[true]", "[\"true\"]"))
     assert job["market"] == "cpu" and job["timeout"] == 20 and job["deposit_nos"] == "0.01"
+
+
+async def test_blob_access_follows_jobs(market: Market) -> None:
+    m = market
+    await m.alice.faucet("1")
+    await _register(m)
+    data = b"input rows\n"
+    sha = await m.alice.upload_blob(data)
+    assert await m.alice.download_blob(sha) == data
+    with pytest.raises(Forbidden):
+        await m.bob.download_blob(sha)
+    spec = {**BUSYBOX_SPEC, "meta": {"nosgrid": {"inputs": [{"sha256": sha,
+                                                             "path": "/inputs/rows.txt"}]}}}
+    with pytest.raises(InvalidInput, match="upload it first"):
+        await m.bob.post_job(spec=spec, market="cpu")
+    with pytest.raises(Forbidden):
+        await m.node.download_blob(sha)
+    job = await m.alice.post_job(spec=spec, market="cpu", timeout=10)
+    await m.node.poll(wait=0)
+    assert await m.node.download_blob(sha) == data  # assigned: the node may fetch inputs
+    await m.node.start_job(job["id"])
+    out = await m.node.upload_blob(b"result\n")
+    with pytest.raises(Forbidden):
+        await m.alice.download_blob(out)
+    await m.node.finish_job(job["id"], outputs=[{"path": "/outputs/r", "sha256": out,
+                                                 "size": 7}])
+    assert await m.alice.download_blob(out) == b"result\n"

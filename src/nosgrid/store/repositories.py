@@ -368,6 +368,15 @@ class BlobRepo:
         row = self.conn.execute(select(t.blobs.c.size).where(t.blobs.c.sha256 == sha256))
         return row.first() is not None
 
+    def grant(self, sha256: str, pubkey: str) -> None:
+        ins = _insert(self.conn, t.blob_grants).values(sha256=sha256, pubkey=pubkey)
+        self.conn.execute(ins.on_conflict_do_nothing(index_elements=["sha256", "pubkey"]))
+
+    def may_read(self, sha256: str, pubkey: str) -> bool:
+        row = self.conn.execute(select(t.blob_grants.c.sha256).where(
+            t.blob_grants.c.sha256 == sha256, t.blob_grants.c.pubkey == pubkey))
+        return row.first() is not None
+
 
 class LogRepo:
     def __init__(self, conn: Connection) -> None:

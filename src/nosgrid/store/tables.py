@@ -133,6 +133,14 @@ blobs = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+#: who may download a blob: its uploader, a job's node for its inputs, a client for outputs
+blob_grants = Table(
+    "blob_grants",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("pubkey", String(64), primary_key=True),
+)
+
 job_logs = Table(
     "job_logs",
     metadata,

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.blobs import check_sha256
+from nosgrid.core.errors import Forbidden
 
 router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
 
@@ -25,11 +26,19 @@ async def upload(sha256: str, request: Request, coord: Coord, signer: Signer) ->
     size = await coord.blobs.put_stream(sha256, one_chunk())
     with coord.store.uow() as uow:
         uow.blobs.add(sha256, size, signer, int(coord.now()))
+        uow.blobs.grant(sha256, signer)
         uow.commit()
     return {"sha256": sha256, "size": size}
 
 
 @router.get("/{sha256}")
 async def download(sha256: str, coord: Coord, signer: Signer) -> FileResponse:
+    """Only the uploader, the node of a job that takes it as input, or the client of a job
+    that produced it may read a blob."""
+    with coord.store.uow(write=False) as uow:
+        allowed = uow.blobs.may_read(check_sha256(sha256), signer)
+    if not allowed:
+        raise Forbidden("this blob was not uploaded by you and is not an input or output of "
+                        "one of your jobs")
     return FileResponse(coord.blobs.open(check_sha256(sha256)),
                         media_type="application/octet-stream")

@@ -7,10 +7,11 @@ never changes state.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 
-from nosgrid.core.errors import Forbidden, IllegalTransition, InsufficientFunds
+from nosgrid.core.errors import Forbidden, IllegalTransition, InsufficientFunds, InvalidInput
 from nosgrid.core.jobs import state as rules
 from nosgrid.core.jobs.state import Job, JobState, Transition
 from nosgrid.core.ledger import wallet
@@ -42,6 +43,13 @@ def create_market(uow: UnitOfWork, market: MarketParams, now: int) -> MarketPara
     return market
 
 
+def input_blobs(spec_body: str) -> list[str]:
+    """The sha256 of every input blob a stored (canonical JSON) definition names."""
+    meta = json.loads(spec_body).get("meta") or {}
+    extra = meta.get("nosgrid") or {} if isinstance(meta, dict) else {}
+    return [str(blob["sha256"]) for blob in extra.get("inputs", [])]
+
+
 def post_job(
     uow: UnitOfWork,
     *,
@@ -56,6 +64,10 @@ def post_job(
 ) -> Job:
     """Escrow the deposit and queue the job. Raises InsufficientFunds if the wallet is short."""
     market = uow.markets.get(market_name)
+    for sha in input_blobs(spec_body):
+        if not uow.blobs.may_read(sha, client):
+            raise InvalidInput(f"input blob {sha} is not uploaded by you; upload it first "
+                               "(SDK: upload_blob)")
     tr = rules.post(job_id=job_id or new_job_id(), client=client, market=market,
                     spec_hash=spec_hash, timeout=timeout, max_price=max_price, now=now)
     have = uow.ledger.balance(wallet(client))
@@ -86,6 +98,8 @@ def assign_next(uow: UnitOfWork, node_id: str, markets: Sequence[str], now: int)
     if job is None:
         return None
     uow.nodes.set(node_id, waiting_since=None)
+    for sha in input_blobs(uow.jobs.spec(job.spec_hash) or "{}"):
+        uow.blobs.grant(sha, node_id)  # the node may fetch the job's inputs
     return record(uow, rules.assign(job, node_id, now), kind="job.assigned")
 
 
@@ -103,6 +117,10 @@ def start_job(uow: UnitOfWork, job_id: str, node_id: str, now: int) -> Job:
 def finish_job(uow: UnitOfWork, job_id: str, node_id: str, now: int, *,
                seconds_used: int | None, result: dict[str, object]) -> Job:
     """The node reports success; the job completes and settles at once (local settlement)."""
+    client = uow.jobs.get(job_id).client
+    outputs = result.get("outputs") or []
+    for output in outputs if isinstance(outputs, list) else []:
+        uow.blobs.grant(str(output["sha256"]), client)
     job = record(uow, rules.complete(_node_job(uow, job_id, node_id), now, seconds_used, result),
                  kind="job.completed")
     return settle_job(uow, job, now)
