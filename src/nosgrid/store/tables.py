@@ -160,3 +160,14 @@ faucet_grants = Table(
     Column("at", BigInteger, nullable=False),
     Index("ix_faucet_pubkey_at", "pubkey", "at"),
 )
+
+#: the economic rules' small state objects (stake accounts, the stakers' reward pool,
+#: reputations, offence histories) as JSON: their integers can exceed 64 bits (the
+#: reward accumulator is scaled by 1e24), and the rules own their shape
+protocol_state = Table(
+    "protocol_state",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("body", Text, nullable=False),
+)
