@@ -31,7 +31,9 @@ async def test_full_lifecycle(market: Market) -> None:
     waiting = asyncio.create_task(m.node.poll(wait=5))
     await asyncio.sleep(0.05)  # the node is now waiting on the long-poll
     job = await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
-    assert job["state"] == "queued" and job["deposit_nos"] == "0.1"
+    # a node is waiting, so the job is dispatched to it in the same transaction
+    assert job["state"] == "assigned" and job["node"] == m.node.pubkey
+    assert job["deposit_nos"] == "0.1"
     got = await asyncio.wait_for(waiting, 2)
     assert got["job"]["id"] == job["id"] and '"hello"' in got["spec"]
     await m.node.start_job(job["id"])

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from nosgrid.cli import coordinator, image, job, ledger, market, up, wallet
+from nosgrid.cli import coordinator, image, job, ledger, market, tokenomics, up, wallet
 from nosgrid.cli.output import run_cli
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(wallet.app, name="wallet")
 app.add_typer(market.app, name="market")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(coordinator.app, name="coordinator")
+app.add_typer(tokenomics.app, name="tokenomics")
 app.command("faucet")(wallet.faucet)
 app.command("up")(up.up)
 app.command("demo")(up.demo)

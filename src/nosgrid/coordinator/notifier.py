@@ -23,6 +23,14 @@ class WorkNotifier:
         for market in markets:
             self._waiters[market].pop(node_id, None)
 
+    def wake(self, node_id: str) -> None:
+        """Wake one node (a job was dispatched to it)."""
+        for waiters in self._waiters.values():
+            event = waiters.get(node_id)
+            if event is not None:
+                event.set()
+                return
+
     def notify(self, market: str) -> None:
         for event in self._waiters.get(market, {}).values():
             event.set()

@@ -16,6 +16,7 @@ from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.identity import SIGNATURE_WINDOW_S
+from nosgrid.core.reputation import WeightedMatcher
 from nosgrid.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Coordinator:
         self.store = store
         self.clock = clock
         self.notifier = WorkNotifier()
+        self.matcher = WeightedMatcher()
         self.blobs = BlobStore(settings.blob_dir, settings.max_blob_bytes)
         self.metrics = Metrics()
         self.log_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)

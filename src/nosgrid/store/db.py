@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.pool import StaticPool
 
 from nosgrid.core.ledger import default_allocations, genesis_entry
+from nosgrid.store.economics import EconomicsRepo
 from nosgrid.store.repositories import (
     BlobRepo,
     JobRepo,
@@ -107,6 +108,7 @@ class UnitOfWork:
         self.nonces = NonceRepo(self.conn)
         self.blobs = BlobRepo(self.conn)
         self.logs = LogRepo(self.conn)
+        self.economics = EconomicsRepo(self.conn)
         return self
 
     def commit(self) -> None:

@@ -56,6 +56,8 @@ class LedgerRepo:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        #: the entry this unit of work appended last (evidence for slashes)
+        self.last_entry: JournalEntry | None = None
 
     def head(self) -> tuple[int, str] | None:
         row = self.conn.execute(select(t.ledger_head.c.seq, t.ledger_head.c.hash)).first()
@@ -92,6 +94,7 @@ class LedgerRepo:
         entry = make_entry(seq=int(head.seq) + 1, prev_hash=str(head.hash), kind=kind, ref=ref,
                            at=at, postings=postings, meta=meta)
         self.append_entry(entry)
+        self.last_entry = entry
         return entry
 
     def append_entry(self, entry: JournalEntry) -> None:

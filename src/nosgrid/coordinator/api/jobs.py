@@ -50,9 +50,13 @@ async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> dict[s
             uow, client=signer, market_name=market, spec_hash=hash_of(defn),
             spec_body=canonical_json(defn).decode(), timeout=timeout, max_price=max_price,
             now=int(coord.now()))
+        job = job_services.dispatch(uow, job, int(coord.now()), coord.matcher)
         uow.commit()
     coord.metrics.jobs.labels("posted").inc()
-    coord.notifier.notify(market)
+    if job.node is not None:
+        coord.notifier.wake(job.node)
+    else:
+        coord.notifier.notify(market)
     return job_view(job)
 
 

@@ -11,12 +11,14 @@ import json
 import secrets
 from collections.abc import Sequence
 
+from nosgrid.coordinator.services import economics
 from nosgrid.core.errors import Forbidden, IllegalTransition, InsufficientFunds, InvalidInput
 from nosgrid.core.jobs import state as rules
 from nosgrid.core.jobs.state import Job, JobState, Transition
 from nosgrid.core.ledger import wallet
-from nosgrid.core.markets import MarketParams
+from nosgrid.core.markets import MarketParams, Matcher
 from nosgrid.core.money import format_nos
+from nosgrid.core.slashing import Offence, may_take_jobs
 from nosgrid.store.db import UnitOfWork
 
 
@@ -91,16 +93,34 @@ def get_job_for(uow: UnitOfWork, job_id: str, actor: str) -> Job:
 
 
 def assign_next(uow: UnitOfWork, node_id: str, markets: Sequence[str], now: int) -> Job | None:
-    """Hand the oldest queued job in one of ``markets`` to ``node_id`` (FIFO)."""
-    if not markets:
-        return None
-    job = uow.jobs.oldest_queued(markets)
-    if job is None:
-        return None
+    """Hand the oldest queued job in one of ``markets`` to ``node_id``, if it may take it."""
+    account, history = uow.economics.stake(node_id), uow.economics.offences(node_id)
+    allowed = [name for name in markets
+               if (m := uow.markets.find(name)) is not None
+               and may_take_jobs(account, history, m, now)]
+    job = uow.jobs.oldest_queued(allowed) if allowed else None
+    return None if job is None else assign_to(uow, job, node_id, now)
+
+
+def assign_to(uow: UnitOfWork, job: Job, node_id: str, now: int) -> Job:
+    """Assign ``job`` to ``node_id``; the node may then fetch the job's input blobs."""
     uow.nodes.set(node_id, waiting_since=None)
     for sha in input_blobs(uow.jobs.spec(job.spec_hash) or "{}"):
-        uow.blobs.grant(sha, node_id)  # the node may fetch the job's inputs
+        uow.blobs.grant(sha, node_id)
     return record(uow, rules.assign(job, node_id, now), kind="job.assigned")
+
+
+def dispatch(uow: UnitOfWork, job: Job, now: int, matcher: Matcher) -> Job:
+    """Offer a freshly queued job to the idle nodes of its market, weighted by the matcher.
+
+    The seed comes from the ledger head and the job id, so anyone can recompute the pick.
+    With nobody waiting the job stays queued for the next node that polls.
+    """
+    market = uow.markets.get(job.market)
+    pool = tuple(economics.candidates(uow, market, now))
+    head = uow.ledger.head()
+    chosen = matcher.pick(pool, economics.dispatch_seed(job.id, head[1] if head else ""))
+    return job if chosen is None else assign_to(uow, job, chosen.node_id, now)
 
 
 def _node_job(uow: UnitOfWork, job_id: str, node_id: str) -> Job:
@@ -131,7 +151,10 @@ def fail_job(uow: UnitOfWork, job_id: str, node_id: str, now: int, *, fault: rul
     job = _node_job(uow, job_id, node_id)
     tr = (rules.time_out(job, now, fault=fault) if timed_out
           else rules.fail(job, now, fault=fault, reason=reason, seconds_used=seconds_used))
-    return settle_job(uow, record(uow, tr, kind="job.failed"), now)
+    settled = settle_job(uow, record(uow, tr, kind="job.failed"), now)
+    if fault == "node":  # the node took the job and could not or would not run it
+        _slash(uow, settled, Offence.ABANDONED_JOB, now)
+    return settled
 
 
 def cancel_job(uow: UnitOfWork, job_id: str, client: str, now: int) -> Job:
@@ -144,16 +167,28 @@ def cancel_job(uow: UnitOfWork, job_id: str, client: str, now: int) -> Job:
 
 
 def settle_job(uow: UnitOfWork, job: Job, now: int) -> Job:
-    return record(uow, rules.settle(job, now), kind="job.settled")
+    settled = record(uow, rules.settle(job, now), kind="job.settled")
+    economics.on_settled(uow, settled, now)
+    return settled
+
+
+def _slash(uow: UnitOfWork, job: Job, offence: Offence, now: int) -> None:
+    """Slash the job's node, citing the job and its settle entry as evidence."""
+    last = uow.ledger.last_entry
+    evidence = last.hash if last is not None and last.ref == job.id else ""
+    economics.slash_for(uow, job, offence, now, journal_hash=evidence)
 
 
 def requeue_or_refund(uow: UnitOfWork, job: Job, now: int, reason: str,
                       max_attempts: int = 3) -> Job:
     """A job whose node vanished goes back to the queue, or is refunded after max attempts."""
     if job.attempts < max_attempts:
+        _slash(uow, job, Offence.MISSED_HEARTBEATS, now)
         return record(uow, rules.requeue(job, now, reason), kind="job.requeued")
-    return settle_job(uow, record(uow, rules.time_out(job, now, fault="node"),
-                                  kind="job.failed"), now)
+    settled = settle_job(uow, record(uow, rules.time_out(job, now, fault="node"),
+                                     kind="job.failed"), now)
+    _slash(uow, settled, Offence.MISSED_HEARTBEATS, now)
+    return settled
 
 
 def expire_overdue(uow: UnitOfWork, now: int, grace: int = 30) -> list[Job]:
@@ -165,5 +200,7 @@ def expire_overdue(uow: UnitOfWork, now: int, grace: int = 30) -> list[Job]:
     for job in uow.jobs.in_states([JobState.RUNNING]):
         if job.deadline is not None and now > job.deadline + grace:
             tr = rules.time_out(job, now, fault="node")
-            ended.append(settle_job(uow, record(uow, tr, kind="job.failed"), now))
+            settled = settle_job(uow, record(uow, tr, kind="job.failed"), now)
+            _slash(uow, settled, Offence.MISSED_DEADLINE, now)
+            ended.append(settled)
     return ended

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from nosgrid.coordinator.services import economics
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.core.jobs.state import Job, JobState
 from nosgrid.core.markets import HardwareReport, eligibility
@@ -41,6 +42,7 @@ def register(uow: UnitOfWork, node_id: str, hardware: HardwareReport, wanted: Se
 def heartbeat(uow: UnitOfWork, node_id: str, now: float) -> None:
     uow.nodes.get(node_id)
     uow.nodes.set(node_id, last_heartbeat=now, status="online")
+    economics.record_heartbeat(uow, node_id, int(now), received=True)
 
 
 def take_work(uow: UnitOfWork, node_id: str, now: float) -> Job | None:
@@ -61,6 +63,7 @@ def mark_offline(uow: UnitOfWork, now: float, timeout_s: float, max_attempts: in
     touched: list[Job] = []
     for node_id in uow.nodes.stale(now - timeout_s):
         uow.nodes.set(node_id, status="offline", waiting_since=None)
+        economics.record_heartbeat(uow, node_id, int(now), received=False)
         for job in uow.jobs.in_states([JobState.ASSIGNED, JobState.RUNNING], node=node_id):
             touched.append(job_services.requeue_or_refund(
                 uow, job, int(now), f"node {node_id} stopped sending heartbeats", max_attempts))

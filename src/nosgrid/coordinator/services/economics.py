@@ -1,0 +1,143 @@
+"""Economic use cases: staking commands, fee distribution, slashing, reputation, matching.
+
+These run inside the caller's unit of work, like the job use cases, and are called by
+them at the right moments: ``on_settled`` after every settle entry, ``slash_for`` when
+the coordinator observes an offence, ``candidates`` when a job is dispatched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from nosgrid.core import reputation as rep_rules
+from nosgrid.core import staking
+from nosgrid.core.errors import NodeNotFound
+from nosgrid.core.jobs.state import Job, payout
+from nosgrid.core.markets import MarketParams, NodeCandidate
+from nosgrid.core.slashing import Evidence, Offence, SlashNode, may_take_jobs, must_leave_market
+from nosgrid.core.slashing import slash as slash_rule
+from nosgrid.store.db import UnitOfWork
+
+
+def stake_command(uow: UnitOfWork, cmd: staking.StakeCommand) -> staking.StakeResult:
+    """Apply one staking command: ledger postings, new account and pool, in one entry."""
+    res = staking.handle(uow.economics.pool(), uow.economics.stake(cmd.owner), cmd)
+    if res.postings:
+        kind = "stake." + type(cmd).__name__.lower()
+        uow.ledger.append(kind, cmd.owner, cmd.now, res.postings,
+                          {"events": [e.name for e in res.events]})
+    uow.economics.save_pool(res.pool)
+    uow.economics.save_stake(res.account)
+    return res
+
+
+def stake_view(uow: UnitOfWork, owner: str, now: int) -> dict[str, Any]:
+    acct = uow.economics.stake(owner)
+    if acct is None:
+        return {"owner": owner, "staked": False}
+    pool = uow.economics.pool()
+    return {
+        "owner": owner, "staked": True, "amount": acct.amount, "days": acct.days,
+        "multiplier_bps": acct.multiplier_bps, "score": acct.score,
+        "staked_at": acct.staked_at, "unstaked_at": acct.unstaked_at,
+        "withdrawable": staking.withdrawable(acct, now),
+        "pending_rewards": staking.pending_rewards(pool, acct), "active": acct.active,
+    }
+
+
+def on_settled(uow: UnitOfWork, job: Job, now: int) -> None:
+    """After a settle entry: stakers' fee into the accumulator, the node's reputation."""
+    pay = payout(job)
+    if pay.stakers_fee:
+        uow.economics.save_pool(staking.distribute_fees(uow.economics.pool(),
+                                                        pay.stakers_fee, now).pool)
+    if job.node is None or job.started_at is None:
+        return
+    succeeded = job.fault != "node" and job.reason != "cancelled by the client"
+    on_time = 1.0
+    if job.deadline is not None and job.finished_at is not None:
+        on_time = rep_rules.timeliness(job.finished_at, job.deadline, job.timeout)
+    rep = rep_rules.record_job(uow.economics.reputation(job.node), now, succeeded=succeeded,
+                               on_time=on_time)
+    uow.economics.save_reputation(job.node, rep)
+
+
+def record_heartbeat(uow: UnitOfWork, node: str, now: int, *, received: bool) -> None:
+    rep = rep_rules.record_heartbeats(uow.economics.reputation(node), now,
+                                      received=1 if received else 0, expected=1)
+    uow.economics.save_reputation(node, rep)
+
+
+def slash_for(uow: UnitOfWork, job: Job, offence: Offence, now: int, *,
+              journal_hash: str = "", challenger: str | None = None) -> int:
+    """Slash the job's node for ``offence``, with the job (and entry) as evidence.
+
+    Returns the amount slashed (0 when the node has no stake: strikes still count).
+    A node whose stake falls under a market's minimum leaves that market.
+    """
+    node = job.node
+    if node is None:
+        return 0
+    account = uow.economics.stake(node) or staking.StakeAccount(owner=node)
+    history = uow.economics.offences(node)
+    cmd = SlashNode(node, offence, Evidence(journal_hash=journal_hash, job_id=job.id), now,
+                    job_price=job.price_per_second * job.timeout, challenger=challenger)
+    res = slash_rule(uow.economics.pool(), account, history, cmd)
+    if res.postings:
+        uow.ledger.append("slash", node, now, res.postings,
+                          {"offence": str(offence), "job_id": job.id,
+                           "evidence": cmd.evidence.ref})
+    uow.economics.save_offences(node, res.history)
+    if uow.economics.stake(node) is not None or res.amount:
+        uow.economics.save_pool(res.pool)
+        uow.economics.save_stake(res.account)
+    _leave_markets_below_minimum(uow, node, res.account)
+    return res.amount
+
+
+def _leave_markets_below_minimum(uow: UnitOfWork, node: str,
+                                 account: staking.StakeAccount) -> None:
+    try:
+        info = uow.nodes.get(node)
+    except NodeNotFound:
+        return
+    keep = [name for name in info["markets"]
+            if (m := uow.markets.find(name)) is not None and not must_leave_market(account, m)]
+    if keep != info["markets"]:
+        uow.nodes.set(node, markets=json.dumps(keep))
+
+
+def node_standing(uow: UnitOfWork, node: str, now: int) -> dict[str, Any]:
+    """Stake, reputation and jail state of a node, for the API."""
+    acct = uow.economics.stake(node)
+    rep = uow.economics.reputation(node)
+    hist = uow.economics.offences(node)
+    return {
+        "stake": acct.market_stake if acct else 0,
+        "reputation": round(rep_rules.score(rep, now), 4),
+        "jobs_done": round(rep.success_ok + rep.success_bad),
+        "offences": hist.offences, "jailed_until": hist.jailed_until or None,
+    }
+
+
+def candidates(uow: UnitOfWork, market: MarketParams, now: int) -> list[NodeCandidate]:
+    """Idle nodes waiting in ``market`` that may take its jobs (stake, not jailed)."""
+    out = []
+    for n in uow.nodes.waiting(market.name):
+        acct = uow.economics.stake(n["id"])
+        if not may_take_jobs(acct, uow.economics.offences(n["id"]), market, now):
+            continue
+        rep = uow.economics.reputation(n["id"])
+        out.append(NodeCandidate(
+            node_id=n["id"], waiting_since=float(n["waiting_since"]),
+            stake=acct.market_stake if acct else 0,
+            reputation=rep_rules.score(rep, now),
+            jobs_done=round(rep.success_ok + rep.success_bad)))
+    return sorted(out, key=lambda c: c.node_id)
+
+
+def dispatch_seed(job_id: str, head_hash: str) -> int:
+    """A reproducible seed for the matcher: anyone can recompute the choice."""
+    return int.from_bytes(hashlib.sha256(f"{head_hash}:{job_id}".encode()).digest()[:8], "big")
