@@ -1,0 +1,620 @@
+"""Verification: which jobs are audited, by whom, how outputs compare, who pays on a dispute.
+
+**Audit rate** (adaptive, like BOINC's adaptive replication). A node's record is the
+number of clean jobs since it joined or since its last fault, and its reputation::
+
+    rate = floor + (newcomer − floor) · 2^(−max(0, clean − probation) / half_life)
+    rate = newcomer                    if reputation < low_reputation
+
+in basis points, rounded; defaults 60% for newcomers (first 100 jobs), halving the
+excess every 100 jobs down to a 10.5% floor (never zero). :func:`audit_rates_bps` is the
+vectorised form used by the simulator; the scalar :func:`audit_rate_bps` calls it, so
+they agree bit for bit.
+
+**Sampling** is recomputable by anyone: ``should_audit`` draws from
+``sha256("nosgrid-audit" ‖ beacon ‖ job_id)`` where the beacon is the hash of the first
+journal entry *after* the one that recorded the job's result, so the node cannot know
+(or grind) the draw when it submits. **Auditors** are drawn the same way among eligible
+candidates (established, not jailed, staked) that share no operator key, no delegator
+and no recent co-assignment with the audited node.
+
+**Comparison**: ``deterministic`` — bytes (so sha256) equal; ``tolerance`` — numbers in
+JSON or ``.npy`` within ``abs_eps + rel_eps·max(|a|, |b|)``; ``none`` — never audited.
+
+**Disputes**: a mismatch goes to a panel of ``tiebreakers`` runs (default 3). A side is
+wrong only when the whole panel agrees with the other side; anything else is
+inconclusive and nobody is slashed. Payment to an audited node is held in the job's
+escrow for ``audit_window`` seconds (see ``docs/verification.md`` for the trade-off).
+
+>>> rec = AuditRecord(clean_jobs=0, reputation=0.5)
+>>> audit_rate_bps(rec), audit_rate_bps(AuditRecord(clean_jobs=5_000, reputation=0.9))
+(6000, 1050)
+>>> should_audit("job-1", "ab" * 32, 10_000), should_audit("job-1", "ab" * 32, 0)
+(True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from nosgrid.core.errors import Conflict, IllegalTransition, InvalidInput
+from nosgrid.core.jobs.state import Event, Job, JobState, Transition, can, payout
+from nosgrid.core.ledger import STAKERS_POOL, TREASURY, Posting, escrow, wallet
+from nosgrid.core.money import bps_of
+from nosgrid.core.slashing import Evidence, Offence, SlashNode
+
+Mode = Literal["deterministic", "tolerance", "none"]
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: the account that collects audit fees and pays auditors and tiebreakers
+AUDIT_POOL: Final = "audit_pool"
+HOUR: Final = 3_600
+_NPY_MAGIC: Final = b"\x93NUMPY"
+
+
+class AuditWindowOpen(Conflict):
+    code = "audit_window_open"
+    default_message = "The job's audit window is still open; its payment is held until then."
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationParams:
+    """Audit-rate curve, auditor eligibility, dispute panel and payment hold.
+
+    >>> VerificationParams().floor_rate_bps
+    1050
+    """
+
+    newcomer_rate_bps: int = 6_000
+    floor_rate_bps: int = 1_050
+    probation_jobs: int = 100
+    half_life_jobs: int = 100
+    low_reputation: float = 0.4
+    auditor_min_clean_jobs: int = 200
+    auditor_min_reputation: float = 0.5
+    tiebreakers: int = 3
+    audit_window: int = 24 * HOUR
+    default_abs_eps: float = 1e-9
+    default_rel_eps: float = 1e-6
+    #: suggested ``MarketParams.audit_fee_bps`` for auditable markets (measured, see docs)
+    audit_fee_bps: int = 1_200
+
+    def __post_init__(self) -> None:
+        if not 0 < self.floor_rate_bps <= self.newcomer_rate_bps <= 10_000:
+            raise InvalidInput("need 0 < floor_rate_bps <= newcomer_rate_bps <= 10000: "
+                               "the audit rate is never zero")
+        if self.probation_jobs < 0 or self.half_life_jobs <= 0 or self.audit_window < 0:
+            raise InvalidInput("probation_jobs >= 0, half_life_jobs > 0, audit_window >= 0")
+        if self.tiebreakers < 1 or self.auditor_min_clean_jobs < 0:
+            raise InvalidInput("tiebreakers >= 1 and auditor_min_clean_jobs >= 0")
+        if min(self.default_abs_eps, self.default_rel_eps) < 0:
+            raise InvalidInput("tolerances must be >= 0")
+        if not 0 <= self.audit_fee_bps <= 10_000:
+            raise InvalidInput("audit_fee_bps must be within 0..10000")
+
+
+DEFAULT_VERIFICATION: Final = VerificationParams()
+
+
+# --------------------------------------------------------------------- audit rate
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """What the audit rate depends on: clean jobs since joining or the last fault, reputation."""
+
+    clean_jobs: int = 0
+    reputation: float = 0.5
+
+
+def audit_rates_bps(clean_jobs: npt.ArrayLike, reputation: npt.ArrayLike,
+                    params: VerificationParams = DEFAULT_VERIFICATION) -> IntArray:
+    """Vectorised audit rate in bps for arrays of records (the rule's single source).
+
+    >>> audit_rates_bps([0, 100, 200, 10_000], [0.5, 0.5, 0.5, 0.2]).tolist()
+    [6000, 6000, 3525, 6000]
+    """
+    clean = np.asarray(clean_jobs, dtype=np.float64)
+    rep = np.asarray(reputation, dtype=np.float64)
+    excess = np.maximum(clean - params.probation_jobs, 0.0)
+    span = float(params.newcomer_rate_bps - params.floor_rate_bps)
+    rate = params.floor_rate_bps + span * np.exp2(-excess / params.half_life_jobs)
+    rate = np.where(rep < params.low_reputation, float(params.newcomer_rate_bps), rate)
+    out: IntArray = np.clip(np.rint(rate), params.floor_rate_bps,
+                            params.newcomer_rate_bps).astype(np.int64)
+    return out
+
+
+def audit_rate_bps(record: AuditRecord,
+                   params: VerificationParams = DEFAULT_VERIFICATION) -> int:
+    """Audit rate of one node in basis points (between the floor and the newcomer rate)."""
+    return int(audit_rates_bps([record.clean_jobs], [record.reputation], params)[0])
+
+
+def audit_probability(record: AuditRecord,
+                      params: VerificationParams = DEFAULT_VERIFICATION) -> float:
+    """:func:`audit_rate_bps` as a probability in (0, 1].
+
+    >>> audit_probability(AuditRecord(0))
+    0.6
+    """
+    return audit_rate_bps(record, params) / 10_000
+
+
+def job_audit_rate_bps(mode: Mode, record: AuditRecord, replicas: int = 1,
+                       params: VerificationParams = DEFAULT_VERIFICATION) -> int:
+    """The rate for one job: 0 for ``none``; redundant replicas are compared anyway (0 extra).
+
+    >>> job_audit_rate_bps("none", AuditRecord()), job_audit_rate_bps("tolerance", AuditRecord())
+    (0, 6000)
+    """
+    if mode == "none" or replicas > 1:
+        return 0
+    return audit_rate_bps(record, params)
+
+
+def _check_hash(value: str, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise InvalidInput(f"{what} must be a sha256 hex digest (64 hex characters)")
+    return raw
+
+
+def _draw(tag: bytes, beacon: str, *parts: str) -> int:
+    h = hashlib.sha256(tag + b"\x00" + _check_hash(beacon, "beacon"))
+    for part in parts:
+        h.update(b"\x00" + part.encode())
+    return int.from_bytes(h.digest()[:8], "big")
+
+
+def audit_draw(job_id: str, beacon: str) -> int:
+    """The job's draw in ``0..9999`` from ``sha256("nosgrid-audit" ‖ beacon ‖ job_id)``."""
+    return (_draw(b"nosgrid-audit", beacon, job_id) * 10_000) >> 64
+
+
+def should_audit(job_id: str, beacon: str, rate_bps: int) -> bool:
+    """Audit this job? Recomputable from the beacon (hash of the entry after the result).
+
+    >>> sum(should_audit(f"j{i}", "00" * 32, 2_500) for i in range(2_000))  # about 500
+    489
+    """
+    if not 0 <= rate_bps <= 10_000:
+        raise InvalidInput(f"rate_bps must be within 0..10000, got {rate_bps}")
+    return audit_draw(job_id, beacon) < rate_bps
+
+
+# --------------------------------------------------------------------- auditors
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A node as the auditor choice sees it. ``operator`` '' means the node's own key."""
+
+    node_id: str
+    operator: str = ""
+    delegators: frozenset[str] = frozenset()
+    recent_partners: frozenset[str] = frozenset()
+    clean_jobs: int = 0
+    reputation: float = 0.5
+    stake: int = 0
+    available: bool = True  # online, in the market, not jailed
+
+    @property
+    def operator_key(self) -> str:
+        return self.operator or self.node_id
+
+
+def related(a: Candidate, b: Candidate) -> bool:
+    """Same node, same operator, a shared delegator or a recent co-assignment.
+
+    >>> related(Candidate("a", operator="op"), Candidate("b", operator="op"))
+    True
+    >>> related(Candidate("a"), Candidate("b", recent_partners=frozenset({"a"})))
+    True
+    """
+    return (a.node_id == b.node_id or a.operator_key == b.operator_key
+            or bool(a.delegators & b.delegators)
+            or a.node_id in b.recent_partners or b.node_id in a.recent_partners)
+
+
+def may_audit(candidate: Candidate, audited: Candidate,
+              params: VerificationParams = DEFAULT_VERIFICATION, min_stake: int = 0) -> bool:
+    """Is ``candidate`` an eligible, independent auditor of ``audited``?"""
+    return (candidate.available and candidate.stake >= min_stake
+            and candidate.clean_jobs >= params.auditor_min_clean_jobs
+            and candidate.reputation >= params.auditor_min_reputation
+            and not related(candidate, audited))
+
+
+def choose_auditor(job_id: str, beacon: str, audited: Candidate,
+                   candidates: Iterable[Candidate],
+                   params: VerificationParams = DEFAULT_VERIFICATION, *,
+                   exclude: Sequence[Candidate] = (), purpose: str = "audit",
+                   min_stake: int = 0) -> Candidate | None:
+    """Pick the auditor by verifiable randomness among eligible, unrelated candidates.
+
+    ``exclude``: nodes already involved (the auditor, when choosing a tiebreaker); their
+    relatives are excluded too. Same inputs give the same auditor, for anyone.
+
+    >>> cs = [Candidate(f"n{i}", clean_jobs=500, reputation=0.8) for i in range(5)]
+    >>> choose_auditor("j1", "ab" * 32, cs[0], cs).node_id != "n0"
+    True
+    >>> choose_auditor("j1", "ab" * 32, cs[0], cs[:1]) is None
+    True
+    """
+    seen: dict[str, Candidate] = {}
+    for c in candidates:
+        if (c.node_id not in seen and may_audit(c, audited, params, min_stake)
+                and not any(related(c, x) for x in exclude)):
+            seen[c.node_id] = c
+    if not seen:
+        return None
+    ordered = sorted(seen)
+    return seen[ordered[_draw(b"nosgrid-auditor", beacon, job_id, purpose) % len(ordered)]]
+
+
+def choose_panel(job_id: str, beacon: str, audited: Candidate, auditor: Candidate,
+                 candidates: Sequence[Candidate],
+                 params: VerificationParams = DEFAULT_VERIFICATION, *,
+                 min_stake: int = 0) -> tuple[Candidate, ...]:
+    """Up to ``params.tiebreakers`` independent tiebreakers for a dispute (may be fewer)."""
+    panel: list[Candidate] = []
+    for i in range(params.tiebreakers):
+        pick = choose_auditor(job_id, beacon, audited, candidates, params,
+                              exclude=(auditor, *panel), purpose=f"tiebreak:{i}",
+                              min_stake=min_stake)
+        if pick is None:
+            break
+        panel.append(pick)
+    return tuple(panel)
+
+
+# --------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerance:
+    """Numbers match when ``|a − b| ≤ abs_eps + rel_eps · max(|a|, |b|)``."""
+
+    abs_eps: float = DEFAULT_VERIFICATION.default_abs_eps
+    rel_eps: float = DEFAULT_VERIFICATION.default_rel_eps
+
+    @classmethod
+    def of(cls, abs_eps: float | None, rel_eps: float | None,
+           params: VerificationParams = DEFAULT_VERIFICATION) -> Tolerance:
+        """From a spec's ``abs_eps``/``rel_eps`` (None → the defaults)."""
+        return cls(params.default_abs_eps if abs_eps is None else abs_eps,
+                   params.default_rel_eps if rel_eps is None else rel_eps)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    match: bool
+    reason: str = ""
+    max_abs_error: float = 0.0
+
+
+def within_tolerance(a: npt.ArrayLike, b: npt.ArrayLike, tol: Tolerance) -> BoolArray:
+    """Elementwise tolerance test; NaN equals NaN, infinities must be equal.
+
+    >>> within_tolerance([1.0, 1.0, float("nan")], [1.0 + 1e-9, 1.1, float("nan")],
+    ...                  Tolerance()).tolist()
+    [True, False, True]
+    """
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        bound = tol.abs_eps + tol.rel_eps * np.maximum(np.abs(x), np.abs(y))
+        close = np.abs(x - y) <= bound
+    out: BoolArray = close | (np.isnan(x) & np.isnan(y)) | (np.isinf(x) & (x == y))
+    return out
+
+
+def _parse(data: bytes) -> tuple[str, Any]:
+    if data.startswith(_NPY_MAGIC):
+        try:
+            return "npy", np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            return "bytes", data
+    try:
+        return "json", json.loads(data)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return "bytes", data
+
+
+def _compare_arrays(a: npt.NDArray[Any], b: npt.NDArray[Any], tol: Tolerance) -> Comparison:
+    if a.shape != b.shape:
+        return Comparison(False, f"shapes differ: {a.shape} vs {b.shape}")
+    numeric = all(np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_ for x in (a, b))
+    if not numeric or np.iscomplexobj(a) or np.iscomplexobj(b):
+        same = a.dtype == b.dtype and bool(np.array_equal(a, b))
+        return Comparison(same, "" if same else "non-numeric arrays differ")
+    ok = within_tolerance(a, b, tol)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    err = float(np.nanmax(np.where(np.isfinite(diff), diff, 0.0), initial=0.0))
+    if bool(ok.all()):
+        return Comparison(True, "", err)
+    return Comparison(False, f"{int((~ok).sum())} of {ok.size} values outside tolerance", err)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _compare_json(a: Any, b: Any, tol: Tolerance, path: str = "$") -> Comparison:
+    if _is_number(a) and _is_number(b):
+        if bool(within_tolerance(float(a), float(b), tol)):
+            return Comparison(True, "", abs(float(a) - float(b)))
+        return Comparison(False, f"{path}: {a!r} vs {b!r} outside tolerance",
+                          abs(float(a) - float(b)))
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return Comparison(False, f"{path}: lengths differ ({len(a)} vs {len(b)})")
+        if a and all(_is_number(x) for x in a) and all(_is_number(x) for x in b):
+            return _compare_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64), tol)
+        items: Iterable[tuple[str, Any, Any]] = (
+            (f"{path}[{i}]", x, y) for i, (x, y) in enumerate(zip(a, b, strict=True)))
+    elif isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return Comparison(False, f"{path}: keys differ")
+        items = ((f"{path}.{k}", a[k], b[k]) for k in sorted(a))
+    else:
+        same = type(a) is type(b) and a == b
+        return Comparison(same, "" if same else f"{path}: {a!r} vs {b!r}")
+    worst = 0.0
+    for sub, x, y in items:
+        c = _compare_json(x, y, tol, sub)
+        if not c.match:
+            return c
+        worst = max(worst, c.max_abs_error)
+    return Comparison(True, "", worst)
+
+
+def compare_outputs(mode: Mode, a: bytes, b: bytes, tol: Tolerance | None = None) -> Comparison:
+    """Compare two runs' output bytes under a spec's verification ``mode``.
+
+    >>> compare_outputs("deterministic", b"x", b"x").match
+    True
+    >>> compare_outputs("tolerance", b"[1.0, 2.0]", b"[1.0000000001, 2.0]").match
+    True
+    >>> compare_outputs("tolerance", b'{"loss": 0.5}', b'{"loss": 0.6}').match
+    False
+    """
+    if mode == "none":
+        return Comparison(True, "not verified")
+    if mode == "deterministic" or a == b:
+        same = hashlib.sha256(a).digest() == hashlib.sha256(b).digest()
+        return Comparison(same, "" if same else "output hashes differ")
+    if mode != "tolerance":
+        raise InvalidInput(f"unknown verification mode {mode!r}")
+    tol = tol or Tolerance()
+    (ka, va), (kb, vb) = _parse(a), _parse(b)
+    if ka != kb or ka == "bytes":
+        return Comparison(False, f"outputs are not comparable numbers ({ka} vs {kb})")
+    if ka == "npy":
+        return _compare_arrays(va, vb, tol)
+    try:
+        return _compare_json(va, vb, tol)
+    except RecursionError:
+        return Comparison(False, "output nesting too deep to compare")
+
+
+def compare_output_sets(mode: Mode, a: Mapping[str, bytes], b: Mapping[str, bytes],
+                        tol: Tolerance | None = None) -> Comparison:
+    """Compare outputs file by file (same names required).
+
+    >>> compare_output_sets("deterministic", {"o": b"1"}, {"o": b"1", "p": b""}).reason
+    'output files differ'
+    """
+    if mode == "none":
+        return Comparison(True, "not verified")
+    if a.keys() != b.keys():
+        return Comparison(False, "output files differ")
+    worst = 0.0
+    for name in sorted(a):
+        c = compare_outputs(mode, a[name], b[name], tol)
+        if not c.match:
+            return replace(c, reason=f"{name}: {c.reason}")
+        worst = max(worst, c.max_abs_error)
+    return Comparison(True, "", worst)
+
+
+# --------------------------------------------------------------------- disputes
+
+
+class Verdict(StrEnum):
+    AGREED = "agreed"  # the audit matched: pay the node
+    NODE_WRONG = "node_wrong"  # the whole panel sided with the auditor
+    AUDITOR_WRONG = "auditor_wrong"  # the whole panel sided with the node
+    INCONCLUSIVE = "inconclusive"  # split panel or nobody reproduced: nobody slashed
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeOutcome:
+    verdict: Verdict
+    votes_first: int = 0
+    votes_audit: int = 0
+    panel: int = 0
+
+
+def resolve_dispute(mode: Mode, first: bytes, audit: bytes,
+                    tiebreak: bytes | Sequence[bytes] = (),
+                    tol: Tolerance | None = None) -> DisputeOutcome:
+    """Who lied? A side loses only if *every* tiebreak run matches the other side only.
+
+    >>> resolve_dispute("deterministic", b"good", b"good").verdict
+    <Verdict.AGREED: 'agreed'>
+    >>> resolve_dispute("deterministic", b"fake", b"good", [b"good"] * 3).verdict
+    <Verdict.NODE_WRONG: 'node_wrong'>
+    >>> resolve_dispute("deterministic", b"fake", b"good", [b"good", b"fake", b"good"]).verdict
+    <Verdict.INCONCLUSIVE: 'inconclusive'>
+    """
+    if compare_outputs(mode, first, audit, tol).match:
+        return DisputeOutcome(Verdict.AGREED)
+    runs = [tiebreak] if isinstance(tiebreak, bytes) else list(tiebreak)
+    if not runs:
+        raise InvalidInput("outputs differ: a dispute needs at least one tiebreak run")
+    vf = [compare_outputs(mode, t, first, tol).match for t in runs]
+    va = [compare_outputs(mode, t, audit, tol).match for t in runs]
+    n = len(runs)
+    if all(va) and not any(vf):
+        verdict = Verdict.NODE_WRONG
+    elif all(vf) and not any(va):
+        verdict = Verdict.AUDITOR_WRONG
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    return DisputeOutcome(verdict, sum(vf), sum(va), n)
+
+
+# --------------------------------------------------------------------- money
+
+
+def _advance(job: Job, action: str, target: JobState) -> Job:
+    if not can(job, action):
+        raise IllegalTransition(f"cannot {action} job {job.id}: it is {job.state.value}",
+                                job_id=job.id, state=job.state.value, action=action)
+    return replace(job, state=target)
+
+
+def gross_pay(job: Job) -> int:
+    """What the job's run is billed (price × seconds, capped by the deposit)."""
+    p = payout(job)
+    return p.node_pay + p.treasury_fee + p.stakers_fee
+
+
+def hold_for_audit(job: Job, now: int,
+                   params: VerificationParams = DEFAULT_VERIFICATION) -> Transition:
+    """completed → verifying: the node's pay stays in escrow until the window closes.
+
+    Every auditable job is held (not only the sampled ones), so holding reveals nothing.
+    """
+    new = _advance(job, "verify", JobState.VERIFYING)
+    finished = job.finished_at if job.finished_at is not None else now
+    ev = Event("JobHeldForAudit", job.id, now, {"release_at": finished + params.audit_window})
+    return Transition(new, (ev,))
+
+
+def settle_postings(job: Job, audit_fee_bps: int, stakers_account: str = STAKERS_POOL
+                    ) -> tuple[Posting, ...]:
+    """The job's normal settle postings with ``audit_fee_bps`` of gross carved from node pay.
+
+    >>> from nosgrid.core.jobs.state import Job
+    >>> j = Job("j", "c", "m", "h", 10, 1_000, 100, 500, seconds_used=10, node="n",
+    ...         state=JobState.VERIFYING)
+    >>> [(p.dst, p.amount) for p in settle_postings(j, 1_000)]
+    [('wallet:n', 850), ('treasury', 50), ('audit_pool', 100)]
+    """
+    pay = payout(job)
+    fee = min(bps_of(gross_pay(job), audit_fee_bps), pay.node_pay)
+    legs = [(wallet(job.node) if job.node else "", pay.node_pay - fee),
+            (TREASURY, pay.treasury_fee), (stakers_account, pay.stakers_fee),
+            (AUDIT_POOL, fee), (wallet(job.client), pay.refund)]
+    return tuple(Posting(escrow(job.id), dst, amt) for dst, amt in legs if dst and amt > 0)
+
+
+def release_held(job: Job, now: int, audit_fee_bps: int, *, audit_passed: bool = False,
+                 params: VerificationParams = DEFAULT_VERIFICATION) -> Transition:
+    """verifying → settled once the window has closed (or the audit passed): pay the node."""
+    finished = job.finished_at if job.finished_at is not None else 0
+    if not audit_passed and now < finished + params.audit_window:
+        raise AuditWindowOpen(f"job {job.id} is held until {finished + params.audit_window}",
+                              release_at=finished + params.audit_window)
+    new = _advance(job, "settle", JobState.SETTLED)
+    postings = settle_postings(job, audit_fee_bps)
+    return Transition(new, (Event("JobSettled", job.id, now, {"held": True}),), postings)
+
+
+def open_dispute(job: Job, now: int, auditor: str) -> Transition:
+    """verifying → disputed: the audit run's output differs from the node's."""
+    new = _advance(job, "dispute", JobState.DISPUTED)
+    return Transition(new, (Event("JobDisputed", job.id, now, {"auditor": auditor}),))
+
+
+def _pay_runs(runners: Sequence[str], each: int, pool_balance: int) -> list[Posting]:
+    out, left = [], pool_balance
+    for r in runners:
+        amt = min(each, left)
+        if amt > 0:
+            out.append(Posting(AUDIT_POOL, wallet(r), amt))
+            left -= amt
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeSettlement:
+    """The settled job and its postings, plus the slash commands for ``slashing.slash``."""
+
+    transition: Transition
+    slashes: tuple[SlashNode, ...] = ()
+    postings: tuple[Posting, ...] = field(default=())
+
+
+def settle_dispute(job: Job, outcome: DisputeOutcome, *, auditor: str,
+                   tiebreakers: Sequence[str], verdict_entry_hash: str, now: int,
+                   audit_fee_bps: int, pool_balance: int) -> DisputeSettlement:
+    """Settle a disputed job per the verdict (record the verdict entry first; cite its hash).
+
+    * ``node_wrong``: full refund to the client; the node is slashed for ``wrong_result``
+      with the auditor as challenger; auditor and panel are paid from ``audit_pool``.
+    * ``auditor_wrong``: the node is paid as usual; the auditor is slashed (the node is
+      the challenger) and unpaid; the panel is paid.
+    * ``inconclusive``: the node is paid, auditor and panel are paid, nobody is slashed.
+
+    Audit runs are paid the job's gross each, as far as ``pool_balance`` goes.
+    """
+    if job.node is None:
+        raise InvalidInput(f"job {job.id} has no node to settle")
+    new = _advance(job, "settle", JobState.SETTLED)
+    each = gross_pay(job)
+    evidence = Evidence(journal_hash=verdict_entry_hash, job_id=job.id)
+    slashes: tuple[SlashNode, ...] = ()
+    if outcome.verdict is Verdict.NODE_WRONG:
+        postings = [Posting(escrow(job.id), wallet(job.client), job.deposit)] if job.deposit else []
+        postings += _pay_runs([auditor, *tiebreakers], each, pool_balance)
+        slashes = (SlashNode(job.node, Offence.WRONG_RESULT, evidence, now, each, auditor),)
+    elif outcome.verdict is Verdict.AUDITOR_WRONG:
+        postings = [*settle_postings(job, audit_fee_bps),
+                    *_pay_runs(tiebreakers, each, pool_balance)]
+        slashes = (SlashNode(auditor, Offence.WRONG_RESULT, evidence, now, each, job.node),)
+    elif outcome.verdict is Verdict.INCONCLUSIVE:
+        postings = [*settle_postings(job, audit_fee_bps),
+                    *_pay_runs([auditor, *tiebreakers], each, pool_balance)]
+    else:
+        raise InvalidInput("an agreed audit is settled with release_held, not as a dispute")
+    ev = Event("AuditVerdictReached", job.id, now, {
+        "verdict": str(outcome.verdict), "auditor": auditor, "panel": list(tiebreakers),
+        "votes_first": outcome.votes_first, "votes_audit": outcome.votes_audit})
+    return DisputeSettlement(Transition(new, (ev,), tuple(postings)), slashes, tuple(postings))
+
+
+def next_record(record: AuditRecord, *, faulted: bool, reputation: float) -> AuditRecord:
+    """The record after one more verified job: a fault (or inconclusive dispute) resets it."""
+    if faulted:
+        return AuditRecord(0, reputation)
+    return AuditRecord(record.clean_jobs + 1, reputation)
+
+
+def detection_within(fake_rate: float, rates_bps: Sequence[int] | IntArray) -> float:
+    """P(a node faking ``fake_rate`` of its jobs is audited on a fake within these jobs).
+
+    >>> round(detection_within(0.05, [1_050] * 1_000), 4)
+    0.9948
+    """
+    q = np.asarray(rates_bps, dtype=np.float64) / 10_000
+    return float(1.0 - math.exp(float(np.sum(np.log1p(-fake_rate * q)))))
