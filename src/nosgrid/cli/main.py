@@ -6,7 +6,17 @@ import sys
 
 import typer
 
-from nosgrid.cli import coordinator, image, job, ledger, market, tokenomics, up, wallet
+from nosgrid.cli import (
+    coordinator,
+    image,
+    job,
+    ledger,
+    market,
+    stake,
+    tokenomics,
+    up,
+    wallet,
+)
 from nosgrid.cli.output import run_cli
 
 app = typer.Typer(
@@ -23,6 +33,8 @@ app.add_typer(market.app, name="market")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(coordinator.app, name="coordinator")
 app.add_typer(tokenomics.app, name="tokenomics")
+app.add_typer(stake.app, name="stake")
+app.add_typer(stake.rewards_app, name="rewards")
 app.command("faucet")(wallet.faucet)
 app.command("up")(up.up)
 app.command("demo")(up.demo)

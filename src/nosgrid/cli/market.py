@@ -39,6 +39,20 @@ def show(name: str, url: UrlOpt = None, json: JsonOpt = False) -> None:
                         [[k, v] for k, v in sorted(m.items())]))
 
 
+@app.command("nodes")
+def nodes(name: str, url: UrlOpt = None, json: JsonOpt = False) -> None:
+    """Nodes serving a market, best reputation × stake first."""
+    with client(url, None, need_key=False) as c:
+        rows = c.request("GET", f"/v1/markets/{name}/nodes", signed=False)
+    if json:
+        print_json(rows)
+        return
+    console.print(table(f"nodes in {name}", ["node", "status", "reputation", "stake (NOS)",
+                                              "jobs", "offences", "jailed until"], [
+        [r["id"], r["status"], f"{r['reputation']:.3f}", format_nos(r["stake"]),
+         r["jobs_done"], r["offences"], r["jailed_until"] or "-"] for r in rows]))
+
+
 @app.command("create")
 def create(
     name: str,

@@ -17,16 +17,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nosgrid import __version__
-from nosgrid.coordinator.api import accounts, blobs, jobs, markets, nodes, system
+from nosgrid.coordinator.api import accounts, blobs, jobs, markets, nodes, staking, system
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.errors import InvalidInput, NosgridError, PayloadTooLarge
 from nosgrid.store.db import Store
 
 log = logging.getLogger(__name__)
+
+
+_HTTP_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed",
+               413: "payload_too_large"}
 
 
 def error_response(err: NosgridError) -> JSONResponse:
@@ -80,7 +85,7 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
 
     app = FastAPI(title="nosgrid coordinator", version=__version__, lifespan=lifespan)
     app.state.coordinator = coord
-    for module in (markets, accounts, nodes, jobs, blobs, system):
+    for module in (markets, accounts, nodes, jobs, blobs, staking, system):
         app.include_router(module.router)
 
     @app.exception_handler(NosgridError)
@@ -95,6 +100,16 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
             msgs.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
         return error_response(InvalidInput("invalid request: " + "; ".join(msgs[:10]),
                                            errors=msgs[:50]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Framework errors (unknown route, wrong method, an unreadable body) get the same
+        # error shape as ours; a body cut off by BodyLimit surfaces here as the cause.
+        if isinstance(exc.__cause__, NosgridError):
+            return error_response(exc.__cause__)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
+                            status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

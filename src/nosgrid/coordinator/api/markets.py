@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.services import economics
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.core.errors import Forbidden
 from nosgrid.core.markets import MarketParams, parse_market_params
@@ -30,6 +31,18 @@ async def show_market(name: str, coord: Coord) -> dict[str, Any]:
         "nodes_online": sum(1 for n in nodes if n["status"] == "online"),
         "nodes_waiting": coord.notifier.waiting(name),
     }
+
+
+@router.get("/{name}/nodes")
+async def market_nodes(name: str, coord: Coord) -> list[dict[str, Any]]:
+    """Nodes serving the market, best reputation × stake first."""
+    now = int(coord.now())
+    with coord.store.uow(write=False) as uow:
+        uow.markets.get(name)
+        rows = [{"id": n["id"], "status": n["status"],
+                 **economics.node_standing(uow, n["id"], now)}
+                for n in uow.nodes.all() if name in n["markets"]]
+    return sorted(rows, key=lambda r: (-r["reputation"] * (1 + r["stake"]) ** 0.5, r["id"]))
 
 
 @router.post("", status_code=201)

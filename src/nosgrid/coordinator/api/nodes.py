@@ -10,8 +10,10 @@ from fastapi import APIRouter
 
 from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import PollRequest, RegisterRequest, job_view
+from nosgrid.coordinator.services import economics
 from nosgrid.coordinator.services import nodes as node_services
-from nosgrid.core.ledger import stake_vault, wallet
+from nosgrid.core.ledger import wallet
+from nosgrid.core.money import format_nos
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
@@ -19,7 +21,8 @@ router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 @router.post("/register")
 async def register(body: RegisterRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
     with coord.store.uow() as uow:
-        stake = uow.ledger.balance(stake_vault(signer))
+        acct = uow.economics.stake(signer)
+        stake = acct.market_stake if acct else 0
         reg = node_services.register(uow, signer, body.hardware, body.markets, coord.now(),
                                      stake)
         uow.commit()
@@ -64,7 +67,7 @@ async def poll(body: PollRequest, coord: Coord, signer: Signer) -> dict[str, Any
 async def show_node(node_id: str, coord: Coord) -> dict[str, Any]:
     with coord.store.uow(write=False) as uow:
         node = uow.nodes.get(node_id)
-        stake = uow.ledger.balance(stake_vault(node_id))
         balance = uow.ledger.balance(wallet(node_id))
-    return {**node, "hardware": node["hardware"].model_dump(), "stake": stake,
-            "balance": balance}
+        standing = economics.node_standing(uow, node_id, int(coord.now()))
+    return {**node, "hardware": node["hardware"].model_dump(), "balance": balance,
+            "balance_nos": format_nos(balance), **standing}
