@@ -333,6 +333,10 @@ class Agent:
         watch = asyncio.create_task(self._watch(job_id, abort, cancelled))
         try:
             outcome = await runner.run(job_id, defn, timeout_s=timeout_s, abort=abort)
+        except Exception as exc:  # a bug of ours must not strand the job: hand it back
+            log.exception("job runner crashed", extra={"job": job_id})
+            outcome = JobOutcome("failed", f"the node's runner failed: {exc!r}"[:2000], "node",
+                                 exit_code=1)
         finally:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

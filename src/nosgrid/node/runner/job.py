@@ -448,7 +448,7 @@ class JobRunner:
     def _nodeerr(self, run: _OpRun | None, message: str) -> None:
         if run is not None:
             run.logs.append(("nodeerr", message))
-        log.info("job runner", extra={"op": run.op.id if run else None, "msg": message})
+        log.info("job runner: %s", message, extra={"op": run.op.id if run else None})
         if self.on_log is not None:
             self.on_log(run.op.id if run else "", "nodeerr", message)
 
