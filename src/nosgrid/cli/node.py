@@ -1,0 +1,145 @@
+"""`nosgrid node` commands: probe and benchmark this machine, run a node agent, show a node."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from nosgrid.cli.output import console, print_json
+from nosgrid.core.errors import NotFound
+from nosgrid.core.money import format_nos
+from nosgrid.node.agent import run_node
+from nosgrid.node.benchmark import run_benchmark
+from nosgrid.node.hardware import probe_hardware
+from nosgrid.sdk.client import AsyncClient, default_url
+from nosgrid.sdk.wallet import load_keypair, new_keypair, save_keypair
+
+app = typer.Typer(help="Provide compute: probe this machine and run a node agent.",
+                  no_args_is_help=True)
+
+
+def default_node_dir() -> Path:
+    """``$NOSGRID_STATE_DIR/node`` or ``~/.local/state/nosgrid/node``."""
+    base = os.environ.get("NOSGRID_STATE_DIR")
+    return Path(base) / "node" if base else Path.home() / ".local" / "state" / "nosgrid" / "node"
+
+
+@app.command("info")
+def info(
+    state_dir: Path = typer.Option(None, "--state-dir", help="Where jobs' files would go."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show what this machine has: CPU, memory, disk, Podman, NVIDIA GPUs."""
+    probe = probe_hardware(state_dir or default_node_dir())
+    if as_json:
+        print_json(probe.as_dict())
+        return
+    r = probe.report
+    table = Table("what", "value", show_header=False)
+    table.add_row("CPU", f"{r.cpu_model} ({r.cpu_cores} cores, {probe.arch})")
+    table.add_row("memory", f"{r.memory_mb} MB")
+    table.add_row("disk free", f"{r.disk_free_mb} MB")
+    table.add_row("podman", r.podman_version or "[red]missing[/]")
+    table.add_row("runc", probe.runtime_version or "[red]missing[/]")
+    table.add_row("kernel", probe.kernel)
+    if probe.gpus:
+        table.add_row("NVIDIA driver", f"{probe.driver_version} (CUDA {probe.cuda_version})")
+        for g in probe.gpus:
+            table.add_row(f"GPU {g.index}", f"{g.model}, {g.vram_mb} MB")
+    else:
+        table.add_row("GPUs", f"none ({probe.gpu_error})" if probe.gpu_error else "none")
+    console.print(table)
+
+
+@app.command("benchmark")
+def benchmark(
+    seconds: float = typer.Option(1.0, "--seconds", min=0.1, max=30, help="Time budget."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Measure CPU throughput (sha256, matmul); the score is sent when the node registers."""
+    result = run_benchmark(seconds)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    console.print(f"cpu_score: {result.cpu_score} GFLOP/s (float64 matmul)", highlight=False)
+    console.print(f"sha256: {result.sha256_mb_s:.0f} MB/s on one core", highlight=False)
+    for i, tflops in enumerate(result.gpu_tflops_estimate):
+        console.print(f"GPU {i}: ~{tflops:.1f} TFLOP/s FP32 (estimate from clocks)")
+
+
+def _node_keypair(state_dir: Path, keypair: Path | None) -> Any:
+    if keypair is not None:
+        return load_keypair(keypair)
+    path = state_dir / "id.json"
+    if not path.exists():
+        save_keypair(new_keypair(), path)
+        console.print(f"created node keypair {path}", highlight=False)
+    return load_keypair(path)
+
+
+@app.command("start")
+def start(
+    coordinator: str = typer.Option(None, "--coordinator", help="Coordinator URL."),
+    market: list[str] = typer.Option(["cpu"], "--market", help="Markets to serve (repeat)."),
+    state_dir: Path = typer.Option(None, "--state-dir", help="Agent state and job files."),
+    keypair: Path = typer.Option(None, "--keypair", help="Node keypair (default: state dir)."),
+    grace_s: float = typer.Option(30.0, "--grace", help="Seconds a job gets on SIGTERM."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Debug logging."),
+) -> None:
+    """Run a node agent until SIGINT/SIGTERM (then the running job is finished or handed back)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    directory = (state_dir or default_node_dir()).expanduser()
+    kp = _node_keypair(directory, keypair)
+    url = coordinator or default_url()
+    console.print(f"node {kp.pubkey()} → {url} (markets: {', '.join(market)})",
+                  highlight=False)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_node(url, kp, directory, market, stop, grace_s=grace_s)
+
+    asyncio.run(main())
+
+
+@app.command("show")
+def show(
+    node_id: str = typer.Argument(..., help="The node's public key."),
+    coordinator: str = typer.Option(None, "--coordinator", help="Coordinator URL."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a node as the coordinator knows it (hardware, markets, stake)."""
+
+    async def fetch() -> dict[str, Any]:
+        async with AsyncClient(coordinator or default_url()) as client:
+            return await client.node(node_id)
+
+    try:
+        node = asyncio.run(fetch())
+    except NotFound:
+        raise NotFound(f"no node {node_id} on this coordinator") from None
+    if as_json:
+        print_json(node)
+        return
+    hw = node.get("hardware") or {}
+    table = Table("what", "value", show_header=False)
+    for key in ("id", "markets", "last_seen", "registered_at"):
+        if key in node:
+            table.add_row(key, str(node[key]))
+    table.add_row("stake", format_nos(int(node.get("stake") or 0)) + " NOS")
+    table.add_row("CPU", f"{hw.get('cpu_model', '')} ({hw.get('cpu_cores', '?')} cores), "
+                         f"score {hw.get('cpu_score', 0)}")
+    table.add_row("memory", f"{hw.get('memory_mb', 0)} MB")
+    gpus = hw.get("gpus") or []
+    table.add_row("GPUs", ", ".join(f"{g['model']} {g['vram_mb']} MB" for g in gpus) or "none")
+    console.print(table)
