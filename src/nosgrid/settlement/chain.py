@@ -141,6 +141,10 @@ class SolanaChain(Protocol):
 
     async def confirmed(self, signature: str) -> bool: ...
 
+    async def expired(self, prepared: PreparedTransaction) -> bool: ...
+
+    async def transaction_logs(self, signature: str) -> list[str] | None: ...
+
     async def token_balance(self, token_account: Pubkey | str) -> int | None: ...
 
     async def token_account_info(self, token_account: Pubkey | str) -> TokenAccountInfo | None: ...
@@ -327,6 +331,15 @@ class LiteSVMChain(_ChainBase):
         found = self.svm.get_transaction(Signature.from_string(signature))
         return isinstance(found, TransactionMetadata)
 
+    async def expired(self, prepared: PreparedTransaction) -> bool:
+        """Whether ``prepared`` can no longer execute: its blockhash is no longer current."""
+        return prepared.transaction.message.recent_blockhash != self.svm.latest_blockhash()
+
+    async def transaction_logs(self, signature: str) -> list[str] | None:
+        """Program logs of a successful transaction; ``None`` if unknown or failed."""
+        found = self.svm.get_transaction(Signature.from_string(signature))
+        return list(found.logs()) if isinstance(found, TransactionMetadata) else None
+
     def logs(self, signature: str) -> list[str]:
         """Program logs of an executed transaction (empty if unknown)."""
         found = self.svm.get_transaction(Signature.from_string(signature))
@@ -464,6 +477,29 @@ class RpcChain(_ChainBase):
             return False
         wanted = {"processed": 0, "confirmed": 1, "finalized": 2}[str(self.commitment)]
         return int(status.confirmation_status) >= wanted
+
+    async def expired(self, prepared: PreparedTransaction) -> bool:
+        """Whether ``prepared``'s blockhash is past its last valid block height, so it can
+        never land any more (then, if it is not confirmed, it is safe to build a new one)."""
+        if prepared.last_valid_block_height is None:
+            return False  # unknown validity window: keep resubmitting the same transaction
+        height = await self._call("getBlockHeight", self.client.get_block_height())
+        return int(height.value) > prepared.last_valid_block_height
+
+    async def transaction_logs(self, signature: str) -> list[str] | None:
+        """Program logs of a successful transaction at our commitment; ``None`` otherwise."""
+        resp = await self._call(
+            "getTransaction",
+            self.client.get_transaction(
+                Signature.from_string(signature), max_supported_transaction_version=0
+            ),
+        )
+        if resp.value is None or resp.value.transaction.meta is None:
+            return None
+        meta = resp.value.transaction.meta
+        if meta.err is not None:
+            return None
+        return list(meta.log_messages or [])
 
     async def token_account_infos(
         self, token_accounts: Sequence[Pubkey | str]

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
@@ -224,6 +225,29 @@ class SolanaSettlement:
                 extra={"jobs": [j.job_id for j in batch_jobs], "signature": signature},
             )
         return settled
+
+    async def payout_batches(
+        self, requests: Sequence[SettlementRequest]
+    ) -> list[tuple[list[str], list[Instruction]]]:
+        """Check every job (pre-flight, nothing sent) and pack them into transactions.
+
+        Returns ``(job ids, instructions)`` per transaction, to ``prepare`` and send with
+        :attr:`signer` as the only signer and fee payer (the outbox sender does this, so it
+        can store each signature before submitting). Raises like :meth:`settle`.
+        """
+        if len({r.job_id for r in requests}) != len(requests):
+            raise InvalidInput("a batch names the same job twice")
+        jobs = [await self._build_job(r) for r in requests]
+        await self._check_jobs(jobs, requests)
+        return [
+            ([j.job_id for j in batch_jobs], ixs)
+            for batch_jobs, ixs in spl.batch_payout_instructions(jobs, self.signer.pubkey())
+        ]
+
+    @property
+    def signer(self) -> Keypair:
+        """The authority keypair (delegate, vault owner and fee payer)."""
+        return self._signer()
 
     async def _build_job(self, request: SettlementRequest) -> spl.SettleJob:
         legs = [

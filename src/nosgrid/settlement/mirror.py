@@ -1,0 +1,139 @@
+"""How the ledger mirrors the chain in ``solana`` mode (see docs/settlement.md).
+
+The chain holds the tokens; the ledger tracks what the market may move and what it owes:
+
+==================  ===========================================================
+ledger account      on chain
+==================  ===========================================================
+``wallet:<pk>``     the part of ``pk``'s approved allowance not reserved by a job
+``escrow:<job>``    a reservation: still in the client's token account
+``treasury``        the treasury token account (+ payouts not yet confirmed)
+``stakers_pool``    the rewards vault (+ payouts not yet confirmed)
+``onchain``         NOS on chain outside the market's reach (opened once from
+                    ``alloc:community``; allowances come from it, payouts return to it)
+==================  ===========================================================
+
+So ``allowance(pk) == wallet:<pk> + open escrows of pk + unconfirmed payouts from pk``,
+which ``reconcile`` checks. The ledger's own invariants (supply, non-negativity, hash
+chain) are untouched: every movement is still a posting between two ledger accounts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from sqlalchemy import select
+
+from nosgrid.core.errors import InvalidInput
+from nosgrid.core.jobs.state import Job, JobState
+from nosgrid.core.ledger import STAKERS_POOL, TREASURY, JournalEntry, Posting, escrow, wallet
+from nosgrid.core.money import format_nos
+from nosgrid.settlement.errors import AllowanceTooSmall
+from nosgrid.store import tables as t
+from nosgrid.store.db import UnitOfWork
+from nosgrid.store.outbox import OutboxKind, OutboxLeg, OutboxRepo
+
+ONCHAIN: Final = "onchain"
+FLOAT_SOURCE: Final = "alloc:community"
+OPENED: Final = "settlement.opened"
+ALLOWANCE: Final = "settlement.allowance"
+RELEASED: Final = "settlement.released"
+
+
+def opening(uow: UnitOfWork) -> dict[str, Any] | None:
+    """The ``settlement.opened`` entry's meta (mint, vaults, baseline balances), if any."""
+    raw = uow.conn.execute(select(t.journal.c.meta).where(t.journal.c.kind == OPENED)
+                           .order_by(t.journal.c.seq).limit(1)).scalar()
+    return None if raw is None else dict(json.loads(raw))
+
+
+def open_mirror(uow: UnitOfWork, accounts: Mapping[str, str], baseline: Mapping[str, int],
+                now: int) -> dict[str, Any]:
+    """Start mirroring the chain: move the community allocation into ``onchain`` once.
+
+    ``accounts`` are the market's addresses (mint, authority, treasury, vaults) and
+    ``baseline`` the balances its token accounts held at opening. Refuses a ledger that
+    already mirrors another mint.
+    """
+    found = opening(uow)
+    if found is not None:
+        if found.get("mint") != accounts["mint"]:
+            raise InvalidInput(
+                f"this ledger mirrors NOS mint {found.get('mint')}, not {accounts['mint']}; "
+                "use the market's own mint, or a fresh database for a new chain")
+        return found
+    meta = {**accounts, "baseline": dict(baseline)}
+    amount = uow.ledger.balance(FLOAT_SOURCE)
+    postings = [Posting(FLOAT_SOURCE, ONCHAIN, amount)] if amount else []
+    uow.ledger.append(OPENED, "solana", now, postings, meta)
+    return meta
+
+
+def open_escrows(uow: UnitOfWork, client: str) -> int:
+    """NOS reserved by ``client``'s jobs that have not settled."""
+    ids = [r.id for r in uow.conn.execute(select(t.jobs.c.id).where(
+        t.jobs.c.client == client, t.jobs.c.state != JobState.SETTLED.value))]
+    if not ids:
+        return 0
+    total = uow.conn.execute(select(t.accounts.c.balance).where(
+        t.accounts.c.name.in_([escrow(i) for i in ids])))
+    return sum(int(b) for (b,) in total)
+
+
+def reserved_for(uow: UnitOfWork, client: str) -> int:
+    """What the market already counts on from ``client``'s allowance besides the wallet."""
+    return open_escrows(uow, client) + OutboxRepo(uow.conn).unconfirmed_for(client)
+
+
+def sync_allowance(uow: UnitOfWork, client: str, allowance: int, now: int) -> int:
+    """Make ``wallet:<client>`` the unreserved part of the on-chain ``allowance``; returns it.
+
+    Appends one ``settlement.allowance`` entry (``onchain ⇄ wallet``) when they differ.
+    """
+    target = max(0, allowance - reserved_for(uow, client))
+    have = uow.ledger.balance(wallet(client))
+    meta = {"allowance": allowance}
+    if target > have:
+        uow.ledger.append(ALLOWANCE, client, now,
+                          [Posting(ONCHAIN, wallet(client), target - have)], meta)
+    elif target < have:
+        uow.ledger.append(ALLOWANCE, client, now,
+                          [Posting(wallet(client), ONCHAIN, have - target)], meta)
+    return target
+
+
+def check_allowance(uow: UnitOfWork, client: str, deposit: int) -> None:
+    """Refuse a job whose deposit the client's (mirrored) allowance does not cover."""
+    have = uow.ledger.balance(wallet(client))
+    if have < deposit:
+        raise AllowanceTooSmall(
+            f"posting needs a deposit of {format_nos(deposit)} NOS but only "
+            f"{format_nos(have)} NOS of your approved allowance is free; run "
+            f"`nosgrid wallet approve {format_nos(deposit - have + reserved_for(uow, client))}` "
+            "(or more) and retry", allowance=have, needed=deposit)
+
+
+def enqueue_payout(uow: UnitOfWork, job: Job, entry: JournalEntry, *, treasury: str,
+                   rewards_vault: str, at: float) -> list[OutboxLeg]:
+    """After a ``job.settled`` entry: queue its on-chain legs (same transaction).
+
+    The node's pay leaves the market's reach once paid, so it moves ``wallet:<node> →
+    onchain`` in a ``settlement.released`` entry; a refund stays in the client's wallet
+    (the allowance was never used), and needs no transaction.
+    """
+    destinations = {TREASURY: treasury, STAKERS_POOL: rewards_vault}
+    if job.node is not None and job.node != job.client:
+        destinations[wallet(job.node)] = job.node
+    legs = [OutboxLeg(destinations[p.dst], p.amount, p.dst) for p in entry.postings
+            if p.src == escrow(job.id) and p.dst in destinations]
+    if not legs:
+        return []
+    OutboxRepo(uow.conn).add(kind=OutboxKind.PAYOUT, entry_hash=entry.hash, legs=legs, at=at,
+                             job_id=job.id, source=job.client)
+    released = [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs
+                if leg.account.startswith("wallet:")]
+    if released:
+        uow.ledger.append(RELEASED, job.id, entry.at, released, {"entry": entry.hash})
+    return legs

@@ -1,0 +1,312 @@
+"""The ``solana`` settlement backend: the ledger mirrors an SPL token, payouts go on-chain.
+
+It ties :class:`SolanaSettlement` (transactions), :mod:`mirror` (what the ledger records)
+and the outbox :class:`Sender` together, and offers the coordinator's Solana routes what
+they need: market info, relaying a client-signed approval, syncing an allowance, the dev
+faucet (LiteSVM) and ``reconcile`` for ``nosgrid ledger verify --onchain``.
+
+>>> import asyncio
+>>> from nosgrid.store.db import Store
+>>> async def demo() -> str:
+...     backend = await SolanaBackend.litesvm()
+...     store = Store.open("sqlite://")
+...     await backend.open(store, now=0)
+...     return backend.name
+>>> asyncio.run(demo())
+'litesvm'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Final
+
+from solders.keypair import Keypair
+from solders.transaction import Transaction
+from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
+
+from nosgrid.core.errors import Forbidden, InvalidInput
+from nosgrid.core.jobs.state import Job
+from nosgrid.core.ledger import STAKERS_POOL, TREASURY, JournalEntry, verify, wallet
+from nosgrid.settlement import mirror, spl
+from nosgrid.settlement.chain import LiteSVMChain, PreparedTransaction, RpcChain, SolanaChain
+from nosgrid.settlement.sender import Sender
+from nosgrid.settlement.solana import SettlementAccounts, SolanaSettlement
+from nosgrid.store.db import Store, UnitOfWork
+from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+#: programs a relayed client transaction may call (approve, create ATA, memo, budget)
+RELAY_PROGRAMS: Final = frozenset({
+    str(spl.TOKEN_PROGRAM_ID), str(ASSOCIATED_TOKEN_PROGRAM_ID), str(spl.MEMO_PROGRAM_ID),
+    "ComputeBudget111111111111111111111111111111",
+})
+LITESVM_CLIENT_SOL: Final = 10**9
+
+
+class SolanaBackend:
+    """``name`` is ``litesvm`` (in-process chain) or ``solana`` (an RPC cluster)."""
+
+    def __init__(self, settlement: SolanaSettlement, *, name: str = "solana",
+                 cluster: str = "", batch_size: int = 1, anchor_every: int = 0,
+                 sender_interval_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+        self.settlement = settlement
+        self.chain: SolanaChain = settlement.chain
+        self.name = name
+        self.cluster = cluster or name
+        self.batch_size = batch_size
+        self.anchor_every = anchor_every
+        self.sender_interval_s = sender_interval_s
+        self.clock = clock
+        self.sender: Sender | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    async def litesvm(cls, authority: Keypair | None = None, **kwargs: Any) -> SolanaBackend:
+        """A fresh in-process chain with a new NOS mint, treasury and vaults."""
+        chain = LiteSVMChain()
+        authority = authority or Keypair()
+        chain.airdrop_sol_now(authority.pubkey(), 10_000 * 10**9)
+        settlement = await SolanaSettlement.bootstrap(chain, authority)
+        return cls(settlement, name="litesvm", cluster="litesvm (in-process)", **kwargs)
+
+    @classmethod
+    async def rpc(cls, url: str, authority: Keypair, accounts_file: Path,
+                  commitment: str = "confirmed", **kwargs: Any) -> SolanaBackend:
+        """A cluster at ``url``; the market's addresses come from ``accounts_file`` (JSON of
+        :class:`SettlementAccounts`), bootstrapped there on first start (dev clusters)."""
+        import json
+
+        chain = RpcChain(url, commitment)
+        if accounts_file.exists():
+            acc = SettlementAccounts(**json.loads(accounts_file.read_text()))
+            if acc.authority != str(authority.pubkey()):
+                raise InvalidInput(f"{accounts_file} names authority {acc.authority}, but the "
+                                   f"keypair is {authority.pubkey()}")
+            settlement = SolanaSettlement(chain, mint=acc.mint, authority=authority,
+                                          treasury=acc.treasury, stake_vault=acc.stake_vault,
+                                          rewards_vault=acc.rewards_vault)
+        else:
+            settlement = await SolanaSettlement.bootstrap(chain, authority)
+            accounts_file.parent.mkdir(parents=True, exist_ok=True)
+            accounts_file.write_text(json.dumps(asdict(settlement.accounts), indent=2))
+        return cls(settlement, name="solana", cluster=url, **kwargs)
+
+    # -- in the services' unit of work --------------------------------------------------------
+
+    def check_post(self, uow: UnitOfWork, client: str, deposit: int) -> None:
+        mirror.check_allowance(uow, client, deposit)
+
+    def on_settled(self, uow: UnitOfWork, job: Job, entry: JournalEntry) -> None:
+        legs = mirror.enqueue_payout(uow, job, entry, treasury=str(self.settlement.treasury),
+                                     rewards_vault=str(self.settlement.rewards_vault),
+                                     at=self.clock())
+        if legs and self.sender is not None:
+            self.sender.wake.set()  # runs after the caller commits (same event loop)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self, store: Store, now: int) -> None:
+        """Start (or check) the ledger's mirror of this market's chain accounts."""
+        s = self.settlement
+        infos = await self.chain.token_account_infos([s.treasury, s.rewards_vault,
+                                                      s.stake_vault])
+        names = ["treasury", "rewards_vault", "stake_vault"]
+        baseline = {n: (0 if i is None else i.amount) for n, i in zip(names, infos, strict=True)}
+        with store.uow() as uow:
+            mirror.open_mirror(uow, asdict(s.accounts), baseline, now)
+            uow.commit()
+
+    async def start(self, store: Store) -> None:
+        self.sender = Sender(store, self.settlement, batch_size=self.batch_size,
+                             anchor_every=self.anchor_every, clock=self.clock)
+        self._task = asyncio.create_task(self.sender.run(self.sender_interval_s))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if isinstance(self.chain, RpcChain):
+            await self.chain.close()
+
+    # -- what the routes call -----------------------------------------------------------------
+
+    async def info(self) -> dict[str, Any]:
+        acc = self.settlement.accounts
+        return {"settlement": self.name, "cluster": self.cluster, **asdict(acc),
+                "decimals": self.settlement.decimals,
+                "recent_blockhash": str(await self.chain.latest_blockhash())}
+
+    async def relay(self, raw: bytes, signer: str) -> str:
+        """Submit a transaction the client signed (an approval), after checking it only
+        calls token/ATA/memo programs and is paid for and signed by ``signer``."""
+        try:
+            tx = Transaction.from_bytes(raw)
+        except ValueError as exc:
+            raise InvalidInput(f"not a serialized Solana transaction: {exc}") from exc
+        message = tx.message
+        keys = message.account_keys
+        if not keys or str(keys[0]) != signer:
+            raise Forbidden("the transaction's fee payer must be the key that signs the "
+                            "request")
+        if not tx.verify_with_results() or not all(tx.verify_with_results()):
+            raise InvalidInput("the transaction's signatures do not verify; sign it again")
+        for ix in message.instructions:
+            program = str(keys[ix.program_id_index])
+            if program not in RELAY_PROGRAMS:
+                raise Forbidden(f"the coordinator relays only token approvals; program "
+                                f"{program} is not allowed")
+        prepared = PreparedTransaction(str(tx.signatures[0]), tx)
+        return await self.chain.submit(prepared)
+
+    async def allowance(self, client: str) -> int:
+        return await self.settlement.allowance(client)
+
+    async def sync(self, store: Store, client: str, now: int) -> dict[str, Any]:
+        """Mirror ``client``'s on-chain allowance into the ledger; their account view."""
+        allowance = await self.settlement.allowance(client)
+        balance = (await self.settlement.balances([client]))[client]
+        with store.uow() as uow:
+            free = mirror.sync_allowance(uow, client, allowance, now)
+            reserved = mirror.reserved_for(uow, client)
+            uow.commit()
+        return {"pubkey": client, "token_account": self.settlement.token_account(client),
+                "onchain_balance": balance, "allowance": allowance, "free": free,
+                "reserved": reserved}
+
+    async def account(self, store: Store, client: str) -> dict[str, Any]:
+        allowance = await self.settlement.allowance(client)
+        balance = (await self.settlement.balances([client]))[client]
+        with store.uow(write=False) as uow:
+            free = uow.ledger.balance(wallet(client))
+            reserved = mirror.reserved_for(uow, client)
+        return {"pubkey": client, "token_account": self.settlement.token_account(client),
+                "onchain_balance": balance, "allowance": allowance, "free": free,
+                "reserved": reserved}
+
+    async def faucet(self, owner: str, amount: int) -> int:
+        """Dev faucet on LiteSVM: SOL for fees and ``amount`` NOS minted to ``owner``."""
+        if not isinstance(self.chain, LiteSVMChain):
+            raise Forbidden("the on-chain faucet exists only with --settlement litesvm")
+        await self.chain.airdrop_sol(owner, LITESVM_CLIENT_SOL)
+        await self.settlement.faucet(owner, amount)
+        return (await self.settlement.balances([owner]))[owner]
+
+    def payouts(self, store: Store, job_id: str) -> list[dict[str, Any]]:
+        with store.uow(write=False) as uow:
+            rows = OutboxRepo(uow.conn).for_job(job_id)
+        return [{"status": r.status.value, "signature": r.signature, "attempts": r.attempts,
+                 "error": r.error, "entry_hash": r.entry_hash,
+                 "legs": [asdict(leg) for leg in r.legs], "created_at": r.created_at,
+                 "confirmed_at": r.confirmed_at} for r in rows]
+
+    # -- verification -----------------------------------------------------------------------
+
+    async def reconcile(self, store: Store) -> dict[str, Any]:
+        """The ledger check plus anchors and on-chain balances (``verify --onchain``)."""
+        s = self.settlement
+        with store.uow(write=False) as uow:
+            entries = uow.ledger.entries()
+            balances = uow.ledger.balances()
+            outbox = OutboxRepo(uow.conn)
+            unconfirmed = outbox.unconfirmed()
+            anchors = outbox.in_status(OutboxStatus.CONFIRMED, kind=OutboxKind.ANCHOR)
+            opened = mirror.opening(uow) or {}
+            wallets = sorted(name.removeprefix("wallet:") for name in balances
+                             if name.startswith("wallet:"))
+            expected_allowance = {pk: balances[wallet(pk)] + mirror.reserved_for(uow, pk)
+                                  for pk in wallets}
+        report = verify(entries, balances).as_dict()
+        problems: list[str] = list(report["problems"])
+        notes: list[str] = []
+        if opened.get("mint") != str(s.mint):
+            problems.append(f"the ledger mirrors mint {opened.get('mint')}, the market uses "
+                            f"{s.mint}")
+        by_hash = {e.seq: e.hash for e in entries}
+        checked_anchors = 0
+        for row in anchors:
+            if by_hash.get(row.seq or -1) != row.entry_hash:
+                problems.append(f"anchor seq={row.seq}: the journal no longer has hash "
+                                f"{row.entry_hash[:16]}… there (rewritten history?)")
+                continue
+            logs = await self.chain.transaction_logs(row.signature or "")
+            memo = spl.anchor_memo_text(row.entry_hash, row.seq or 0)
+            if logs is None or not any(memo in line for line in logs):
+                problems.append(f"anchor seq={row.seq}: transaction {row.signature} with memo "
+                                f"{memo!r} is not on chain")
+                continue
+            checked_anchors += 1
+        pending: dict[str, int] = {}
+        for row in unconfirmed:
+            for leg in row.legs:
+                pending[leg.account] = pending.get(leg.account, 0) + leg.amount
+            if row.error:
+                notes.append(f"outbox {row.kind.value} {row.job_id or row.seq}: {row.status.value}"
+                             f", last error: {row.error.splitlines()[0]}")
+        base = opened.get("baseline", {})
+        infos = await self.chain.token_account_infos([s.treasury, s.rewards_vault])
+        onchain = {TREASURY: infos[0].amount if infos[0] else 0,
+                   STAKERS_POOL: infos[1].amount if infos[1] else 0}
+        rows: list[dict[str, Any]] = []
+        for account, base_key in ((TREASURY, "treasury"), (STAKERS_POOL, "rewards_vault")):
+            want = balances.get(account, 0) - pending.get(account, 0) + int(base.get(base_key, 0))
+            rows.append({"account": account, "ledger": balances.get(account, 0),
+                         "pending": pending.get(account, 0), "onchain": onchain[account],
+                         "expected_onchain": want})
+            if want != onchain[account]:
+                problems.append(f"{account}: chain holds {onchain[account]} but the ledger "
+                                f"says {want} (after {pending.get(account, 0)} pending)")
+        for pk in wallets:
+            allowance = await s.allowance(pk)
+            want = expected_allowance[pk]
+            rows.append({"account": wallet(pk), "ledger": balances[wallet(pk)],
+                         "reserved": want - balances[wallet(pk)], "onchain": allowance,
+                         "expected_onchain": want})
+            if allowance < want:
+                problems.append(f"{wallet(pk)}: the chain allows the market {allowance} but the "
+                                f"ledger counts on {want}; the client must approve more")
+            elif allowance > want:
+                notes.append(f"{wallet(pk)}: {allowance - want} approved on chain but not yet "
+                             "synced (POST /v1/solana/sync)")
+        report.update(ok=not problems, problems=problems, notes=notes, accounts_checked=rows,
+                      anchors_checked=checked_anchors, outbox=_counts(unconfirmed),
+                      mint=str(s.mint), settlement=self.name)
+        return report
+
+
+def _counts(rows: list[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r.status.value] = out.get(r.status.value, 0) + 1
+    return out
+
+
+async def open_backend(kind: str, *, rpc_url: str, commitment: str,
+                       authority_keypair: Path | None, accounts_file: Path,
+                       batch_size: int = 1, anchor_every: int = 0,
+                       clock: Callable[[], float] = time.time) -> SolanaBackend:
+    """The configured non-local backend: ``litesvm`` or ``solana`` (RPC)."""
+    from nosgrid.sdk.wallet import load_keypair
+
+    authority = load_keypair(authority_keypair) if authority_keypair else None
+    options: dict[str, Any] = {"batch_size": batch_size, "anchor_every": anchor_every,
+                               "clock": clock}
+    if kind == "litesvm":
+        return await SolanaBackend.litesvm(authority, **options)
+    if kind == "solana":
+        if authority is None:
+            raise InvalidInput("--settlement solana needs --authority-keypair (the market's "
+                               "settlement authority, a solana-keygen id.json)")
+        return await SolanaBackend.rpc(rpc_url, authority, accounts_file, commitment, **options)
+    raise InvalidInput(f"unknown settlement {kind!r}; use local, litesvm or solana")

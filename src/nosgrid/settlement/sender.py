@@ -1,0 +1,227 @@
+"""The outbox sender: turns committed outbox rows into confirmed Solana transactions.
+
+Per transaction, in this order::
+
+    pending ──prepare (sign)──► record signature + signed bytes, status sent, COMMIT
+            ──submit──► confirmed ──► status confirmed, COMMIT
+
+A crash can happen anywhere; on restart :meth:`Sender.recover` looks at every ``sent``
+row: if ``confirmed(signature)`` it is only marked; if not, the *same* signed
+transaction is submitted again (a landed signature cannot execute twice); only when its
+blockhash has expired **and** the signature is still unconfirmed — so it can never land —
+is the row put back to ``pending`` and a new transaction built. A transaction the chain
+rejected (``TransactionFailed``: it did not execute) goes back to ``pending`` too. Nothing
+is ever paid twice and nothing committed is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from solders.instruction import Instruction
+from solders.transaction import Transaction
+
+from nosgrid.core.errors import SettlementFailed
+from nosgrid.settlement import spl
+from nosgrid.settlement.chain import PreparedTransaction
+from nosgrid.settlement.errors import TransactionFailed
+from nosgrid.settlement.solana import SettlementRequest, SolanaSettlement
+from nosgrid.store.db import Store
+from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxRow, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SenderStats:
+    """What one pass did (counts of outbox rows)."""
+
+    confirmed: int = 0
+    resubmitted: int = 0
+    rebuilt: int = 0
+    failed: int = 0
+    anchored: int = 0
+    transactions: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Sender:
+    """Sends the outbox of one store through one :class:`SolanaSettlement`.
+
+    ``batch_size`` jobs are checked together and packed into as few transactions as fit
+    (each job stays atomic); ``anchor_every`` > 0 anchors the ledger head every that many
+    journal entries. ``retry_after_s`` spaces retries of a row the chain refused.
+    """
+
+    def __init__(self, store: Store, settlement: SolanaSettlement, *, batch_size: int = 1,
+                 anchor_every: int = 0, retry_after_s: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.settlement = settlement
+        self.chain = settlement.chain
+        self.batch_size = max(1, batch_size)
+        self.anchor_every = anchor_every
+        self.retry_after_s = retry_after_s
+        self.clock = clock
+        self.wake = asyncio.Event()
+        self._known_accounts: set[str] = set()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        """Recover, then send whenever woken (a job settled) or every ``interval_s``."""
+        while True:
+            self.wake.clear()
+            try:
+                await self.pass_once()
+            except Exception:  # keep sending; the rows stay in the outbox
+                log.exception("settlement sender pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), interval_s)
+
+    async def pass_once(self, limit: int = 500) -> SenderStats:
+        """One pass: recover ``sent`` rows, anchor if due, send ``pending`` rows."""
+        stats = SenderStats()
+        await self.recover(stats)
+        self._queue_anchor_if_due()
+        now = self.clock()
+        with self.store.uow(write=False) as uow:
+            rows = [r for r in OutboxRepo(uow.conn).in_status(OutboxStatus.PENDING, limit)
+                    if not r.error or now - r.updated_at >= self.retry_after_s]
+        payouts = [r for r in rows if r.kind is OutboxKind.PAYOUT]
+        for i in range(0, len(payouts), self.batch_size):
+            await self._send_payouts(payouts[i:i + self.batch_size], stats)
+        for row in rows:
+            if row.kind is OutboxKind.ANCHOR:
+                payer = self.settlement.signer
+                ix = spl.anchor_memo_instruction(row.entry_hash, row.seq or 0, payer.pubkey())
+                if await self._send([row], [ix], stats):
+                    stats.anchored += 1
+        return stats
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def recover(self, stats: SenderStats | None = None) -> SenderStats:
+        """Settle the fate of every ``sent`` row (after a crash, or an unknown outcome)."""
+        stats = stats or SenderStats()
+        with self.store.uow(write=False) as uow:
+            sent = OutboxRepo(uow.conn).in_status(OutboxStatus.SENT)
+        by_signature: dict[str, list[OutboxRow]] = {}
+        for row in sent:
+            by_signature.setdefault(row.signature or "", []).append(row)
+        for signature, rows in by_signature.items():
+            ids = [r.id for r in rows]
+            if not signature or rows[0].tx is None:
+                self._pending(ids, "no transaction stored")
+                continue
+            prepared = PreparedTransaction(signature, Transaction.from_bytes(rows[0].tx),
+                                           rows[0].last_valid_block_height)
+            if await self.chain.confirmed(signature):
+                self._confirmed(ids)
+                stats.confirmed += len(ids)
+            elif await self.chain.expired(prepared) and not await self.chain.confirmed(signature):
+                self._pending(ids, f"transaction {signature} expired unconfirmed; rebuilding")
+                stats.rebuilt += len(ids)
+            else:
+                stats.resubmitted += len(ids)
+                await self._submit(ids, prepared, stats)
+        return stats
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def _send_payouts(self, rows: Sequence[OutboxRow], stats: SenderStats) -> None:
+        await self._ensure_destinations(rows)
+        requests = [SettlementRequest(r.job_id or str(r.id), r.entry_hash,
+                                      tuple((leg.destination, leg.amount) for leg in r.legs),
+                                      r.source or "") for r in rows]
+        try:
+            batches = await self.settlement.payout_batches(requests)
+        except SettlementFailed as err:  # pre-flight: nothing was sent
+            if len(rows) > 1:  # find the row at fault, send the others
+                for row in rows:
+                    await self._send_payouts([row], stats)
+                return
+            message = err.message
+            self._update(lambda o: o.note_error([rows[0].id], message, self.clock()))
+            stats.failed += 1
+            stats.errors.append(err.message)
+            log.warning("payout refused before sending",
+                        extra={"job_id": rows[0].job_id, "error": err.message})
+            return
+        by_job = {r.job_id or str(r.id): r for r in rows}
+        for job_ids, ixs in batches:
+            await self._send([by_job[j] for j in job_ids], ixs, stats)
+
+    async def _send(self, rows: Sequence[OutboxRow], ixs: Sequence[Instruction],
+                    stats: SenderStats) -> bool:
+        payer = self.settlement.signer
+        prepared = await self.chain.prepare(ixs, [payer], payer)
+        ids = [r.id for r in rows]
+        self._update(lambda o: o.mark_sent(ids, prepared.signature, bytes(prepared.transaction),
+                                           prepared.last_valid_block_height, self.clock()))
+        stats.transactions += 1
+        return await self._submit(ids, prepared, stats)
+
+    async def _submit(self, ids: list[int], prepared: PreparedTransaction,
+                      stats: SenderStats) -> bool:
+        try:
+            await self.chain.submit(prepared)
+        except TransactionFailed as err:  # the chain refused it: it did not execute
+            self._pending(ids, err.message)
+            stats.failed += len(ids)
+            stats.errors.append(err.message)
+            log.warning("settlement transaction failed",
+                        extra={"signature": prepared.signature, "error": err.message})
+            return False
+        except SettlementFailed as err:  # unknown outcome: stays sent, recover() decides
+            message = err.message
+            self._update(lambda o: o.note_error(ids, message, self.clock()))
+            stats.errors.append(err.message)
+            return False
+        self._confirmed(ids)
+        stats.confirmed += len(ids)
+        return True
+
+    async def _ensure_destinations(self, rows: Sequence[OutboxRow]) -> None:
+        """Create missing NOS accounts of paid wallets (a node's first payout)."""
+        fixed = {str(self.settlement.treasury), str(self.settlement.rewards_vault),
+                 str(self.settlement.stake_vault)}
+        owners = sorted({leg.destination for r in rows for leg in r.legs} - fixed
+                        - self._known_accounts)
+        if not owners:
+            return
+        infos = await self.chain.token_account_infos(
+            [self.settlement.token_account(o) for o in owners])
+        for owner, info in zip(owners, infos, strict=True):
+            if info is None:
+                await self.settlement.ensure_account(owner)
+            self._known_accounts.add(owner)
+
+    def _queue_anchor_if_due(self) -> None:
+        if self.anchor_every <= 0:
+            return
+        with self.store.uow() as uow:
+            head = uow.ledger.head()
+            outbox = OutboxRepo(uow.conn)
+            last = outbox.last_anchor_seq()
+            if head is None or head[0] - (last if last is not None else 0) < self.anchor_every:
+                return
+            outbox.add(kind=OutboxKind.ANCHOR, entry_hash=head[1], seq=head[0], legs=[],
+                       at=self.clock())
+            uow.commit()
+
+    def _pending(self, ids: list[int], error: str) -> None:
+        self._update(lambda o: o.back_to_pending(ids, error, self.clock()))
+
+    def _confirmed(self, ids: list[int]) -> None:
+        self._update(lambda o: o.mark_confirmed(ids, self.clock()))
+
+    def _update(self, change: Callable[[OutboxRepo], None]) -> None:
+        with self.store.uow() as uow:
+            change(OutboxRepo(uow.conn))
+            uow.commit()
