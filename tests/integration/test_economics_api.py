@@ -148,3 +148,24 @@ async def test_market_nodes_sorted_by_standing(market: Market) -> None:
     await m.node2.register_node(HW, ["cpu"])
     rows = await m.alice.request("GET", "/v1/markets/cpu/nodes", signed=False)
     assert [r["id"] for r in rows] == [m.node2.pubkey, m.node.pubkey]
+
+
+async def test_epoch_emission_pays_completed_work_once(market: Market) -> None:
+    m = market
+    await m.node.register_node(HW, ["cpu"])
+    await m.alice.faucet("10")
+    job = await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
+    await m.node.poll(wait=0)
+    await m.node.start_job(job["id"])
+    m.clock.t += 50
+    await m.node.finish_job(job["id"], seconds_used=50)
+    earned = (await m.node.balance())["balance"]
+    m.clock.t += 7 * DAY  # the first epoch (7 days) is over
+    await m.node.heartbeat()
+    assert m.coord.maintenance()["epochs"] == 1
+    assert m.coord.maintenance()["epochs"] == 0  # applied once
+    reward = (await m.node.balance())["balance"] - earned
+    assert reward == 50 * 10_000  # capped at 0.01 NOS per verified second
+    summary = await m.alice.request("GET", "/v1/ledger/summary", signed=False)
+    assert summary["rewards_pool"] == 250_000 * 10**6 - reward
+    assert (await m.alice.ledger_verify())["ok"]

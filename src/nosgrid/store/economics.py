@@ -78,3 +78,14 @@ class EconomicsRepo:
 
     def save_offences(self, node: str, history: OffenceHistory) -> None:
         self._put("offences", node, history)
+
+    def last_epoch(self) -> int:
+        """The last emission epoch applied (-1 before the first)."""
+        raw = self._get("epoch", "last")
+        return -1 if raw is None else int(json.loads(raw))
+
+    def set_last_epoch(self, epoch: int) -> None:
+        body = json.dumps(epoch)
+        ins = _insert(self.conn, t.protocol_state).values(kind="epoch", key="last", body=body)
+        self.conn.execute(ins.on_conflict_do_update(index_elements=["kind", "key"],
+                                                    set_={"body": body}))

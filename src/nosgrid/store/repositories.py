@@ -155,14 +155,20 @@ class LedgerRepo:
         ]
 
     def account_journal(
-        self, account: str, *, limit: int = 50, before_seq: int | None = None
+        self, account: str, *, limit: int = 50, before_seq: int | None = None,
+        also: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        """Postings touching ``account``, newest first, with their entry's kind and ref."""
+        """Postings touching ``account`` (or ``also``), newest first, with the entry's kind.
+
+        ``delta`` is the change to ``account`` and the ``also`` accounts taken together
+        (a transfer between two of them shows as 0).
+        """
+        mine = [account, *also]
         query = (
             select(t.postings, t.journal.c.kind, t.journal.c.ref, t.journal.c.at,
                    t.journal.c.hash)
             .join(t.journal, t.journal.c.seq == t.postings.c.entry_seq)
-            .where(or_(t.postings.c.src == account, t.postings.c.dst == account))
+            .where(or_(t.postings.c.src.in_(mine), t.postings.c.dst.in_(mine)))
             .order_by(t.postings.c.entry_seq.desc(), t.postings.c.idx.desc())
             .limit(limit)
         )
@@ -172,7 +178,8 @@ class LedgerRepo:
             {
                 "seq": int(r.entry_seq), "kind": r.kind, "ref": r.ref, "at": int(r.at),
                 "src": r.src, "dst": r.dst, "amount": int(r.amount),
-                "delta": int(r.amount) if r.dst == account else -int(r.amount),
+                "delta": (int(r.amount) if r.dst in mine else 0)
+                - (int(r.amount) if r.src in mine else 0),
                 "entry_hash": r.hash,
             }
             for r in self.conn.execute(query)
@@ -260,6 +267,17 @@ class JobRepo:
             query = query.where(t.jobs.c.node == node)
         return [_job_from_row(r)
                 for r in self.conn.execute(query.order_by(t.jobs.c.rowid_).limit(limit))]
+
+    def compute_seconds(self, start: int, end: int) -> dict[str, int]:
+        """Seconds of successfully completed work per node, for jobs finished in [start, end)."""
+        rows = self.conn.execute(
+            select(t.jobs.c.node, func.sum(t.jobs.c.seconds_used))
+            .where(t.jobs.c.state == JobState.SETTLED.value, t.jobs.c.fault.is_(None),
+                   t.jobs.c.reason == "", t.jobs.c.node.is_not(None),
+                   t.jobs.c.finished_at >= start, t.jobs.c.finished_at < end)
+            .group_by(t.jobs.c.node)
+        )
+        return {str(node): int(secs) for node, secs in rows if secs}
 
     def count_by_state(self) -> dict[str, int]:
         rows = self.conn.execute(select(t.jobs.c.state, func.count()).group_by(t.jobs.c.state))

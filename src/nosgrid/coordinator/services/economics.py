@@ -12,9 +12,10 @@ import json
 from typing import Any
 
 from nosgrid.core import reputation as rep_rules
-from nosgrid.core import staking
+from nosgrid.core import staking, tokenomics
 from nosgrid.core.errors import NodeNotFound
 from nosgrid.core.jobs.state import Job, payout
+from nosgrid.core.ledger import REWARDS_POOL
 from nosgrid.core.markets import MarketParams, NodeCandidate
 from nosgrid.core.slashing import Evidence, Offence, SlashNode, may_take_jobs, must_leave_market
 from nosgrid.core.slashing import slash as slash_rule
@@ -141,3 +142,32 @@ def candidates(uow: UnitOfWork, market: MarketParams, now: int) -> list[NodeCand
 def dispatch_seed(job_id: str, head_hash: str) -> int:
     """A reproducible seed for the matcher: anyone can recompute the choice."""
     return int.from_bytes(hashlib.sha256(f"{head_hash}:{job_id}".encode()).digest()[:8], "big")
+
+
+def run_emissions(uow: UnitOfWork, now: int,
+                  params: tokenomics.EconomicParams = tokenomics.DEFAULT_PARAMS) -> list[int]:
+    """Apply every finished emission epoch exactly once (the journal ref is the epoch).
+
+    Each epoch releases its share of the reserve into ``rewards_pool`` and pays nodes pro
+    rata to the compute-seconds of the jobs they completed in it. Until audits mark jobs
+    verified (verification), every successfully completed job's seconds count.
+    """
+    genesis = uow.ledger.entries(0, limit=1)
+    if not genesis:
+        return []
+    genesis_at = genesis[0].at
+    current = tokenomics.epoch_at(now, genesis_at, params)
+    marker = uow.economics.last_epoch()
+    applied = []
+    for epoch in range(marker + 1, current):
+        start = genesis_at + epoch * params.epoch_seconds
+        work = uow.jobs.compute_seconds(start, start + params.epoch_seconds)
+        emission = tokenomics.epoch_emission(epoch, work, params,
+                                             uow.ledger.balance(REWARDS_POOL))
+        if emission.postings:
+            uow.ledger.append("emission", f"epoch:{epoch}", now, emission.postings,
+                              {"released": emission.released, "nodes": len(emission.paid)})
+        applied.append(epoch)
+    if applied:
+        uow.economics.set_last_epoch(applied[-1])
+    return applied
