@@ -22,9 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nosgrid import __version__
 from nosgrid.coordinator.api import accounts, blobs, jobs, markets, nodes, staking, system
+from nosgrid.coordinator.api.solana import router as solana_router
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.errors import InvalidInput, NosgridError, PayloadTooLarge
+from nosgrid.settlement.backend import SettlementBackend
 from nosgrid.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -69,15 +71,23 @@ class BodyLimit:
 
 
 def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
-               clock: Callable[[], float] = time.time, background: bool = True) -> FastAPI:
-    """Build the coordinator app. ``background=False`` leaves the maintenance loop to tests."""
+               clock: Callable[[], float] = time.time, background: bool = True,
+               settlement: SettlementBackend | None = None) -> FastAPI:
+    """Build the coordinator app. ``background=False`` leaves the maintenance loop (and the
+    settlement sender) to tests; ``settlement`` is an already opened backend."""
     store = store or Store.open(settings.db_url, now=clock)
     coord = Coordinator(settings, store, clock)
+    if settlement is not None:
+        coord.use_settlement(settlement)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await coord.open_settlement()
+        if background:
+            await coord.settlement.start(coord.store)
         task = asyncio.create_task(coord.run_maintenance()) if background else None
         yield
+        await coord.settlement.stop()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -87,6 +97,7 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     app.state.coordinator = coord
     for module in (markets, accounts, nodes, jobs, blobs, staking, system):
         app.include_router(module.router)
+    app.include_router(solana_router)
 
     @app.exception_handler(NosgridError)
     async def nosgrid_error(_request: Request, exc: NosgridError) -> JSONResponse:

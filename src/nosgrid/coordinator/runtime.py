@@ -12,11 +12,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nosgrid.coordinator.blobs import BlobStore
 from nosgrid.coordinator.notifier import WorkNotifier
+from nosgrid.coordinator.services import economics
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.identity import SIGNATURE_WINDOW_S
 from nosgrid.core.reputation import WeightedMatcher
+from nosgrid.settlement.backend import SettlementBackend, SettlementStore
+from nosgrid.settlement.local import LOCAL
 from nosgrid.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,28 @@ class Coordinator:
         self.metrics = Metrics()
         self.log_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._last_nonce_sweep = 0.0
+        self.settlement: SettlementBackend = LOCAL
+
+    def use_settlement(self, backend: SettlementBackend) -> None:
+        """Settle through ``backend``: every unit of work from ``store`` now carries it."""
+        self.settlement = backend
+        if backend.name != "local":
+            self.store = SettlementStore.wrap(self.store, backend)
+
+    async def open_settlement(self) -> None:
+        """Connect the configured chain (``litesvm`` / ``solana``) and open its mirror."""
+        s = self.settings
+        if s.settlement == "local" or self.settlement.name != "local":
+            return
+        from nosgrid.settlement.onchain import open_backend
+
+        backend = await open_backend(
+            s.settlement, rpc_url=s.solana_rpc_url, commitment=s.solana_commitment,
+            authority_keypair=s.solana_authority_keypair,
+            accounts_file=s.solana_accounts_file or s.data_dir / "solana-accounts.json",
+            batch_size=s.settlement_batch_size, anchor_every=s.anchor_every)
+        await backend.open(self.store, int(self.now()))
+        self.use_settlement(backend)
 
     def now(self) -> float:
         return self.clock()
@@ -75,12 +100,14 @@ class Coordinator:
             expired = job_services.expire_overdue(uow, int(now), s.deadline_grace_s)
             touched = node_services.mark_offline(uow, now, s.heartbeat_timeout_s,
                                                  s.max_attempts)
+            epochs = economics.run_emissions(uow, int(now))
             uow.commit()
         for job in [*expired, *touched]:
             self.wake_logs(job.id)
             if job.state.value == "queued":
                 self.notifier.notify(job.market)
-        return {"expired": len(expired), "requeued_or_refunded": len(touched)}
+        return {"expired": len(expired), "requeued_or_refunded": len(touched),
+                "epochs": len(epochs)}
 
     async def run_maintenance(self) -> None:
         while True:

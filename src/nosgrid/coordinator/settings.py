@@ -23,7 +23,18 @@ class CoordinatorSettings:
     data_dir: Path = field(default_factory=default_data_dir)
     #: base58 public keys allowed to create markets
     admin_keys: frozenset[str] = frozenset()
+    #: ``local`` (NOS only in the ledger), ``litesvm`` (in-process chain) or ``solana`` (RPC)
     settlement: str = "local"
+    solana_rpc_url: str = "http://127.0.0.1:8899"
+    solana_commitment: str = "confirmed"
+    #: the settlement authority (delegate, vault owner, fee payer); solana needs one
+    solana_authority_keypair: Path | None = None
+    #: JSON with the market's mint, treasury and vaults (DATA_DIR/solana-accounts.json)
+    solana_accounts_file: Path | None = None
+    #: jobs checked and packed together per payout transaction pass (1 = one tx per job)
+    settlement_batch_size: int = 1
+    #: anchor the ledger head on chain every N journal entries (0 = never)
+    anchor_every: int = 100
     faucet: bool = False
     faucet_cap_per_hour: int = 10_000 * BASE_UNITS_PER_NOS
     max_body_bytes: int = 1 << 20

@@ -171,3 +171,29 @@ protocol_state = Table(
     Column("key", String(64), primary_key=True),
     Column("body", Text, nullable=False),
 )
+
+#: settlement transactions to send (issue 9): a payout per settled job, ledger anchors and
+#: stake withdrawals; written in the same transaction as the journal entry they pay out
+settlement_outbox = Table(
+    "settlement_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("job_id", String(64)),
+    Column("entry_hash", String(64), nullable=False),
+    Column("seq", BigInteger),
+    Column("legs", Text, nullable=False),
+    Column("client", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("signature", String(96)),
+    Column("tx", LargeBinary),
+    Column("last_valid_block_height", BigInteger),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("confirmed_at", Float),
+    Index("ix_outbox_status", "status", "id"),
+    Index("ix_outbox_client", "client", "status"),
+    Index("ix_outbox_kind_entry", "kind", "entry_hash", unique=True),
+)

@@ -19,6 +19,7 @@ from nosgrid.core.ledger import wallet
 from nosgrid.core.markets import MarketParams, Matcher
 from nosgrid.core.money import format_nos
 from nosgrid.core.slashing import Offence, may_take_jobs
+from nosgrid.settlement.backend import settlement_of
 from nosgrid.store.db import UnitOfWork
 
 
@@ -31,8 +32,10 @@ def record(uow: UnitOfWork, tr: Transition, *, kind: str, new: bool = False) -> 
     """Persist a transition: the job row, and its postings as one journal entry."""
     if tr.postings:
         meta = {"events": [e.name for e in tr.events], "state": tr.job.state.value}
-        uow.ledger.append(kind, tr.job.id, tr.events[-1].at if tr.events else 0,
-                          tr.postings, meta)
+        entry = uow.ledger.append(kind, tr.job.id, tr.events[-1].at if tr.events else 0,
+                                  tr.postings, meta)
+        if kind == "job.settled":  # same transaction: the payout can be neither lost nor invented
+            settlement_of(uow).on_settled(uow, tr.job, entry)
     if new:
         uow.jobs.add(tr.job)
     else:
@@ -72,6 +75,7 @@ def post_job(
                                "(SDK: upload_blob)")
     tr = rules.post(job_id=job_id or new_job_id(), client=client, market=market,
                     spec_hash=spec_hash, timeout=timeout, max_price=max_price, now=now)
+    settlement_of(uow).check_post(uow, client, tr.job.deposit)
     have = uow.ledger.balance(wallet(client))
     if have < tr.job.deposit:
         raise InsufficientFunds(
