@@ -131,7 +131,12 @@ async def test_cancelled_job_is_stopped(market: Market, node: NodeUnderTest) -> 
             break
         await asyncio.sleep(0.1)
     assert not [n for n in podman_names(node.state_dir / "executor") if job_id in n]
-    assert StateFile(node.state_dir).load().in_flight is None or True
+    for _ in range(50):
+        if StateFile(node.state_dir).load().in_flight is None:
+            break
+        await asyncio.sleep(0.1)
+    assert StateFile(node.state_dir).load().in_flight is None
+    assert (await market.alice.job(job_id))["state"] == "settled"
 
 
 async def test_restart_reports_in_flight_job_and_removes_leftovers(
