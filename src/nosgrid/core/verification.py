@@ -7,7 +7,7 @@ number of clean jobs since it joined or since its last fault, and its reputation
     rate = newcomer                    if reputation < low_reputation
 
 in basis points, rounded; defaults 60% for newcomers (first 100 jobs), halving the
-excess every 100 jobs down to a 10.5% floor (never zero). :func:`audit_rates_bps` is the
+excess every 75 jobs down to a 10% floor (never zero). :func:`audit_rates_bps` is the
 vectorised form used by the simulator; the scalar :func:`audit_rate_bps` calls it, so
 they agree bit for bit.
 
@@ -28,7 +28,7 @@ escrow for ``audit_window`` seconds (see ``docs/verification.md`` for the trade-
 
 >>> rec = AuditRecord(clean_jobs=0, reputation=0.5)
 >>> audit_rate_bps(rec), audit_rate_bps(AuditRecord(clean_jobs=5_000, reputation=0.9))
-(6000, 1050)
+(6000, 1000)
 >>> should_audit("job-1", "ab" * 32, 10_000), should_audit("job-1", "ab" * 32, 0)
 (True, False)
 """
@@ -74,13 +74,13 @@ class VerificationParams:
     """Audit-rate curve, auditor eligibility, dispute panel and payment hold.
 
     >>> VerificationParams().floor_rate_bps
-    1050
+    1000
     """
 
     newcomer_rate_bps: int = 6_000
-    floor_rate_bps: int = 1_050
+    floor_rate_bps: int = 1_000
     probation_jobs: int = 100
-    half_life_jobs: int = 100
+    half_life_jobs: int = 75
     low_reputation: float = 0.4
     auditor_min_clean_jobs: int = 200
     auditor_min_reputation: float = 0.5
@@ -124,7 +124,7 @@ def audit_rates_bps(clean_jobs: npt.ArrayLike, reputation: npt.ArrayLike,
     """Vectorised audit rate in bps for arrays of records (the rule's single source).
 
     >>> audit_rates_bps([0, 100, 200, 10_000], [0.5, 0.5, 0.5, 0.2]).tolist()
-    [6000, 6000, 3525, 6000]
+    [6000, 6000, 2984, 6000]
     """
     clean = np.asarray(clean_jobs, dtype=np.float64)
     rep = np.asarray(reputation, dtype=np.float64)
@@ -613,8 +613,8 @@ def next_record(record: AuditRecord, *, faulted: bool, reputation: float) -> Aud
 def detection_within(fake_rate: float, rates_bps: Sequence[int] | IntArray) -> float:
     """P(a node faking ``fake_rate`` of its jobs is audited on a fake within these jobs).
 
-    >>> round(detection_within(0.05, [1_050] * 1_000), 4)
-    0.9948
+    >>> round(detection_within(0.05, [1_000] * 1_000), 4)
+    0.9933
     """
     q = np.asarray(rates_bps, dtype=np.float64) / 10_000
     return float(1.0 - math.exp(float(np.sum(np.log1p(-fake_rate * q)))))
