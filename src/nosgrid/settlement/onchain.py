@@ -143,6 +143,10 @@ class SolanaBackend:
     # -- what the routes call -----------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:
+        if isinstance(self.chain, LiteSVMChain):
+            # LiteSVM keeps one blockhash until told otherwise: give each client transaction
+            # its own, so approving the same amount twice is not a duplicate transaction
+            self.chain.svm.expire_blockhash()
         acc = self.settlement.accounts
         return {"settlement": self.name, "cluster": self.cluster, **asdict(acc),
                 "decimals": self.settlement.decimals,
@@ -168,6 +172,9 @@ class SolanaBackend:
                 raise Forbidden(f"the coordinator relays only token approvals; program "
                                 f"{program} is not allowed")
         prepared = PreparedTransaction(str(tx.signatures[0]), tx)
+        if await self.chain.confirmed(prepared.signature):
+            raise InvalidInput("this exact transaction was already processed; build it again "
+                               "with a fresh blockhash (GET /v1/solana/info)")
         return await self.chain.submit(prepared)
 
     async def allowance(self, client: str) -> int:

@@ -1,0 +1,170 @@
+"""Solana settlement through the coordinator API, on LiteSVM: approve, post, run, pay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from settlement_fixtures import BUSYBOX_SPEC, NOS, ChainMarket, chain_market, open_chain_market
+
+from nosgrid.core.errors import Forbidden, InvalidInput, NotFound
+from nosgrid.core.ledger import wallet
+from nosgrid.settlement import wallet as solana_wallet
+from nosgrid.settlement.errors import AllowanceTooSmall
+from nosgrid.settlement.mirror import ONCHAIN
+
+__all__ = ["chain_market"]
+
+
+async def test_full_lifecycle_pays_on_chain_exactly_what_the_ledger_says(
+    chain_market: ChainMarket,
+) -> None:
+    m = chain_market
+    s = m.backend.settlement
+    approved = await m.fund(m.alice, "100", approve=5 * NOS)
+    assert approved["allowance"] == 5 * NOS and approved["free"] == 5 * NOS
+    assert approved["onchain_balance"] == 100 * NOS
+    assert (await m.alice.balance())["balance"] == 5 * NOS  # the ledger mirrors the allowance
+    node_before = await m.token_balance(m.node.pubkey)
+    treasury_before = (await s.balances([str(s.treasury)]))[str(s.treasury)]
+
+    done = await m.run_job(m.alice, seconds=30)
+    assert done["state"] == "settled"
+    pay = done["settlement"]
+    assert pay["node_pay"] + pay["treasury_fee"] + pay["stakers_fee"] == 30_000
+    # committed with the settle entry, not yet on chain
+    assert (await m.alice.request("GET", f"/v1/solana/payouts/{done['id']}"))["payouts"][0][
+        "status"] == "pending"
+    assert await m.token_balance(m.node.pubkey) == node_before
+
+    stats = await m.send()
+    assert stats.confirmed == 1 and stats.transactions == 1
+    assert await m.token_balance(m.node.pubkey) - node_before == pay["node_pay"]
+    treasury_after = (await s.balances([str(s.treasury)]))[str(s.treasury)]
+    assert treasury_after - treasury_before == pay["treasury_fee"]
+    assert (await s.balances([str(s.rewards_vault)]))[str(s.rewards_vault)] == pay["stakers_fee"]
+    assert await m.token_balance(m.alice.pubkey) == 100 * NOS - 30_000
+    assert await s.allowance(m.alice.pubkey) == 5 * NOS - 30_000
+
+    view = await m.alice.request("GET", f"/v1/solana/payouts/{done['id']}")
+    row = view["payouts"][0]
+    assert row["status"] == "confirmed" and row["attempts"] == 1
+    logs = m.backend.chain.logs(row["signature"])  # type: ignore[attr-defined]
+    assert any(f"job={done['id']}" in line and f"entry={row['entry_hash']}" in line
+               for line in logs)
+    report = await solana_wallet.verify_onchain(m.alice)
+    assert report["ok"], report["problems"]
+    assert (await m.alice.balance())["balance"] == 5 * NOS - 30_000  # refund stays approved
+    assert (await m.node.balance())["balance"] == 0  # paid out: on chain, not in the market
+
+
+async def test_refund_needs_no_transaction(chain_market: ChainMarket) -> None:
+    m = chain_market
+    await m.fund(m.alice)
+    job = await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
+    await m.alice.cancel(job["id"])
+    stats = await m.send()
+    assert stats.transactions == 0
+    assert (await m.alice.request("GET", f"/v1/solana/payouts/{job['id']}"))["payouts"] == []
+    assert (await solana_wallet.verify_onchain(m.alice))["ok"]
+
+
+async def test_posting_without_allowance_is_refused_and_changes_nothing(
+    chain_market: ChainMarket,
+) -> None:
+    m = chain_market
+    await solana_wallet.faucet(m.alice, "100")  # tokens, but no approval
+    before = await m.alice.ledger_verify()
+    with pytest.raises(AllowanceTooSmall, match="nosgrid wallet approve"):
+        await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
+    await solana_wallet.approve(m.alice, 50_000)  # less than the 0.1 NOS deposit
+    mid = await m.alice.ledger_verify()
+    with pytest.raises(AllowanceTooSmall):
+        await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
+    assert (await m.alice.ledger_verify())["entries"] == mid["entries"] == before["entries"] + 1
+    assert (await m.alice.jobs())["jobs"] == []
+    assert (await m.node.poll(wait=0))["job"] is None
+
+
+async def test_revoked_allowance_keeps_the_payout_pending_until_approved_again(
+    chain_market: ChainMarket,
+) -> None:
+    m = chain_market
+    await m.fund(m.alice, approve=NOS)
+    job = await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
+    await solana_wallet.approve(m.alice, 0)  # the client takes the approval back on chain
+    await m.node.poll(wait=0)
+    await m.node.start_job(job["id"])
+    m.clock.t += 10
+    await m.node.finish_job(job["id"], seconds_used=10, exit_code=0)
+    stats = await m.send()
+    assert stats.confirmed == 0 and "approve" in stats.errors[0]
+    report = await solana_wallet.verify_onchain(m.alice)
+    assert not report["ok"] and any("approve more" in p for p in report["problems"])
+    await solana_wallet.approve(m.alice, NOS)
+    assert (await m.send()).confirmed == 1
+    assert (await solana_wallet.verify_onchain(m.alice))["ok"]
+
+
+async def test_frozen_client_account_is_a_clear_error(chain_market: ChainMarket) -> None:
+    m = chain_market
+    await m.fund(m.alice, approve=NOS)
+    s = m.backend.settlement
+    await m.backend.chain.freeze(s.token_account(m.alice.pubkey), s.mint, s.signer)
+    done = await m.run_job(m.alice, seconds=5)
+    stats = await m.send()
+    assert stats.confirmed == 0 and "frozen" in stats.errors[0]
+    payout = (await m.alice.request("GET", f"/v1/solana/payouts/{done['id']}"))["payouts"][0]
+    assert payout["status"] == "pending" and "frozen" in payout["error"]
+
+
+async def test_relay_accepts_only_the_signers_token_transactions(
+    chain_market: ChainMarket,
+) -> None:
+    m = chain_market
+    await solana_wallet.faucet(m.alice, "1")
+    info = await m.alice.request("GET", "/v1/solana/info", signed=False)
+    raw = solana_wallet.approve_transaction(info, m.node.keypair, NOS)  # signed by another key
+    import base64
+
+    with pytest.raises(Forbidden, match="fee payer"):
+        await m.alice.request("POST", "/v1/solana/submit",
+                              json_body={"transaction": base64.b64encode(raw).decode()})
+    with pytest.raises(InvalidInput):
+        await m.alice.request("POST", "/v1/solana/submit", json_body={"transaction": "!!"})
+
+
+async def test_local_coordinator_has_no_solana_routes(tmp_path: Path) -> None:
+    from api_fixtures import market as _unused  # noqa: F401
+
+    from nosgrid.coordinator.app import create_app
+    from nosgrid.coordinator.settings import CoordinatorSettings
+    from nosgrid.sdk.client import AsyncClient
+
+    app = create_app(CoordinatorSettings(db=str(tmp_path / "l.db"), data_dir=tmp_path),
+                     background=False)
+    import httpx
+
+    async with AsyncClient("http://c", transport=httpx.ASGITransport(app=app)) as c:
+        with pytest.raises(NotFound, match="settles locally"):
+            await c.request("GET", "/v1/solana/info", signed=False)
+
+
+async def test_batched_payouts_and_anchors(tmp_path: Path) -> None:
+    m = await open_chain_market(tmp_path, batch_size=8, anchor_every=5)
+    try:
+        await m.fund(m.alice, approve=10 * NOS)
+        jobs = [await m.run_job(m.alice, seconds=i + 1) for i in range(6)]
+        stats = await m.send()
+        assert stats.confirmed == 6 + stats.anchored and stats.anchored == 1
+        assert stats.transactions < 6 + 1  # several jobs per transaction
+        owed = sum(j["settlement"]["node_pay"] for j in jobs)
+        assert await m.token_balance(m.node.pubkey) == owed
+        report = await solana_wallet.verify_onchain(m.alice)
+        assert report["ok"], report["problems"]
+        assert report["anchors_checked"] == 1
+        with m.store.uow(write=False) as uow:
+            assert uow.ledger.balance(ONCHAIN) > 0
+            assert uow.ledger.balance(wallet(m.node.pubkey)) == 0
+    finally:
+        await m.close()
