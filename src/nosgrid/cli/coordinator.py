@@ -29,17 +29,38 @@ def start(
     port: int = 8700,
     admin: Annotated[list[str] | None, typer.Option(help="admin public key (repeatable)")] = None,
     faucet: Annotated[bool, typer.Option("--faucet", help="enable the dev faucet")] = False,
-    settlement: Annotated[str, typer.Option(help="local")] = "local",
+    settlement: Annotated[str, typer.Option(
+        help="local (NOS in the ledger), litesvm (in-process Solana) or solana (RPC)")] = "local",
+    rpc_url: Annotated[str, typer.Option(help="Solana RPC URL (--settlement solana)")
+                       ] = "http://127.0.0.1:8899",
+    commitment: Annotated[str, typer.Option(help="processed, confirmed or finalized")
+                          ] = "confirmed",
+    authority_keypair: Annotated[Path | None, typer.Option(
+        help="settlement authority id.json (delegate, vault owner, fee payer)")] = None,
+    anchor_every: Annotated[int, typer.Option(
+        help="anchor the ledger head on chain every N entries (0: never)")] = 100,
+    batch_size: Annotated[int, typer.Option(help="jobs per payout pass (batched txs)")] = 1,
     log_level: str = "warning",
 ) -> None:
     """Start the coordinator (Ctrl-C stops it)."""
+    import dataclasses
+
     import uvicorn
 
     from nosgrid.coordinator.app import create_app
 
-    if settlement != "local":
-        raise typer.BadParameter("only 'local' settlement is wired into the coordinator yet",
-                                 param_hint="--settlement")
+    if settlement not in ("local", "litesvm", "solana"):
+        raise typer.BadParameter("use local, litesvm or solana", param_hint="--settlement")
+    if commitment not in ("processed", "confirmed", "finalized"):
+        raise typer.BadParameter("use processed, confirmed or finalized",
+                                 param_hint="--commitment")
+    if settlement == "solana" and authority_keypair is None:
+        raise typer.BadParameter("--settlement solana needs the market's settlement authority",
+                                 param_hint="--authority-keypair")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    app_ = create_app(settings_from(db, data_dir, admin, faucet, settlement))
+    config = dataclasses.replace(
+        settings_from(db, data_dir, admin, faucet, settlement), solana_rpc_url=rpc_url,
+        solana_commitment=commitment, solana_authority_keypair=authority_keypair,
+        anchor_every=anchor_every, settlement_batch_size=batch_size)
+    app_ = create_app(config)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)

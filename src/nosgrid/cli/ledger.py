@@ -17,11 +17,19 @@ app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 def verify(
     db: Annotated[Path | None, typer.Option(help="check a database file offline")] = None,
     url: UrlOpt = None,
+    onchain: Annotated[bool, typer.Option(
+        "--onchain", help="also check the anchors and reconcile balances on Solana")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Check the chain, supply, non-negativity and replay; exits 1 when anything is off."""
     report: dict[str, Any]
-    if db is not None:
+    if onchain:
+        if db is not None:
+            raise typer.BadParameter("--onchain asks the coordinator (it holds the chain "
+                                     "connection); drop --db", param_hint="--onchain")
+        with client(url, None, need_key=False) as c:
+            report = c.request("GET", "/v1/solana/verify", signed=False)
+    elif db is not None:
         from nosgrid.coordinator.services.accounts import verify_ledger
         from nosgrid.store.db import Store
 
@@ -40,6 +48,12 @@ def verify(
         console.print(f"[green]ledger ok[/]: {report['entries']} entries, "
                       f"{report['accounts']} accounts, supply {report['supply']} NOS, "
                       f"head {report['head_hash'][:16]}…")
+        if onchain:
+            console.print(f"[green]on chain ok[/]: {len(report['accounts_checked'])} accounts "
+                          f"reconciled, {report['anchors_checked']} anchors verified "
+                          f"(mint {report['mint']}); outbox {report['outbox'] or 'empty'}")
+            for note in report["notes"][:20]:
+                console.print(f"  note: {note}")
     else:
         console.print(f"[red]ledger FAILED[/] ({len(report['problems'])} problems):")
         for p in report["problems"][:50]:

@@ -68,8 +68,10 @@ def _keypair(path: Path) -> Any:
 class Stack:
     """A coordinator process and N node-agent processes sharing one state directory."""
 
-    def __init__(self, data_dir: Path, nodes: int, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, data_dir: Path, nodes: int, port: int, host: str = "127.0.0.1",
+                 settlement: str = "local") -> None:
         self.data_dir = data_dir
+        self.settlement = settlement
         self.nodes = nodes
         self.port = port or _free_port()
         self.url = f"http://{host}:{self.port}"
@@ -86,9 +88,15 @@ class Stack:
 
     def start(self, wait_s: float = 30.0) -> None:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        extra: list[str] = []
+        if self.settlement == "litesvm":  # the chain lives in the coordinator: a fresh ledger
+            db = self.data_dir / "coordinator-litesvm.db"
+            for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                path.unlink(missing_ok=True)
+            extra = ["--settlement", "litesvm", "--db", str(db)]
         self._spawn(["coordinator", "start", "--data-dir", str(self.data_dir), "--host",
                      self.host, "--port", str(self.port), "--faucet", "--admin",
-                     str(self.admin.pubkey())], "coordinator.log")
+                     str(self.admin.pubkey()), *extra], "coordinator.log")
         self.wait_healthy(wait_s)
         with Client(self.url, self.admin) as admin, contextlib.suppress(AlreadyExists):
             admin.create_market(DEFAULT_MARKET)
@@ -140,10 +148,14 @@ def up(
     nodes: Annotated[int, typer.Option("--nodes", help="local node agents to start")] = 1,
     port: Annotated[int, typer.Option(help="coordinator port")] = 8700,
     data_dir: Annotated[Path | None, typer.Option(help="state directory")] = None,
+    settlement: Annotated[str, typer.Option(
+        help="local, or litesvm: real SPL transfers on an in-process Solana")] = "local",
 ) -> None:
     """Start a local marketplace: coordinator, faucet, `cpu` market and N nodes."""
+    if settlement not in ("local", "litesvm"):
+        raise typer.BadParameter("use local or litesvm", param_hint="--settlement")
     data = data_dir or default_data_dir() / "up"
-    stack = Stack(data, nodes, port)
+    stack = Stack(data, nodes, port, settlement=settlement)
     try:
         stack.start()
         stack.wait_nodes()
@@ -152,7 +164,8 @@ def up(
         console.print("next, in another terminal:\n"
                       f"  export NOSGRID_URL={stack.url}\n"
                       "  nosgrid wallet new && nosgrid faucet 100\n"
-                      "  nosgrid job post examples/jobs/batch-hello.json --market cpu --wait\n"
+                      + ("  nosgrid wallet approve 50\n" if settlement == "litesvm" else "")
+                      + "  nosgrid job post examples/jobs/batch-hello.json --market cpu --wait\n"
                       "Ctrl-C stops everything.")
         while all(p.poll() is None for p in stack.procs):
             time.sleep(0.5)

@@ -8,8 +8,9 @@ import typer
 
 from nosgrid.cli.common import JsonOpt, KeypairOpt, UrlOpt, client, table
 from nosgrid.cli.output import console, print_json
-from nosgrid.core.money import format_nos
+from nosgrid.core.money import format_nos, parse_nos
 from nosgrid.sdk.wallet import default_keypair_path, load_keypair, new_keypair, save_keypair
+from nosgrid.settlement import wallet as solana_wallet
 
 app = typer.Typer(help="Your keypair and NOS balance.", no_args_is_help=True)
 
@@ -40,14 +41,39 @@ def show(keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
 
 @app.command("balance")
 def balance(url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
-    """Your NOS balance (and stake) on the coordinator."""
+    """Your NOS balance (and stake) on the coordinator, and on chain when it settles there."""
     with client(url, keypair) as c:
         acct = c.balance()
+        if c.health().get("settlement", "local") != "local":
+            acct["onchain"] = c._call(solana_wallet.onchain_account(c.aio))
+    if json:
+        print_json(acct)
+        return
+    console.print(f"{acct['pubkey']}: [bold]{acct['balance_nos']} NOS[/]"
+                  f" (staked {acct['stake_nos']} NOS)")
+    if "onchain" in acct:
+        chain = acct["onchain"]
+        console.print(f"on chain: [bold]{chain['onchain_balance_nos']} NOS[/] in "
+                      f"{chain['token_account']}; approved {chain['allowance_nos']} NOS "
+                      f"({chain['reserved_nos']} reserved by open jobs and payouts)")
+
+
+@app.command("approve")
+def approve(amount: Annotated[str, typer.Argument(help="NOS the market may settle, e.g. 50")],
+            url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
+    """Let the market settle up to AMOUNT NOS from your token account (Solana settlement).
+
+    The approval is built and signed here; the coordinator only relays it. It replaces any
+    earlier approval.
+    """
+    with client(url, keypair) as c:
+        acct = c._call(solana_wallet.approve(c.aio, parse_nos(amount)))
     if json:
         print_json(acct)
     else:
-        console.print(f"{acct['pubkey']}: [bold]{acct['balance_nos']} NOS[/]"
-                      f" (staked {acct['stake_nos']} NOS)")
+        console.print(f"approved [bold]{acct['allowance_nos']} NOS[/] for the market "
+                      f"(free {acct['free_nos']} NOS, on chain {acct['onchain_balance_nos']} NOS)"
+                      f"; signature {acct['signature']}")
 
 
 @app.command("journal")
@@ -66,9 +92,13 @@ def journal(url: UrlOpt = None, keypair: KeypairOpt = None, limit: int = 20,
 
 def faucet(amount: Annotated[str, typer.Argument(help="NOS to request, e.g. 100")],
            url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
-    """Get dev NOS from a local coordinator's faucet."""
+    """Get dev NOS from a local coordinator's faucet (minted on chain with litesvm)."""
     with client(url, keypair) as c:
-        acct = c.faucet(amount)
+        if c.health().get("settlement", "local") == "litesvm":
+            minted = c._call(solana_wallet.faucet(c.aio, amount))
+            acct = {**minted, "balance_nos": minted["onchain_balance_nos"]}
+        else:
+            acct = c.faucet(amount)
     if json:
         print_json(acct)
     else:
