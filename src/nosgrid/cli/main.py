@@ -12,6 +12,7 @@ from nosgrid.cli import (
     job,
     ledger,
     market,
+    sim,
     stake,
     tokenomics,
     up,
@@ -38,6 +39,7 @@ app.add_typer(stake.rewards_app, name="rewards")
 app.command("faucet")(wallet.faucet)
 app.command("up")(up.up)
 app.command("demo")(up.demo)
+app.command("sim")(sim.sim)
 
 
 def main() -> None:
