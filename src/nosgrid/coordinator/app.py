@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nosgrid import __version__
@@ -41,7 +42,12 @@ def error_response(err: NosgridError) -> JSONResponse:
 
 
 class BodyLimit:
-    """Refuse bodies over the limit (413) before a route reads them; blobs get their own."""
+    """Refuse bodies over the limit (413) before a route reads them; blobs get their own.
+
+    A body without a Content-Length is counted as it streams in. Past the limit the app is
+    told the client went away (raising inside ``receive`` would surface as an exception
+    group from the http middleware, i.e. a 500), its answer is dropped, and we send 413.
+    """
 
     def __init__(self, app: ASGIApp, max_body: int, max_blob: int) -> None:
         self.app, self.max_body, self.max_blob = app, max_body, max_blob
@@ -51,23 +57,39 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.max_blob if scope["path"].startswith("/v1/blobs/") else self.max_body
+        too_large = PayloadTooLarge(f"the body is over {limit} bytes")
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await error_response(PayloadTooLarge(f"the body is over {limit} bytes"))(
-                scope, receive, send)
+            await error_response(too_large)(scope, receive, send)
             return
-        seen = 0
+        seen, over, started = 0, False, False
 
         async def capped() -> Message:
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLarge(f"the body is over {limit} bytes")
+                    over = True
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, capped, send)
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if over and not started:
+                return  # the app's answer to a cut-off body; ours is the 413 below
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, capped, guarded)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await error_response(too_large)(scope, receive, send)
 
 
 def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
@@ -121,6 +143,10 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
                             status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_went_away(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        return error_response(InvalidInput("the client went away before sending the body"))
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -38,9 +38,10 @@ class BlobStore:
     async def put_stream(self, sha256: str, chunks: AsyncIterator[bytes]) -> int:
         """Store the stream if its sha256 matches; returns its size. Nothing kept on error."""
         target = self.path(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        # the temp file sits in the root (same filesystem), so a refused upload leaves
+        # not even an empty fan-out directory behind
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 async for chunk in chunks:
@@ -52,6 +53,7 @@ class BlobStore:
             if digest.hexdigest() != sha256:
                 raise InvalidInput(
                     f"uploaded bytes hash to {digest.hexdigest()}, not {sha256}; nothing stored")
+            target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
             return size
         finally:

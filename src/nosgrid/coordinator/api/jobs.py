@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import (
+    SQL_INT_MAX,
     FailRequest,
     FinishRequest,
     LogsRequest,
@@ -20,7 +21,7 @@ from nosgrid.coordinator.api.schemas import (
     job_view,
 )
 from nosgrid.coordinator.services import jobs as job_services
-from nosgrid.core.errors import InvalidInput
+from nosgrid.core.errors import Forbidden, InvalidInput
 from nosgrid.core.jobs.load import canonical_json, load_job_definition, parse_job_definition
 from nosgrid.core.jobs.load import spec_hash as hash_of
 from nosgrid.core.jobs.state import OPEN
@@ -62,7 +63,7 @@ async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> dict[s
 
 @router.get("")
 async def list_jobs(coord: Coord, signer: Signer, limit: int = Query(20, ge=1, le=200),
-                    cursor: int | None = Query(None, ge=0)) -> dict[str, Any]:
+                    cursor: int | None = Query(None, ge=0, le=SQL_INT_MAX)) -> dict[str, Any]:
     with coord.store.uow(write=False) as uow:
         jobs, nxt = uow.jobs.list_for_client(signer, limit=limit, cursor=cursor)
     return {"jobs": [job_view(j) for j in jobs], "next": nxt}
@@ -142,7 +143,7 @@ async def push_logs(job_id: str, body: LogsRequest, coord: Coord,
     with coord.store.uow() as uow:
         job = job_services.get_job_for(uow, job_id, signer)
         if job.node != signer:
-            raise InvalidInput("only the job's node sends its logs")
+            raise Forbidden("only the job's node sends its logs")
         room = coord.settings.max_log_bytes_per_job - uow.logs.total_bytes(job_id)
         chunks, truncated = [], False
         for c in body.chunks:
@@ -159,7 +160,8 @@ async def push_logs(job_id: str, body: LogsRequest, coord: Coord,
 
 
 @router.get("/{job_id}/logs")
-async def read_logs(job_id: str, coord: Coord, signer: Signer, after: int = Query(-1, ge=-1),
+async def read_logs(job_id: str, coord: Coord, signer: Signer,
+                    after: int = Query(-1, ge=-1, le=SQL_INT_MAX),
                     follow: bool = False) -> Any:
     """Log chunks after ``after``; with ``follow`` a stream of NDJSON until the job ends."""
     with coord.store.uow(write=False) as uow:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from nosgrid.core.jobs.state import Job, payout
 from nosgrid.core.markets import HardwareReport
 from nosgrid.core.money import format_nos
+
+#: the largest integer the store can hold (SQLite and PostgreSQL BIGINT); bounds cursors
+SQL_INT_MAX: Final = 2**63 - 1
 
 
 class Body(BaseModel):
