@@ -450,8 +450,16 @@ class PodmanRuntime:
         return result
 
     async def _reap(self, handle: PodmanContainer) -> None:
+        # A `podman run` cancelled right after it was spawned may create the container only
+        # after the first `rm -f`: remove again while it is still running.
+        for _ in range(20):
+            try:
+                await asyncio.wait_for(asyncio.shield(handle._proc.wait()), 0.5)
+                return
+            except TimeoutError:
+                await self.remove(handle.name)
         try:
-            await asyncio.wait_for(handle._proc.wait(), 10.0)
+            await asyncio.wait_for(handle._proc.wait(), 1.0)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(handle._proc.pid, signal.SIGKILL)

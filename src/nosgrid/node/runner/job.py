@@ -227,9 +227,18 @@ class JobRunner:
     async def _cleanup(self, job_id: str, pod: str | None, volumes: list[str]) -> None:
         if pod is not None:
             await self.runtime.remove_pod(pod)
-        with contextlib.suppress(NosgridError):
-            for name in await self.runtime.list_containers(label=f"{JOB_LABEL}={job_id}"):
-                await self.runtime.remove(name)
+        # A container whose `podman run` was cancelled while it was being created can show
+        # up a moment after the first removal: look again until two looks find none.
+        clean_looks = 0
+        for _ in range(10):
+            with contextlib.suppress(NosgridError):
+                names = await self.runtime.list_containers(label=f"{JOB_LABEL}={job_id}")
+                for name in names:
+                    await self.runtime.remove(name)
+                clean_looks = 0 if names else clean_looks + 1
+            if clean_looks >= 2:
+                break
+            await asyncio.sleep(0.3)
         for volume in volumes:
             await self.runtime.remove_volume(volume)
 
@@ -433,8 +442,14 @@ class JobRunner:
         ended = [d.op.id for d in deps if d.ended.is_set()]
         if ended:
             self._nodeerr(run, f"stopping: dependency {ended[0]!r} ended (stop_if_dependent_stops)")
-        result = await self.runtime.stop(handle, grace_s=self.limits.stop_grace_s)
-        with contextlib.suppress(Exception):
+        try:  # a stop sent before podman created the container is lost: then force it
+            result = await asyncio.wait_for(
+                self.runtime.stop(handle, grace_s=self.limits.stop_grace_s),
+                self.limits.stop_grace_s + 5.0,
+            )
+        except TimeoutError:
+            result = await self.runtime.wait(handle)
+        with contextlib.suppress(BaseException):
             await wait
         return result
 
