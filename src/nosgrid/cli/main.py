@@ -12,6 +12,7 @@ from nosgrid.cli import (
     job,
     ledger,
     market,
+    node,
     sim,
     stake,
     tokenomics,
@@ -34,6 +35,7 @@ app.add_typer(market.app, name="market")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(coordinator.app, name="coordinator")
 app.add_typer(tokenomics.app, name="tokenomics")
+app.add_typer(node.app, name="node")
 app.add_typer(stake.app, name="stake")
 app.add_typer(stake.rewards_app, name="rewards")
 app.command("faucet")(wallet.faucet)
