@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nosgrid.core.errors import (
@@ -211,6 +211,13 @@ _JOB_FIELDS = (
 )
 
 
+# Built once so SQLAlchemy compiles them once: saving a job is on every transition.
+_JOB_COLUMNS = (*_JOB_FIELDS, "state", "result")
+_SAVE_JOB = update(t.jobs).where(t.jobs.c.id == bindparam("b_id")).values(
+    {name: bindparam(f"b_{name}") for name in _JOB_COLUMNS if name != "id"})
+_GET_JOB = select(t.jobs).where(t.jobs.c.id == bindparam("job_id"))
+
+
 def _job_row(job: Job) -> dict[str, Any]:
     row = {f: getattr(job, f) for f in _JOB_FIELDS}
     row["state"] = job.state.value
@@ -228,13 +235,13 @@ class JobRepo:
         self.conn = conn
 
     def add(self, job: Job) -> None:
-        self.conn.execute(t.jobs.insert().values(**_job_row(job)))
+        self.conn.execute(t.jobs.insert(), _job_row(job))
 
     def save(self, job: Job) -> None:
-        self.conn.execute(update(t.jobs).where(t.jobs.c.id == job.id).values(**_job_row(job)))
+        self.conn.execute(_SAVE_JOB, {f"b_{k}": v for k, v in _job_row(job).items()})
 
     def get(self, job_id: str) -> Job:
-        row = self.conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()
+        row = self.conn.execute(_GET_JOB, {"job_id": job_id}).first()
         if row is None:
             raise JobNotFound(f"no job {job_id!r}; `nosgrid job list` shows yours")
         return _job_from_row(row)
