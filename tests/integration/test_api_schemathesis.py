@@ -5,7 +5,7 @@ key that is also the admin and a registered node, so the handlers behind the sig
 check see generated bodies, path and query values too. The signature is added by a
 ``requests`` auth object, which sees the final bytes schemathesis sends.
 
-Examples per operation: ``NOSGRID_SCHEMATHESIS_EXAMPLES`` (default 30 on CI, 8 locally).
+Examples per operation: ``NOSGRID_SCHEMATHESIS_EXAMPLES`` (default 30 on CI, 6 locally).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from nosgrid.core.money import BASE_UNITS_PER_NOS
 from nosgrid.sdk.wallet import sign_headers
 
 EXAMPLES = int(os.environ.get("NOSGRID_SCHEMATHESIS_EXAMPLES",
-                              "30" if os.environ.get("CI") else "8"))
+                              "30" if os.environ.get("CI") else "6"))
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                          suppress_health_check=list(HealthCheck), database=None)
 

@@ -480,3 +480,20 @@ async def test_oversize_blob(strict: Market) -> None:
     # a blob at the limit is fine
     ok = data[:-1]
     assert await m.alice.upload_blob(ok) == hashlib.sha256(ok).hexdigest()
+
+
+# -- regressions found by schemathesis -----------------------------------------------------
+
+
+async def test_cursors_past_the_database_integer_are_400_not_500(world: World) -> None:
+    """``?before=2**63`` used to reach SQLite and fail with OverflowError (500)."""
+    for path in ["/v1/accounts/me/journal?before=9223372036854775808",
+                 "/v1/jobs?cursor=9223372036854775808",
+                 f"/v1/jobs/{world.running}/logs?after=9223372036854775808"]:
+        await rejected(world, 400, "invalid_input", "GET", path, signer=kp_of(world.m.alice))
+
+
+async def test_undecodable_body_gets_the_error_shape(world: World) -> None:
+    """FastAPI's own 400 for a non-UTF-8 body used to answer ``{"detail": ...}``."""
+    await rejected(world, 400, "invalid_input", "POST", "/v1/nodes/register", b"\x80",
+                   signer=kp_of(world.m.node))
