@@ -92,6 +92,9 @@ def start(
     keypair: Path = typer.Option(None, "--keypair", help="Node keypair (default: state dir)."),
     grace_s: float = typer.Option(30.0, "--grace", help="Seconds a job gets on SIGTERM."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Debug logging."),
+    lying: bool = typer.Option(False, "--lying", hidden=True,
+                               help="TEST ONLY: upload garbage instead of real outputs "
+                                    "(exercises audits, disputes and slashing)."),
 ) -> None:
     """Run a node agent until SIGINT/SIGTERM (then the running job is finished or handed back)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
@@ -107,7 +110,7 @@ def start(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_node(url, kp, directory, market, stop, grace_s=grace_s)
+        await run_node(url, kp, directory, market, stop, grace_s=grace_s, lying=lying)
 
     asyncio.run(main())
 

@@ -22,7 +22,16 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nosgrid import __version__
-from nosgrid.coordinator.api import accounts, blobs, jobs, markets, nodes, staking, system
+from nosgrid.coordinator.api import (
+    accounts,
+    blobs,
+    jobs,
+    markets,
+    nodes,
+    staking,
+    system,
+    verification,
+)
 from nosgrid.coordinator.api.solana import router as solana_router
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
@@ -117,7 +126,7 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
 
     app = FastAPI(title="nosgrid coordinator", version=__version__, lifespan=lifespan)
     app.state.coordinator = coord
-    for module in (markets, accounts, nodes, jobs, blobs, staking, system):
+    for module in (markets, accounts, nodes, jobs, blobs, staking, system, verification):
         app.include_router(module.router)
     app.include_router(solana_router)
 

@@ -12,12 +12,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nosgrid.coordinator.blobs import BlobStore
 from nosgrid.coordinator.notifier import WorkNotifier
-from nosgrid.coordinator.services import economics
+from nosgrid.coordinator.services import economics, verification
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.identity import SIGNATURE_WINDOW_S
 from nosgrid.core.reputation import WeightedMatcher
+from nosgrid.core.verification import VerificationParams
 from nosgrid.settlement.backend import SettlementBackend, SettlementStore
 from nosgrid.settlement.local import LOCAL
 from nosgrid.store.db import Store
@@ -107,7 +108,25 @@ class Coordinator:
             if job.state.value == "queued":
                 self.notifier.notify(job.market)
         return {"expired": len(expired), "requeued_or_refunded": len(touched),
-                "epochs": len(epochs)}
+                "epochs": len(epochs), **self.verify(int(now))}
+
+    def verification_config(self) -> verification.VerificationConfig:
+        s = self.settings
+        params = VerificationParams(
+            audit_window=s.audit_window_s, auditor_min_clean_jobs=s.auditor_min_clean_jobs,
+            auditor_min_reputation=s.auditor_min_reputation, tiebreakers=s.audit_tiebreakers)
+        return verification.VerificationConfig(params, s.audit_rate_bps)
+
+    def verify(self, now: int) -> dict[str, int]:
+        """Audit decisions, runs, verdicts and releases (its own transaction)."""
+        with self.store.uow() as uow:
+            res = verification.tick(uow, now, self.verification_config(),
+                                    lambda sha: self.blobs.open(sha).read_bytes())
+            uow.commit()
+        for run in res.assigned:
+            if run.node is not None:
+                self.notifier.wake(run.node)
+        return res.counts()
 
     async def run_maintenance(self) -> None:
         while True:

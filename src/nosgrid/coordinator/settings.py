@@ -45,6 +45,15 @@ class CoordinatorSettings:
     long_poll_max_s: float = 30.0
     maintenance_interval_s: float = 2.0
     max_attempts: int = 3
+    #: verification (docs/verification.md): how long an auditable job's pay is held
+    audit_window_s: int = 24 * 3_600
+    #: force this audit rate (bps) for every auditable job; None → the adaptive rate
+    audit_rate_bps: int | None = None
+    #: who may audit: clean jobs and reputation at least these (core defaults: 200, 0.5)
+    auditor_min_clean_jobs: int = 200
+    auditor_min_reputation: float = 0.5
+    #: tiebreak runs per dispute (fewer when fewer unrelated nodes are online)
+    audit_tiebreakers: int = 3
 
     @property
     def db_url(self) -> str:

@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import Sequence
 
-from nosgrid.coordinator.services import economics
+from nosgrid.coordinator.services import economics, verification
 from nosgrid.core.errors import Forbidden, IllegalTransition, InsufficientFunds, InvalidInput
 from nosgrid.core.jobs import state as rules
 from nosgrid.core.jobs.state import Job, JobState, Transition
@@ -140,14 +140,15 @@ def start_job(uow: UnitOfWork, job_id: str, node_id: str, now: int) -> Job:
 
 def finish_job(uow: UnitOfWork, job_id: str, node_id: str, now: int, *,
                seconds_used: int | None, result: dict[str, object]) -> Job:
-    """The node reports success; the job completes and settles at once (local settlement)."""
+    """The node reports success; the job completes and settles at once, or is held for audit
+    when its spec asks for verification (see ``services.verification``)."""
     client = uow.jobs.get(job_id).client
     outputs = result.get("outputs") or []
     for output in outputs if isinstance(outputs, list) else []:
         uow.blobs.grant(str(output["sha256"]), client)
     job = record(uow, rules.complete(_node_job(uow, job_id, node_id), now, seconds_used, result),
                  kind="job.completed")
-    return settle_job(uow, job, now)
+    return verification.after_completed(uow, job, now) or settle_job(uow, job, now)
 
 
 def fail_job(uow: UnitOfWork, job_id: str, node_id: str, now: int, *, fault: rules.Fault,
@@ -171,6 +172,9 @@ def cancel_job(uow: UnitOfWork, job_id: str, client: str, now: int) -> Job:
 
 
 def settle_job(uow: UnitOfWork, job: Job, now: int) -> Job:
+    run = verification.settle_run(uow, job, now)  # an audit run's escrow returns to the pool
+    if run is not None:
+        return run
     settled = record(uow, rules.settle(job, now), kind="job.settled")
     economics.on_settled(uow, settled, now)
     return settled
