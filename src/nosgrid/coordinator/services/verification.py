@@ -574,20 +574,20 @@ def _settle_verdict(uow: UnitOfWork, job: Job, v: dict[str, Any], outcome: Dispu
         target = replace(job, node=cmd.node)
         economics.slash_for(uow, target, cmd.offence, now,
                             journal_hash=cmd.evidence.journal_hash, challenger=cmd.challenger)
-    everyone = [node, auditor, *panel]
+    # co-assignment is remembered between the audited node and each of its runners (not
+    # among the runners: sitting on a third node's panel together relates nobody)
+    runners = [auditor, *panel]
+    node_fault = outcome.verdict is not Verdict.AUDITOR_WRONG
+    auditor_fault = outcome.verdict is not Verdict.NODE_WRONG
+    _note_record(uow, node, now, faulted=node_fault, partners=runners)
+    _note_record(uow, auditor, now, faulted=auditor_fault, partners=[node])
     if outcome.verdict is Verdict.NODE_WRONG:
         _record_audit(uow, node, now, passed=False)
-        _note_record(uow, node, now, faulted=True, partners=everyone)
     elif outcome.verdict is Verdict.AUDITOR_WRONG:
         _record_audit(uow, auditor, now, passed=False)
         _record_audit(uow, node, now, passed=True)
-        _note_record(uow, auditor, now, faulted=True, partners=everyone)
-        _note_record(uow, node, now, faulted=False, partners=everyone)
-    else:  # inconclusive: both go back to the newcomer rate, nobody is slashed
-        _note_record(uow, node, now, faulted=True, partners=everyone)
-        _note_record(uow, auditor, now, faulted=True, partners=everyone)
     for p in panel:
-        _note_record(uow, p, now, faulted=None, partners=everyone)
+        _note_record(uow, p, now, faulted=None, partners=[node])
     v.update(status=str(outcome.verdict), verdict=str(outcome.verdict),
              verdict_entry=verdict.hash, panel=list(panel),
              slashed=[cmd.node for cmd in ds.slashes])
