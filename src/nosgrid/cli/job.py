@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ import typer
 
 from nosgrid.cli.common import JsonOpt, KeypairOpt, UrlOpt, client, table
 from nosgrid.cli.output import console, err_console, fail, print_json
-from nosgrid.core.errors import InvalidJobSpec
+from nosgrid.core.errors import InvalidJobSpec, NosgridError
 from nosgrid.core.jobs.load import job_definition_schema_text, load_job_definition, spec_hash
 
 app = typer.Typer(help="job commands", no_args_is_help=True)
@@ -142,7 +143,7 @@ def _wait_started(c: Any, job_id: str) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def _show_job(job: dict[str, Any], json: bool) -> None:
+def _show_job(job: dict[str, Any], json: bool, verification: str = "-") -> None:
     if json:
         print_json(job)
         return
@@ -152,6 +153,7 @@ def _show_job(job: dict[str, Any], json: bool) -> None:
         ["cost", job.get("settlement", {}).get("cost_nos", "-")],
         ["fault", job.get("fault") or "-"], ["reason", job.get("reason") or "-"],
         ["outputs", ", ".join(o["path"] for o in job["result"].get("outputs", [])) or "-"],
+        ["verification", verification],
     ]))
 
 
@@ -160,7 +162,14 @@ def status(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
            json: JsonOpt = False) -> None:
     """A job's state, node, cost and outcome."""
     with client(url, keypair) as c:
-        _show_job(c.job(job_id), json)
+        job = c.job(job_id)
+        shown = "-"
+        if not json:
+            with contextlib.suppress(NosgridError):  # an older coordinator has no such route
+                v = c.request("GET", f"/v1/jobs/{job_id}/verification")
+                shown = " ".join(str(x) for x in (v.get("mode"), v.get("status"),
+                                                   v.get("verdict") or "") if x)
+        _show_job(job, json, shown)
 
 
 @app.command("logs")
