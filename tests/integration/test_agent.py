@@ -121,8 +121,9 @@ async def test_three_op_pipeline(market: Market, node: NodeUnderTest, python_ima
 
 async def test_cancelled_job_is_stopped(market: Market, node: NodeUnderTest) -> None:
     job_id = await post(market, busybox_job("echo running; sleep 60"))
-    for _ in range(100):
-        if (await market.alice.job(job_id))["state"] == "running":
+    for _ in range(100):  # running, and its container exists (the start is reported first)
+        if (await market.alice.job(job_id))["state"] == "running" and [
+                n for n in podman_names(node.state_dir / "executor") if job_id in n]:
             break
         await asyncio.sleep(0.1)
     await market.alice.cancel(job_id)

@@ -64,6 +64,7 @@ class _LogPusher:
         self._bytes = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def add(self, op_id: str, stream: str, line: str) -> None:
         text = f"[{op_id}] {line}" if (self.prefix_ops and op_id) else line
@@ -80,6 +81,8 @@ class _LogPusher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), LOG_FLUSH_S)
             self._wake.clear()
+            if self._closing:
+                return
             await self.flush()
 
     async def flush(self) -> None:
@@ -93,11 +96,27 @@ class _LogPusher:
                 return
 
     async def close(self) -> None:
+        await self.stop()
+        await self.flush()
+
+    async def stop(self) -> None:
+        """Stop the background pushes (a push in flight completes; nothing is lost)."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+
+    async def tail(self, keep: int = 500) -> list[dict[str, Any]]:
+        """After :meth:`stop`: push all but the last ``keep`` chunks, return those."""
+        while len(self._chunks) > keep:
+            batch, self._chunks = self._chunks[:500], self._chunks[500:]
+            try:
+                await self.client.push_logs(self.job_id, batch)
+            except NosgridError as exc:
+                log.warning("log push failed", extra={"job": self.job_id, "err": str(exc)})
+        chunks, self._chunks, self._bytes = self._chunks, [], 0
+        return chunks
 
 
 class Agent:
@@ -341,12 +360,12 @@ class Agent:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
-            await pusher.close()
+            await pusher.stop()
         try:
             if cancelled.is_set():
                 log.info("job cancelled or taken away; not reporting", extra={"job": job_id})
-            else:
-                await self._report(job_id, outcome)
+            else:  # the last log lines travel with the report: one request, one transaction
+                await self._report(job_id, outcome, await pusher.tail())
         finally:
             runner.discard(job_id)
             self.state.save(AgentState(node_id=self.node_id))
@@ -379,7 +398,8 @@ class Agent:
                 abort.set()
                 return
 
-    async def _report(self, job_id: str, outcome: JobOutcome) -> None:
+    async def _report(self, job_id: str, outcome: JobOutcome,
+                      logs: list[dict[str, Any]] | None = None) -> None:
         if outcome.status == "completed":
             outputs = []
             for out in outcome.outputs:
@@ -390,7 +410,7 @@ class Agent:
                 outputs.append({"path": out.path, "sha256": sha, "size": len(data)})
             await self._retry(lambda: self.client.finish_job(
                 job_id, seconds_used=outcome.seconds_used, exit_code=0, outputs=outputs,
-                results=outcome.results))
+                results=outcome.results, logs=logs))
             log.info("job finished", extra={"job": job_id, "outputs": len(outputs)})
             return
         fault = outcome.fault or "client"
@@ -399,7 +419,7 @@ class Agent:
             fault, reason = "node", SHUTDOWN_REASON
         await self._retry(lambda: self.client.fail_job(
             job_id, reason=reason[:2000], fault=fault, seconds_used=outcome.seconds_used,
-            timed_out=outcome.status == "timed_out"))
+            timed_out=outcome.status == "timed_out", logs=logs))
         log.info("job failed", extra={"job": job_id, "status": outcome.status, "fault": fault})
 
 

@@ -223,16 +223,18 @@ class AsyncClient:
 
     async def finish_job(self, job_id: str, *, seconds_used: int | None = None,
                          exit_code: int = 0, outputs: list[dict[str, Any]] | None = None,
-                         results: dict[str, Any] | None = None) -> dict[str, Any]:
+                         results: dict[str, Any] | None = None,
+                         logs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Report success; ``logs`` are the last log chunks, stored with the result."""
         body = {"seconds_used": seconds_used, "exit_code": exit_code,
-                "outputs": outputs or [], "results": results or {}}
+                "outputs": outputs or [], "results": results or {}, "logs": logs or []}
         return dict(await self.request("POST", f"/v1/jobs/{job_id}/finish", json_body=body))
 
     async def fail_job(self, job_id: str, *, reason: str, fault: str = "client",
-                       seconds_used: int | None = None,
-                       timed_out: bool = False) -> dict[str, Any]:
+                       seconds_used: int | None = None, timed_out: bool = False,
+                       logs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         body = {"reason": reason, "fault": fault, "seconds_used": seconds_used,
-                "timed_out": timed_out}
+                "timed_out": timed_out, "logs": logs or []}
         return dict(await self.request("POST", f"/v1/jobs/{job_id}/fail", json_body=body))
 
     async def push_logs(self, job_id: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:

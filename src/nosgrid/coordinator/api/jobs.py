@@ -16,16 +16,19 @@ from nosgrid.coordinator.api.schemas import (
     SQL_INT_MAX,
     FailRequest,
     FinishRequest,
+    LogChunk,
     LogsRequest,
     PostJobRequest,
     job_view,
 )
+from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.core.errors import Forbidden, InvalidInput
 from nosgrid.core.jobs.load import canonical_json, load_job_definition, parse_job_definition
 from nosgrid.core.jobs.load import spec_hash as hash_of
-from nosgrid.core.jobs.state import OPEN
+from nosgrid.core.jobs.state import OPEN, Job
 from nosgrid.core.money import parse_nos
+from nosgrid.store.db import UnitOfWork
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 DEFAULT_TIMEOUT_S = 600
@@ -116,6 +119,9 @@ async def finish(job_id: str, body: FinishRequest, coord: Coord,
     if len(json.dumps(result)) > 256_000:
         raise InvalidInput("the result is larger than 256 kB; upload big outputs as blobs")
     with coord.store.uow() as uow:
+        if body.logs:
+            _store_logs(uow, coord, job_services.get_job_for(uow, job_id, signer), signer,
+                        body.logs)
         job = job_services.finish_job(uow, job_id, signer, int(coord.now()),
                                       seconds_used=body.seconds_used, result=result)
         uow.commit()
@@ -127,6 +133,9 @@ async def finish(job_id: str, body: FinishRequest, coord: Coord,
 @router.post("/{job_id}/fail")
 async def fail(job_id: str, body: FailRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
     with coord.store.uow() as uow:
+        if body.logs:
+            _store_logs(uow, coord, job_services.get_job_for(uow, job_id, signer), signer,
+                        body.logs)
         job = job_services.fail_job(uow, job_id, signer, int(coord.now()), fault=body.fault,
                                     reason=body.reason, seconds_used=body.seconds_used,
                                     timed_out=body.timed_out)
@@ -139,24 +148,30 @@ async def fail(job_id: str, body: FailRequest, coord: Coord, signer: Signer) -> 
 @router.post("/{job_id}/logs")
 async def push_logs(job_id: str, body: LogsRequest, coord: Coord,
                     signer: Signer) -> dict[str, Any]:
-    now = coord.now()
     with coord.store.uow() as uow:
         job = job_services.get_job_for(uow, job_id, signer)
-        if job.node != signer:
-            raise Forbidden("only the job's node sends its logs")
-        room = coord.settings.max_log_bytes_per_job - uow.logs.total_bytes(job_id)
-        chunks, truncated = [], False
-        for c in body.chunks:
-            data = c.data.encode()
-            if len(data) > room:
-                truncated = True
-                break
-            room -= len(data)
-            chunks.append((c.stream, c.at or now, data))
-        count = uow.logs.append(job_id, chunks)
+        stored, count, truncated = _store_logs(uow, coord, job, signer, body.chunks)
         uow.commit()
     coord.wake_logs(job_id)
-    return {"stored": len(chunks), "next_seq": count, "truncated": truncated}
+    return {"stored": stored, "next_seq": count, "truncated": truncated}
+
+
+def _store_logs(uow: UnitOfWork, coord: Coordinator, job: Job, signer: str,
+                chunks: list[LogChunk]) -> tuple[int, int, bool]:
+    """Append a node's log chunks up to the per-job cap: (stored, next seq, truncated)."""
+    if job.node != signer:
+        raise Forbidden("only the job's node sends its logs")
+    now = coord.now()
+    room = coord.settings.max_log_bytes_per_job - uow.logs.total_bytes(job.id)
+    rows, truncated = [], False
+    for c in chunks:
+        data = c.data.encode()
+        if len(data) > room:
+            truncated = True
+            break
+        room -= len(data)
+        rows.append((c.stream, c.at or now, data))
+    return len(rows), uow.logs.append(job.id, rows), truncated
 
 
 @router.get("/{job_id}/logs")

@@ -46,11 +46,19 @@ class OutputFile(Body):
     size: int = Field(ge=0)
 
 
+class LogChunk(Body):
+    stream: Literal["stdout", "stderr", "nodeerr"] = "stdout"
+    data: str = Field(max_length=256_000)
+    at: float | None = None
+
+
 class FinishRequest(Body):
     seconds_used: int | None = Field(default=None, ge=0)
     exit_code: int = 0
     outputs: list[OutputFile] = Field(default_factory=list, max_length=1000)
     results: dict[str, Any] = Field(default_factory=dict)
+    #: the last log lines, stored in the same transaction (the client sees them all)
+    logs: list[LogChunk] = Field(default_factory=list, max_length=1000)
 
 
 class FailRequest(Body):
@@ -58,12 +66,7 @@ class FailRequest(Body):
     fault: Literal["client", "node"] = "client"
     seconds_used: int | None = Field(default=None, ge=0)
     timed_out: bool = False
-
-
-class LogChunk(Body):
-    stream: Literal["stdout", "stderr", "nodeerr"] = "stdout"
-    data: str = Field(max_length=256_000)
-    at: float | None = None
+    logs: list[LogChunk] = Field(default_factory=list, max_length=1000)
 
 
 class LogsRequest(Body):

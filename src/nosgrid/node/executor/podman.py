@@ -223,6 +223,7 @@ class PodmanRuntime:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env={**self._env, **(env or {})},
+                cwd=self.state_dir,  # conmon drops files such as `oom` in its working dir
             )
         except FileNotFoundError as exc:
             raise PodmanUnavailable("podman is not installed; run `make system`") from exc
@@ -356,6 +357,7 @@ class PodmanRuntime:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env={**self._env, **env_by_name},
+                cwd=self.state_dir,
                 start_new_session=True,  # the agent's Ctrl-C must not reach podman directly
             )
         except FileNotFoundError as exc:

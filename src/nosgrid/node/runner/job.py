@@ -176,6 +176,9 @@ class JobRunner:
         self._by_id = {r.op.id: r for r in self._ops}
         self._http = httpx.AsyncClient(timeout=self.limits.health_timeout_s, trust_env=False)
         outcome: JobOutcome
+        # every container of a run that ended by itself has exited and been reaped; only a
+        # run cut short (timeout, abort, error) can leave one being created: look twice then
+        thorough = True
         try:
             try:
                 job_dir.mkdir(parents=True, exist_ok=True)
@@ -201,6 +204,7 @@ class JobRunner:
                 abort_task.cancel()
             if main in done:
                 outcome = main.result()
+                thorough = False
             else:
                 main.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -221,10 +225,11 @@ class JobRunner:
             outcome.seconds_used = _secs(started)
             return outcome
         finally:
-            await asyncio.shield(self._cleanup(job_id, pod, volumes))
+            await asyncio.shield(self._cleanup(job_id, pod, volumes, thorough=thorough))
             await self._http.aclose()
 
-    async def _cleanup(self, job_id: str, pod: str | None, volumes: list[str]) -> None:
+    async def _cleanup(self, job_id: str, pod: str | None, volumes: list[str], *,
+                       thorough: bool = True) -> None:
         if pod is not None:
             await self.runtime.remove_pod(pod)
         # A container whose `podman run` was cancelled while it was being created can show
@@ -236,7 +241,7 @@ class JobRunner:
                 for name in names:
                     await self.runtime.remove(name)
                 clean_looks = 0 if names else clean_looks + 1
-            if clean_looks >= 2:
+            if clean_looks >= (2 if thorough else 1):
                 break
             await asyncio.sleep(0.3)
         for volume in volumes:
