@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from nosgrid.coordinator.api.deps import Coord, Signer
-from nosgrid.coordinator.api.schemas import FaucetRequest
+from nosgrid.coordinator.api.schemas import SQL_INT_MAX, FaucetRequest
 from nosgrid.coordinator.services import accounts
 from nosgrid.core.errors import NotFound
 from nosgrid.core.ledger import stake_vault, wallet
@@ -27,9 +27,10 @@ async def my_account(coord: Coord, signer: Signer) -> dict[str, Any]:
 
 @router.get("/accounts/me/journal")
 async def my_journal(coord: Coord, signer: Signer, limit: int = Query(50, ge=1, le=500),
-                     before: int | None = Query(None, ge=0)) -> dict[str, Any]:
+                     before: int | None = Query(None, ge=0, le=SQL_INT_MAX)) -> dict[str, Any]:
     with coord.store.uow(write=False) as uow:
-        rows = uow.ledger.account_journal(wallet(signer), limit=limit, before_seq=before)
+        rows = uow.ledger.account_journal(wallet(signer), limit=limit, before_seq=before,
+                                          also=[stake_vault(signer)])
     for row in rows:
         row["amount_nos"] = format_nos(row["amount"])
     return {"entries": rows, "next": rows[-1]["seq"] if len(rows) == limit else None}
