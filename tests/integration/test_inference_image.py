@@ -129,12 +129,16 @@ async def test_chat_completion_from_the_mounted_model(
 async def test_embeddings_in_embedding_mode(
     llama_image: str, model_dir: Path, runtime: PodmanRuntime
 ) -> None:
-    async with serve(runtime, model_dir, "--embedding", "true") as (client, _logs):
+    # A causal LM's GGUF sets no pooling, so llama.cpp would return one vector per token;
+    # the metadata override asks for mean pooling: one 576-dim vector per input.
+    pooling = ("--kv_overrides", "llama.pooling_type=int:1")
+    async with serve(runtime, model_dir, "--embedding", "true", *pooling) as (client, _logs):
         reply = await client.post("/v1/embeddings", json={"input": ["hello world", "bonjour"]})
         assert reply.status_code == 200, reply.text
         vectors = [item["embedding"] for item in reply.json()["data"]]
         assert len(vectors) == 2
-        assert len(vectors[0]) == len(vectors[1]) > 100
+        assert len(vectors[0]) == len(vectors[1]) == 576  # SmolLM2-135M's hidden size
+        assert all(isinstance(x, float) for x in vectors[0])
         assert vectors[0] != vectors[1]
 
 

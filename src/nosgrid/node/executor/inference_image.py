@@ -156,24 +156,60 @@ def install_server(wheel: Path, target: Path, *, python: str = sys.executable) -
     )  # fmt: skip
 
 
+def host_libraries(staging: Path, present: set[str]) -> dict[str, Path]:
+    """Shared libraries the staged ``.so`` files need that the rootfs lacks (e.g. libgomp).
+
+    Maps the path inside the image (``./usr/lib/x86_64-linux-gnu/libgomp.so.1``) to the
+    host file. The host is the same Debian release as the image, so its copies match.
+    """
+    if shutil.which("ldd") is None:
+        raise ImageBuildError("ldd is missing; apt-get install -y libc-bin")
+    needed: dict[str, Path] = {}
+    for lib in sorted(staging.rglob("*.so*")):
+        if not lib.is_file() or lib.is_symlink():
+            continue
+        proc = subprocess.run(["ldd", str(lib)], capture_output=True, check=False)
+        for line in proc.stdout.decode(errors="replace").splitlines():
+            name, arrow, rest = line.strip().partition(" => ")
+            if not arrow:
+                continue
+            if rest.startswith("not found"):
+                if not any(p.name == name for p in staging.rglob(name)):
+                    raise ImageBuildError(f"{lib.name} needs {name}, which this host lacks")
+                continue
+            host = Path(rest.split(" (", 1)[0])
+            if staging in host.parents:
+                continue
+            real = host.resolve()
+            arcname = "." + str(real.parent / name)
+            if arcname not in present and "." + str(real) not in present:
+                needed[arcname] = real
+    return needed
+
+
 def _write_rootfs(base_tar: Path, staging: Path, out: Path) -> None:
-    """``base_tar`` plus ``staging`` at ``INSTALL_DIR``, as one rootfs tarball."""
+    """``base_tar`` plus ``staging`` at ``INSTALL_DIR`` and missing host libs, as one tarball."""
     with tarfile.open(base_tar) as base, tarfile.open(out, "w") as tar:
+        present: set[str] = set()
         for member in base:
             data = base.extractfile(member) if member.isfile() else None
             tar.addfile(member, data)
+            present.add(member.name)
         opt = tarfile.TarInfo("./opt")
         opt.type, opt.mode = tarfile.DIRTYPE, 0o755
-        if "./opt" not in base.getnames():
+        if "./opt" not in present:
             tar.addfile(opt)
+        for arcname, host in host_libraries(staging, present).items():
+            log.info("adding host library", extra={"library": arcname})
+            tar.add(host, arcname=arcname, filter=_root_owned)
+        tar.add(staging, arcname="." + INSTALL_DIR, filter=_root_owned)
 
-        def world_readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mode |= 0o555 if info.isdir() else 0o444
-            return info
 
-        tar.add(staging, arcname="." + INSTALL_DIR, filter=world_readable)
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mode |= 0o555 if info.isdir() else 0o444
+    return info
 
 
 def _import(tar_path: Path, name: str, state_dir: Path) -> None:
@@ -259,6 +295,7 @@ __all__ = [
     "build_llama_image",
     "build_llama_wheel",
     "cached_llama_wheel",
+    "host_libraries",
     "install_server",
     "packaged_smollm2",
     "wheel_cache_dir",
