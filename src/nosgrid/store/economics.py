@@ -6,16 +6,20 @@ import dataclasses
 import json
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select, text
 
 from nosgrid.core.reputation import NodeReputation
 from nosgrid.core.slashing import OffenceHistory
 from nosgrid.core.staking import RewardPool, StakeAccount
 from nosgrid.store import tables as t
-from nosgrid.store.repositories import _insert
 
 S = TypeVar("S")
 POOL_KEY = "stakers"
+_GET = select(t.protocol_state.c.body).where(t.protocol_state.c.kind == bindparam("kind"),
+                                             t.protocol_state.c.key == bindparam("key"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+_PUT = text("INSERT INTO protocol_state (kind, key, body) VALUES (:kind, :key, :body) "
+            "ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body")
 
 
 def _to_json(obj: Any) -> str:
@@ -38,18 +42,12 @@ class EconomicsRepo:
         self.conn = conn
 
     def _get(self, kind: str, key: str) -> str | None:
-        query = select(t.protocol_state.c.body).where(
-            t.protocol_state.c.kind == kind, t.protocol_state.c.key == key)
-        if self.conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        value = self.conn.execute(query).scalar()
+        query = _GET_FOR_UPDATE if self.conn.dialect.name == "postgresql" else _GET
+        value = self.conn.execute(query, {"kind": kind, "key": key}).scalar()
         return None if value is None else str(value)
 
     def _put(self, kind: str, key: str, obj: Any) -> None:
-        body = _to_json(obj)
-        ins = _insert(self.conn, t.protocol_state).values(kind=kind, key=key, body=body)
-        self.conn.execute(ins.on_conflict_do_update(index_elements=["kind", "key"],
-                                                    set_={"body": body}))
+        self.conn.execute(_PUT, {"kind": kind, "key": key, "body": _to_json(obj)})
 
     def pool(self) -> RewardPool:
         raw = self._get("pool", POOL_KEY)
@@ -85,7 +83,4 @@ class EconomicsRepo:
         return -1 if raw is None else int(json.loads(raw))
 
     def set_last_epoch(self, epoch: int) -> None:
-        body = json.dumps(epoch)
-        ins = _insert(self.conn, t.protocol_state).values(kind="epoch", key="last", body=body)
-        self.conn.execute(ins.on_conflict_do_update(index_elements=["kind", "key"],
-                                                    set_={"body": body}))
+        self.conn.execute(_PUT, {"kind": "epoch", "key": "last", "body": json.dumps(epoch)})

@@ -216,6 +216,31 @@ _JOB_COLUMNS = (*_JOB_FIELDS, "state", "result")
 _SAVE_JOB = update(t.jobs).where(t.jobs.c.id == bindparam("b_id")).values(
     {name: bindparam(f"b_{name}") for name in _JOB_COLUMNS if name != "id"})
 _GET_JOB = select(t.jobs).where(t.jobs.c.id == bindparam("job_id"))
+_OLDEST_QUEUED = (select(t.jobs)
+                  .where(t.jobs.c.state == JobState.QUEUED.value,
+                         t.jobs.c.market.in_(bindparam("markets", expanding=True)))
+                  .order_by(t.jobs.c.rowid_).limit(1))
+_NODE_JOBS = (select(t.jobs)
+              .where(t.jobs.c.state.in_(bindparam("states", expanding=True)),
+                     t.jobs.c.node == bindparam("node"))
+              .order_by(t.jobs.c.rowid_).limit(bindparam("limit")))
+_JOBS_IN = (select(t.jobs)
+            .where(t.jobs.c.state.in_(bindparam("states", expanding=True)))
+            .order_by(t.jobs.c.rowid_).limit(bindparam("limit")))
+_GET_SPEC = select(t.specs.c.body).where(t.specs.c.hash == bindparam("hash"))
+_PUT_SPEC = text("INSERT INTO specs (hash, body) VALUES (:hash, :body) "
+                 "ON CONFLICT (hash) DO NOTHING")
+_FIND_MARKET = select(t.markets.c.params).where(t.markets.c.name == bindparam("name"))
+_GET_NODE = select(t.nodes).where(t.nodes.c.id == bindparam("node_id"))
+#: markets never change once created: parse each stored JSON once per process
+_MARKET_CACHE: dict[str, MarketParams] = {}
+
+
+def _market(raw: str) -> MarketParams:
+    market = _MARKET_CACHE.get(raw)
+    if market is None:
+        market = _MARKET_CACHE[raw] = MarketParams.model_validate_json(raw)
+    return market
 
 
 def _job_row(job: Job) -> dict[str, Any]:
@@ -259,21 +284,17 @@ class JobRepo:
         return [_job_from_row(r) for r in rows], (int(rows[-1].rowid_) if more else None)
 
     def oldest_queued(self, markets: Sequence[str]) -> Job | None:
-        row = self.conn.execute(
-            select(t.jobs)
-            .where(t.jobs.c.state == JobState.QUEUED.value, t.jobs.c.market.in_(markets))
-            .order_by(t.jobs.c.rowid_)
-            .limit(1)
-        ).first()
+        row = self.conn.execute(_OLDEST_QUEUED, {"markets": list(markets)}).first()
         return None if row is None else _job_from_row(row)
 
     def in_states(self, states: Iterable[JobState], *, node: str | None = None,
                   limit: int = 1000) -> list[Job]:
-        query = select(t.jobs).where(t.jobs.c.state.in_([s.value for s in states]))
+        params = {"states": [s.value for s in states], "limit": limit}
         if node is not None:
-            query = query.where(t.jobs.c.node == node)
-        return [_job_from_row(r)
-                for r in self.conn.execute(query.order_by(t.jobs.c.rowid_).limit(limit))]
+            rows = self.conn.execute(_NODE_JOBS, {**params, "node": node})
+        else:
+            rows = self.conn.execute(_JOBS_IN, params)
+        return [_job_from_row(r) for r in rows]
 
     def compute_seconds(self, start: int, end: int) -> dict[str, int]:
         """Seconds of successfully completed work per node, for jobs finished in [start, end)."""
@@ -291,12 +312,11 @@ class JobRepo:
         return {str(state): int(n) for state, n in rows}
 
     def put_spec(self, spec_hash: str, body: str) -> None:
-        ins = _insert(self.conn, t.specs).values(hash=spec_hash, body=body)
-        self.conn.execute(ins.on_conflict_do_nothing(index_elements=["hash"]))
+        self.conn.execute(_PUT_SPEC, {"hash": spec_hash, "body": body})
 
     def spec(self, spec_hash: str) -> str | None:
-        value = self.conn.execute(select(t.specs.c.body).where(t.specs.c.hash == spec_hash))
-        return value.scalar()
+        value = self.conn.execute(_GET_SPEC, {"hash": spec_hash}).scalar()
+        return None if value is None else str(value)
 
 
 class MarketRepo:
@@ -310,9 +330,8 @@ class MarketRepo:
             name=market.name, params=market.model_dump_json(), created_at=at))
 
     def find(self, name: str) -> MarketParams | None:
-        body = self.conn.execute(select(t.markets.c.params).where(t.markets.c.name == name))
-        raw = body.scalar()
-        return None if raw is None else MarketParams.model_validate_json(raw)
+        raw = self.conn.execute(_FIND_MARKET, {"name": name}).scalar()
+        return None if raw is None else _market(str(raw))
 
     def get(self, name: str) -> MarketParams:
         market = self.find(name)
@@ -322,7 +341,7 @@ class MarketRepo:
 
     def all(self) -> list[MarketParams]:
         rows = self.conn.execute(select(t.markets.c.params).order_by(t.markets.c.name))
-        return [MarketParams.model_validate_json(r.params) for r in rows]
+        return [_market(r.params) for r in rows]
 
 
 class NodeRepo:
@@ -337,7 +356,7 @@ class NodeRepo:
         self.conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=values))
 
     def get(self, node_id: str) -> dict[str, Any]:
-        row = self.conn.execute(select(t.nodes).where(t.nodes.c.id == node_id)).first()
+        row = self.conn.execute(_GET_NODE, {"node_id": node_id}).first()
         if row is None:
             raise NodeNotFound(f"node {node_id} is not registered; start it with "
                                "`nosgrid node start`")
