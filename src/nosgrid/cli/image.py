@@ -7,6 +7,7 @@ import time
 import typer
 from rich.table import Table
 
+from nosgrid.cli.inference_image import build_inference
 from nosgrid.cli.output import console, print_json
 from nosgrid.node.executor import images
 
@@ -30,6 +31,9 @@ def build_test(
         images.build_test_images(names=(name,))
         console.print(f"[green]built[/] {name}")
     console.print(f"test images ready ({time.monotonic() - started:.1f} s)", highlight=False)
+
+
+app.command("build-inference")(build_inference)
 
 
 @app.command("list")

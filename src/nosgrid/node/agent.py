@@ -25,6 +25,7 @@ from nosgrid.core.errors import (
 )
 from nosgrid.core.jobs.load import load_job_definition
 from nosgrid.core.markets import HardwareReport
+from nosgrid.integrations.huggingface import HFCache
 from nosgrid.node.benchmark import run_benchmark
 from nosgrid.node.executor import PodmanRuntime
 from nosgrid.node.hardware import probe_hardware
@@ -36,6 +37,7 @@ from nosgrid.sdk.client import AsyncClient
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+DEFAULT_MODEL_CACHE_BYTES = 20 * 1024**3
 LOG_FLUSH_S = 0.2
 LOG_FLUSH_BYTES = 64 * 1024
 RESTART_REASON = "node restarted mid-job"
@@ -151,6 +153,7 @@ class Agent:
         limits: RunnerLimits | None = None,
         benchmark: bool = True,
         stop: asyncio.Event | None = None,
+        model_cache_bytes: int = DEFAULT_MODEL_CACHE_BYTES,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -168,6 +171,8 @@ class Agent:
         self.node_id: str | None = None
         self.jobs_done = 0
         self.hardware: HardwareReport | None = None
+        #: models (HF resources) shared by this node's jobs, LRU-bounded
+        self.hf_cache = HFCache(state_dir / "models", model_cache_bytes)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -346,7 +351,7 @@ class Agent:
 
         runner = JobRunner(self.runtime, self.state_dir / "jobs", on_log=pusher.add,
                            fetch_blob=self.client.download_blob, limits=self.limits,
-                           on_containers=containers_changed)
+                           on_containers=containers_changed, hf_cache=self.hf_cache)
         abort = asyncio.Event()
         cancelled = asyncio.Event()
         watch = asyncio.create_task(self._watch(job_id, abort, cancelled))

@@ -22,6 +22,7 @@ import httpx
 from pydantic import ValidationError
 
 from nosgrid.core.errors import NosgridError
+from nosgrid.core.jobs.fields import HFResource
 from nosgrid.core.jobs.literals import LiteralContext, TemplateError, resolve_op_args
 from nosgrid.core.jobs.meta import DEFAULT_OUTPUTS, NosgridMeta
 from nosgrid.core.jobs.plan import effective_op, execution_groups, volume_name
@@ -33,6 +34,7 @@ from nosgrid.core.jobs.spec import (
     RunArgs,
     RunOperation,
 )
+from nosgrid.integrations.huggingface import HFCache, ResourceError, prepare_hf_resource
 from nosgrid.node.executor import ContainerResult, PodmanContainer, PodmanRuntime
 from nosgrid.node.executor.base import ContainerSpecInvalid, PodmanUnavailable
 from nosgrid.node.runner.plan import (
@@ -135,6 +137,7 @@ class JobRunner:
         fetch_blob: BlobFetcher | None = None,
         limits: RunnerLimits | None = None,
         on_containers: Callable[[list[str]], None] | None = None,
+        hf_cache: HFCache | None = None,
     ) -> None:
         self.runtime = runtime
         self.work_root = work_root
@@ -142,10 +145,14 @@ class JobRunner:
         self.fetch_blob = fetch_blob
         self.limits = limits or RunnerLimits()
         self.on_containers = on_containers
+        self.hf_cache = hf_cache
+        self._pinned: list[Path] = []
         self._ops: list[_OpRun] = []
         self._by_id: dict[str, _OpRun] = {}
         self._failed = False
         self._containers: list[str] = []
+        #: a container of this job really ran (not refused at start): time is billable
+        self._billable = False
         self._http: httpx.AsyncClient | None = None
 
     # -------------------------------------------------------------------- entry point
@@ -222,10 +229,12 @@ class JobRunner:
                 outcome.outputs, outcome.outputs_truncated = await asyncio.to_thread(
                     _collect_outputs, outputs, self.limits.output_limit_bytes
                 )
-            outcome.seconds_used = _secs(started)
+            # nothing ran (a resource or image was missing): the client pays for nothing
+            outcome.seconds_used = _secs(started) if self._billable else 0
             return outcome
         finally:
             await asyncio.shield(self._cleanup(job_id, pod, volumes, thorough=thorough))
+            self.release_resources()
             await self._http.aclose()
 
     async def _cleanup(self, job_id: str, pod: str | None, volumes: list[str], *,
@@ -371,12 +380,20 @@ class JobRunner:
         except ValidationError as exc:
             self._op_failed(run, f"args are not valid after templating: {exc}", "client")
             return
+        try:
+            resources = await self._prepare_resources(args)
+        except ResourceError as exc:  # the client named a model that is not there
+            self._op_failed(run, f"resource: {exc.message}", "client")
+            return
+        except NosgridError as exc:  # the hub is unreachable, the cache is full
+            self._op_failed(run, f"resource: {exc.message}", "node")
+            return
         port_plans = [PortPlan(p, _free_port(), checks) for p, checks in exposed_ports(args)]
         run.endpoints = {str(p.port): f"http://127.0.0.1:{p.host_port}" for p in port_plans}
         spec = container_spec(
             args, flow=flow, index=run.index, job_id=job_id, limits=self.limits, pod=pod,
             ports={p.port: p.host_port for p in port_plans}, output_mounts=outputs,
-            input_mounts=inputs,
+            input_mounts={**inputs, **resources},
         )
         stop_if = bool(op.execution and op.execution.stop_if_dependent_stops)
         restarts = 0
@@ -409,8 +426,13 @@ class JobRunner:
                 run.outcome.status, run.outcome.reason = "stopped", result.reason
                 run.outcome.exit_code = result.exit_code
                 return
+            if result.status != "failed_to_start":
+                self._billable = True
             if result.status == "failed_to_start":
-                self._op_failed(run, result.reason, "node")
+                # an image the node does not have is the client's choice, not the node's
+                # fault: blaming the node would let clients get honest nodes slashed
+                fault: Fault = "client" if "image not known" in result.reason else "node"
+                self._op_failed(run, result.reason, fault)
                 return
             ok = result.ok
             if restarts < restart_limit(args, exit_ok=ok) and not run.stop_requested.is_set():
@@ -483,6 +505,7 @@ class JobRunner:
                 break
             await asyncio.sleep(self.limits.health_interval_s)
         self._nodeerr(run, "startup success: every health check passed; endpoint ONLINE")
+        self._billable = True
         run.released.set()
         continuous = [(p, c) for p in ports for c in p.checks if c.continuous]
         online = True
@@ -532,6 +555,30 @@ class JobRunner:
             host.chmod(0o700)
             dirs[target] = host
         return dirs
+
+    async def _prepare_resources(self, args: RunArgs) -> dict[str, Path]:
+        """Models and data the op names, fetched (or found cached) and pinned: target → dir.
+
+        Hugging Face resources come through the node's shared, hash-checked cache and are
+        mounted read-only; other kinds are refused with a clear reason, before any
+        container starts (so the client pays nothing).
+        """
+        mounts: dict[str, Path] = {}
+        for res in args.resources if isinstance(args.resources, list) else []:
+            if not isinstance(res, HFResource):
+                kind = getattr(res, "type", type(res).__name__)
+                raise ResourceError(f"{kind} resources are not supported by this node yet")
+            if self.hf_cache is None:
+                raise ResourceError("this node has no model cache for HF resources")
+            path = await prepare_hf_resource(res, self.hf_cache)
+            self._pinned.append(path)
+            mounts[res.target] = path
+        return mounts
+
+    def release_resources(self) -> None:
+        """Unpin the models this job used (the cache may evict them later)."""
+        while self._pinned and self.hf_cache is not None:
+            self.hf_cache.release(self._pinned.pop())
 
     async def _fetch_inputs(self, job_dir: Path, meta: NosgridMeta) -> dict[str, Path]:
         mounts: dict[str, Path] = {}
