@@ -32,10 +32,13 @@ from nosgrid.coordinator.api import (
     system,
     verification,
 )
+from nosgrid.coordinator.api import services as service_routes
 from nosgrid.coordinator.api.solana import router as solana_router
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.errors import InvalidInput, NosgridError, PayloadTooLarge
+from nosgrid.integrations.openai_gateway import Gateway, GatewaySettings
+from nosgrid.integrations.openai_gateway.routes import router as openai_router
 from nosgrid.settlement.backend import SettlementBackend
 from nosgrid.store.db import Store
 
@@ -103,13 +106,16 @@ class BodyLimit:
 
 def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
                clock: Callable[[], float] = time.time, background: bool = True,
-               settlement: SettlementBackend | None = None) -> FastAPI:
+               settlement: SettlementBackend | None = None,
+               gateway: GatewaySettings | None = None) -> FastAPI:
     """Build the coordinator app. ``background=False`` leaves the maintenance loop (and the
-    settlement sender) to tests; ``settlement`` is an already opened backend."""
+    settlement sender) to tests; ``settlement`` is an already opened backend; ``gateway``
+    tunes the OpenAI-compatible gateway mounted at ``/openai/v1``."""
     store = store or Store.open(settings.db_url, now=clock)
     coord = Coordinator(settings, store, clock)
     if settlement is not None:
         coord.use_settlement(settlement)
+    gw = Gateway(coord, gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,7 +123,9 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
         if background:
             await coord.settlement.start(coord.store)
         task = asyncio.create_task(coord.run_maintenance()) if background else None
+        await gw.start()
         yield
+        await gw.stop()
         await coord.settlement.stop()
         if task is not None:
             task.cancel()
@@ -126,9 +134,12 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
 
     app = FastAPI(title="nosgrid coordinator", version=__version__, lifespan=lifespan)
     app.state.coordinator = coord
+    app.state.gateway = gw
     for module in (markets, accounts, nodes, jobs, blobs, staking, system, verification):
         app.include_router(module.router)
     app.include_router(solana_router)
+    app.include_router(service_routes.router)
+    app.include_router(openai_router)
 
     @app.exception_handler(NosgridError)
     async def nosgrid_error(_request: Request, exc: NosgridError) -> JSONResponse:

@@ -243,6 +243,43 @@ class AsyncClient:
 
     # -- system ------------------------------------------------------------------------
 
+    async def report_service(self, job_id: str, op_id: str, endpoint: str,
+                             healthy: bool, model: str | None = None) -> dict[str, Any]:
+        """(node) A service op of ``job_id`` answers at ``endpoint`` and is (un)healthy."""
+        body: dict[str, Any] = {"op_id": op_id, "endpoint": endpoint, "healthy": healthy}
+        if model is not None:
+            body["model"] = model
+        return dict(await self.request("POST", f"/v1/jobs/{job_id}/service", json_body=body))
+
+    # -- OpenAI gateway: keys, deployments, usage ------------------------------------------
+
+    async def register_key(self, key: str, label: str = "") -> dict[str, Any]:
+        return dict(await self.request("POST", "/v1/keys",
+                                       json_body={"key": key, "label": label}))
+
+    async def keys(self) -> dict[str, Any]:
+        return dict(await self.request("GET", "/v1/keys"))
+
+    async def revoke_key(self, kid: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/v1/keys/{kid}/revoke"))
+
+    async def usage(self) -> dict[str, Any]:
+        return dict(await self.request("GET", "/v1/usage"))
+
+    async def deploy(self, model: str, spec: dict[str, Any], *, market: str, min: int = 0,
+                     max: int = 1, idle_s: int = 300, prompt_price: int = 1,
+                     completion_price: int = 2) -> dict[str, Any]:
+        return dict(await self.request("POST", "/v1/deployments", json_body={
+            "model": model, "spec": spec, "market": market, "min": min, "max": max,
+            "idle_s": idle_s, "prompt_price": prompt_price,
+            "completion_price": completion_price}))
+
+    async def deployments(self) -> dict[str, Any]:
+        return dict(await self.request("GET", "/v1/deployments", signed=False))
+
+    async def undeploy(self, model: str) -> dict[str, Any]:
+        return dict(await self.request("DELETE", f"/v1/deployments/{model}"))
+
     async def health(self) -> dict[str, Any]:
         return dict(await self.request("GET", "/healthz", signed=False))
 

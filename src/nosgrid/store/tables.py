@@ -197,3 +197,60 @@ settlement_outbox = Table(
     Index("ix_outbox_client", "client", "status"),
     Index("ix_outbox_kind_entry", "kind", "entry_hash", unique=True),
 )
+
+#: OpenAI gateway (issue 10): what a signed API key cannot say about itself — revocation
+#: and spend — plus usage per key and model, service endpoints nodes report, deployments
+gateway_keys = Table(
+    "gateway_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("cap", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("models", Text, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+    Column("spent", BigInteger, nullable=False),
+    Index("ix_gateway_keys_owner", "owner"),
+)
+
+gateway_usage = Table(
+    "gateway_usage",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost", BigInteger, nullable=False),
+    Index("ix_gateway_usage_owner", "owner"),
+)
+
+gateway_services = Table(
+    "gateway_services",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("op_id", String(64), primary_key=True),
+    Column("node", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("healthy", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+gateway_deployments = Table(
+    "gateway_deployments",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("market", String(64), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("min_replicas", Integer, nullable=False),
+    Column("max_replicas", Integer, nullable=False),
+    Column("idle_s", Integer, nullable=False),
+    Column("prompt_price", BigInteger, nullable=False),
+    Column("completion_price", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -1,0 +1,133 @@
+"""Routes: the service registry (nodes report endpoints), API keys, deployments, usage.
+
+Nodes call ``POST /v1/jobs/{id}/service`` when an exposed port of a running service job
+passes its health checks (and again when it turns unhealthy). Clients register and
+revoke gateway API keys, deploy models (scale to zero) and read their token usage.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.core.errors import Forbidden, InvalidInput
+from nosgrid.core.money import format_nos
+from nosgrid.integrations.openai_gateway.keys import KeyRejected, verify_key
+from nosgrid.integrations.openai_gateway.runtime import Gateway
+from nosgrid.integrations.openai_gateway.store import Deployment
+
+router = APIRouter(prefix="/v1", tags=["services"])
+
+
+def get_gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+GW = Annotated[Gateway, Depends(get_gateway)]
+
+
+class ServiceReport(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    op_id: str = Field(min_length=1, max_length=64)
+    endpoint: str = Field(pattern=r"^https?://[^\s/]+$", max_length=255)
+    healthy: bool
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class KeyRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=8, max_length=4096)
+    label: str = Field(default="", max_length=200)
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")
+    spec: dict[str, Any]
+    market: str = Field(min_length=1, max_length=64)
+    min: int = Field(default=0, ge=0, le=16)
+    max: int = Field(default=1, ge=1, le=16)
+    idle_s: int = Field(default=300, ge=1, le=7 * 86_400)
+    prompt_price: int = Field(default=1, ge=0, le=10**12)
+    completion_price: int = Field(default=2, ge=0, le=10**12)
+
+
+@router.post("/jobs/{job_id}/service")
+async def report_service(job_id: str, body: ServiceReport, gw: GW,
+                         signer: Signer) -> dict[str, Any]:
+    return gw.report_service(job_id, signer, body.op_id, body.endpoint, body.healthy,
+                             body.model)
+
+
+@router.post("/keys", status_code=201)
+async def register_key(body: KeyRegistration, coord: Coord, gw: GW,
+                       signer: Signer) -> dict[str, Any]:
+    from nosgrid.integrations.openai_gateway.store import GatewayRepo
+
+    try:
+        claims = verify_key(body.key, now=coord.now())
+    except KeyRejected as exc:
+        raise InvalidInput(exc.message) from None
+    if claims.owner != signer:
+        raise Forbidden("register keys signed by your own keypair")
+    with coord.store.uow() as uow:
+        GatewayRepo(uow.conn).add_key(claims, body.label, int(coord.now()))
+        uow.commit()
+    return {"kid": claims.kid, "owner": claims.owner, "cap": claims.cap,
+            "cap_nos": format_nos(claims.cap), "expires_at": claims.expires_at,
+            "models": list(claims.models)}
+
+
+@router.get("/keys")
+async def list_keys(gw: GW, signer: Signer) -> dict[str, Any]:
+    rows = gw.keys_of(signer)
+    for row in rows:
+        row["cap_nos"], row["spent_nos"] = format_nos(row["cap"]), format_nos(row["spent"])
+    return {"keys": rows}
+
+
+@router.post("/keys/{kid}/revoke")
+async def revoke_key(kid: str, gw: GW, signer: Signer) -> dict[str, Any]:
+    return gw.revoke(kid, signer)
+
+
+@router.get("/usage")
+async def usage(gw: GW, signer: Signer) -> dict[str, Any]:
+    rows = gw.usage(signer)
+    for row in rows:
+        row["cost_nos"] = format_nos(row["cost"])
+    return {"usage": rows}
+
+
+@router.post("/deployments", status_code=201)
+async def deploy(body: DeployRequest, coord: Coord, gw: GW, signer: Signer) -> dict[str, Any]:
+    if body.min > body.max:
+        raise InvalidInput("--min must not exceed --max")
+    d = Deployment(body.model, signer, body.market, json.dumps(body.spec), body.min, body.max,
+                   body.idle_s, body.prompt_price, body.completion_price, int(coord.now()))
+    return gw.deploy(d).view()
+
+
+@router.get("/deployments")
+async def deployments(gw: GW) -> dict[str, Any]:
+    out = []
+    for d in gw.deployments.values():
+        replicas = gw.registry.for_model(d.model)
+        out.append({**d.view(), "replicas": [
+            {"job_id": r.job_id, "node": r.node, "healthy": r.healthy,
+             "outstanding": r.outstanding} for r in replicas],
+            "starting": [s.job_id for s in gw.starting.values() if s.model == d.model],
+            "cold_starts_s": [round(c.seconds or 0, 3) for c in gw.cold_starts
+                              if c.model == d.model][-10:]})
+    return {"deployments": out}
+
+
+@router.delete("/deployments/{model:path}")
+async def undeploy(model: str, gw: GW, signer: Signer) -> dict[str, Any]:
+    gw.undeploy(model, signer)
+    return {"model": model, "deleted": True}

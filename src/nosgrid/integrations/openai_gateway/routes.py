@@ -1,0 +1,411 @@
+"""The OpenAI-compatible routes: ``/openai/v1/{models, chat/completions, completions,
+embeddings}``, proxied to a healthy replica, metered per delivered token.
+
+A request is authorized by its bearer key, its worst-case cost is reserved against the
+key's hold, it goes to the replica with the fewest outstanding requests (once more to
+another replica if the first fails before answering), and only the tokens that reached
+the client are charged. Streams are relayed event by event in the exact SSE framing the
+``openai`` client parses; a stream that breaks ends with an ``{"error": …}`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import httpx
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from nosgrid.integrations.openai_gateway import errors as oe
+from nosgrid.integrations.openai_gateway.billing import Prices, Reservation
+from nosgrid.integrations.openai_gateway.keys import KeyClaims
+from nosgrid.integrations.openai_gateway.registry import Replica
+from nosgrid.integrations.openai_gateway.runtime import Gateway
+
+log = logging.getLogger(__name__)
+Kind = Literal["chat", "completions", "embeddings"]
+PATHS: dict[Kind, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
+                          "embeddings": "/v1/embeddings"}
+RETRY_STATUSES = frozenset({502, 503, 504})
+JSON_HEADERS = {"content-type": "application/json"}
+
+router = APIRouter(prefix="/openai/v1", tags=["openai"])
+
+
+def _gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+@router.get("/models")
+async def list_models(request: Request) -> Response:
+    gw = _gateway(request)
+    try:
+        claims = gw.authorize(request.headers.get("authorization"), None)
+    except oe.GatewayError as err:
+        return err.response()
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "nosgrid"}
+            for m in gw.models() if claims.allows(m)]
+    return Response(json.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _proxy(request, "chat")
+
+
+@router.post("/completions")
+async def completions(request: Request) -> Response:
+    return await _proxy(request, "completions")
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await _proxy(request, "embeddings")
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+                  include_in_schema=False)
+async def unknown(path: str) -> Response:
+    return oe.GatewayError(404, f"Unknown route /v1/{path}: the gateway serves /v1/models, "
+                           "/v1/chat/completions, /v1/completions and /v1/embeddings",
+                           "invalid_request_error", "unknown_url").response()
+
+
+# ---------------------------------------------------------------------- request checks
+
+
+def _parse(raw: bytes, kind: Kind, gw: Gateway) -> tuple[dict[str, Any], str, int, int]:
+    """(body, model, prompt bound, max completion tokens) or a 400 in OpenAI's shape."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise oe.bad_request("We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise oe.bad_request("The body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise oe.bad_request("you must provide a model parameter", "model")
+    field_name = {"chat": "messages", "completions": "prompt", "embeddings": "input"}[kind]
+    value = body.get(field_name)
+    if kind == "chat":
+        if not isinstance(value, list) or not value or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) for m in value):
+            raise oe.bad_request("'messages' must be a non-empty array of {role, content} "
+                                 "objects", "messages")
+    elif not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
+        raise oe.bad_request(f"'{field_name}' must be a string or a non-empty array",
+                             field_name)
+    if body.get("stream") not in (None, True, False):
+        raise oe.bad_request("'stream' must be a boolean", "stream")
+    n = body.get("n", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 8:
+        raise oe.bad_request("'n' must be an integer from 1 to 8", "n")
+    prompt_bound = len(json.dumps(value).encode()) + 32 * (len(value) if isinstance(value, list)
+                                                            else 1)
+    if kind == "embeddings":
+        return body, model, prompt_bound, 0
+    limit = gw.settings.max_tokens_limit
+    for name in ("max_completion_tokens", "max_tokens"):
+        given = body.get(name)
+        if given is not None and (isinstance(given, bool) or not isinstance(given, int)
+                                  or not 1 <= given <= limit):
+            raise oe.bad_request(f"'{name}' must be an integer from 1 to {limit}", name)
+    max_tokens = int(body.pop("max_completion_tokens", None) or body.get("max_tokens")
+                     or gw.settings.default_max_tokens)
+    body["max_tokens"] = max_tokens
+    return body, model, prompt_bound, max_tokens * n
+
+
+def _prompt_text(body: dict[str, Any], kind: Kind) -> str:
+    if kind == "chat":
+        parts = []
+        for m in body.get("messages") or []:
+            content = m.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts += [str(c.get("text", "")) for c in content if isinstance(c, dict)]
+        return "\n".join(parts)
+    prompt = body.get("prompt")
+    return prompt if isinstance(prompt, str) else "\n".join(str(p) for p in prompt or [])
+
+
+# ---------------------------------------------------------------------- proxying
+
+
+async def _proxy(request: Request, kind: Kind) -> Response:
+    gw = _gateway(request)
+    try:
+        claims = gw.authorize(request.headers.get("authorization"), None)
+        body, model, prompt_bound, completion_bound = _parse(await request.body(), kind, gw)
+        if not claims.allows(model):
+            gw.authorize(request.headers.get("authorization"), model)  # raises the 403
+        prices = gw.prices(model)
+        if model not in gw.models():
+            raise oe.model_not_found(model)
+        res = gw.reserve(claims, prices.cost(prompt_bound, completion_bound))
+    except oe.GatewayError as err:
+        return err.response()
+    try:
+        if body.get("stream") and kind != "embeddings":
+            return await _stream(gw, claims, res, body, model, kind, prices)
+        return await _plain(gw, res, body, model, kind, prices)
+    except oe.GatewayError as err:
+        gw.meter.cancel(res)
+        return err.response()
+    except BaseException:
+        gw.meter.cancel(res)
+        raise
+
+
+async def _pick(gw: Gateway, model: str, tried: set[tuple[str, str]]
+                ) -> tuple[Replica, float | None]:
+    cold = not any(r.healthy for r in gw.registry.for_model(model))
+    t0 = time.monotonic()
+    replica = await gw.replica_for(model, tried)
+    return replica, (time.monotonic() - t0 if cold else None)
+
+
+def _headers(replica: Replica, cold_s: float | None) -> dict[str, str]:
+    out = {"x-nosgrid-node": replica.node, "x-nosgrid-job": replica.job_id}
+    if cold_s is not None:
+        out["x-nosgrid-cold-start-ms"] = str(round(cold_s * 1000))
+    return out
+
+
+async def _plain(gw: Gateway, res: Reservation, body: dict[str, Any], model: str, kind: Kind,
+                 prices: Prices) -> Response:
+    payload = json.dumps(body).encode()
+    tried: set[tuple[str, str]] = set()
+    last = "no replica answered"
+    for _attempt in range(2):
+        replica, cold_s = await _pick(gw, model, tried)
+        replica.outstanding += 1
+        try:
+            resp = await gw.http.post(replica.endpoint + PATHS[kind], content=payload,
+                                      headers=JSON_HEADERS)
+        except httpx.HTTPError as exc:
+            gw.mark_failed(replica)
+            tried.add(replica.key)
+            last = f"node {replica.node} failed: {exc!r}"
+            continue
+        finally:
+            replica.outstanding -= 1
+            replica.last_used = time.monotonic()
+        if resp.status_code in RETRY_STATUSES:
+            tried.add(replica.key)
+            last = f"node {replica.node} answered {resp.status_code}"
+            continue
+        if resp.status_code != 200:
+            gw.meter.cancel(res)
+            return _upstream_error(resp)
+        try:
+            usage = resp.json().get("usage") or {}
+        except ValueError:
+            gw.meter.cancel(res)
+            return oe.upstream(f"node {replica.node} sent a body that is not JSON").response()
+        gw.charge(res, model=model, node=replica.node,
+                  prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                  completion_tokens=int(usage.get("completion_tokens") or 0), prices=prices)
+        return Response(resp.content, media_type="application/json",
+                        headers=_headers(replica, cold_s))
+    raise oe.upstream(f"the request failed on two nodes; last: {last}")
+
+
+def _upstream_error(resp: httpx.Response) -> Response:
+    """Pass an engine's own error through when it is OpenAI-shaped, else wrap it."""
+    status = resp.status_code if 400 <= resp.status_code < 600 else 502
+    try:
+        body = resp.json()
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            err = body["error"]
+            if status == 500 and "validation" in str(err.get("message", "")):
+                status = 400  # llama.cpp reports a request it cannot validate as a 500
+            return oe.GatewayError(status, str(err.get("message") or "error"),
+                                   str(err.get("type") or "invalid_request_error"),
+                                   err.get("code"), err.get("param")).response()
+    except ValueError:
+        pass
+    return oe.upstream(f"the node answered {resp.status_code}: {resp.text[:300]}").response()
+
+
+async def _stream(gw: Gateway, claims: KeyClaims, res: Reservation, body: dict[str, Any],
+                  model: str, kind: Kind, prices: Prices) -> Response:
+    payload = json.dumps(body).encode()
+    tried: set[tuple[str, str]] = set()
+    last = "no replica answered"
+    for _attempt in range(2):
+        replica, cold_s = await _pick(gw, model, tried)
+        replica.outstanding += 1
+        upstream: httpx.Response | None = None
+        try:
+            upstream = await gw.http.send(
+                gw.http.build_request("POST", replica.endpoint + PATHS[kind], content=payload,
+                                      headers=JSON_HEADERS), stream=True)
+            if upstream.status_code in RETRY_STATUSES:
+                last = f"node {replica.node} answered {upstream.status_code}"
+                raise _Retry
+            if upstream.status_code != 200:
+                await upstream.aread()
+                gw.meter.cancel(res)
+                return _upstream_error(upstream)
+            lines = upstream.aiter_lines()
+            first = await _first_event(lines)  # the first byte, before we commit to this node
+        except (httpx.HTTPError, _Retry) as exc:
+            if not isinstance(exc, _Retry):
+                gw.mark_failed(replica)
+                last = f"node {replica.node} failed: {exc!r}"
+            tried.add(replica.key)
+            replica.outstanding -= 1
+            if upstream is not None:
+                await upstream.aclose()
+            continue
+        except BaseException:
+            replica.outstanding -= 1
+            if upstream is not None:
+                await upstream.aclose()
+            raise
+        relay = _Relay(gw, res, replica, upstream, lines, first, body, model, kind, prices)
+        return StreamingResponse(relay.events(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache",
+                                          **_headers(replica, cold_s)})
+    raise oe.upstream(f"the stream failed on two nodes; last: {last}")
+
+
+class _Retry(Exception):
+    pass
+
+
+async def _first_event(lines: AsyncIterator[str]) -> list[str]:
+    """Read up to and including the first ``data:`` line."""
+    got: list[str] = []
+    async for line in lines:
+        got.append(line)
+        if line.startswith("data:"):
+            return got
+    raise httpx.RemoteProtocolError("the stream ended before its first event")
+
+
+class _Relay:
+    """Relays one upstream SSE stream and settles its bill once it ends, however it ends."""
+
+    def __init__(self, gw: Gateway, res: Reservation, replica: Replica,
+                 upstream: httpx.Response, lines: AsyncIterator[str], first: list[str],
+                 body: dict[str, Any], model: str, kind: Kind, prices: Prices) -> None:
+        self.gw, self.res, self.replica, self.upstream = gw, res, replica, upstream
+        self.lines, self.first, self.body = lines, first, body
+        self.model, self.kind, self.prices = model, kind, prices
+        self.delivered = 0
+        self.usage: dict[str, Any] | None = None
+        self.completed = False
+        opts = body.get("stream_options")
+        self.want_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+        self.prompt_count = asyncio.ensure_future(self._count_prompt())
+        self.last_chunk: dict[str, Any] = {}
+
+    async def _count_prompt(self) -> int:
+        """Prompt tokens from the engine's tokenizer (llama.cpp streams carry no usage)."""
+        with contextlib.suppress(Exception):
+            resp = await self.gw.http.post(
+                self.replica.endpoint + "/extras/tokenize/count",
+                json={"input": _prompt_text(self.body, self.kind)}, timeout=5.0)
+            if resp.status_code == 200:
+                return int(resp.json().get("count") or 0)
+        return 0
+
+    def _tokens(self, chunk: dict[str, Any]) -> int:
+        n = 0
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            if self.kind == "chat":
+                delta = choice.get("delta") or {}
+                if delta.get("content") or delta.get("tool_calls"):
+                    n += 1
+            elif choice.get("text"):
+                n += 1
+        return n
+
+    async def _all_lines(self) -> AsyncIterator[str]:
+        for line in self.first:
+            yield line
+        async for line in self.lines:
+            yield line
+
+    async def events(self) -> AsyncIterator[bytes]:
+        try:
+            async for line in self._all_lines():
+                if not line.startswith("data:"):
+                    if line and not line.startswith(":"):
+                        yield (line + "\n").encode()
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    self.completed = True
+                    if self.want_usage and self.usage is None:
+                        yield _sse(await self._usage_chunk())
+                    yield b"data: [DONE]\n\n"
+                    continue
+                tokens = 0
+                with contextlib.suppress(ValueError):
+                    chunk = json.loads(data)
+                    if isinstance(chunk, dict):
+                        if isinstance(chunk.get("usage"), dict):
+                            self.usage = chunk["usage"]
+                        tokens = self._tokens(chunk)
+                        self.last_chunk = chunk
+                yield f"data: {data}\n\n".encode()
+                self.delivered += tokens
+            if not self.completed:
+                raise httpx.RemoteProtocolError("the stream ended without [DONE]")
+        except httpx.HTTPError as exc:
+            self.gw.mark_failed(self.replica)
+            log.warning("stream broke", extra={"node": self.replica.node, "err": repr(exc),
+                                               "delivered": self.delivered})
+            err = oe.upstream(f"the node serving this stream failed after {self.delivered} "
+                              "tokens; you are charged only for those")
+            yield _sse(err.body())
+        finally:
+            with contextlib.suppress(BaseException):
+                await self.upstream.aclose()
+            self.replica.outstanding -= 1
+            self.replica.last_used = time.monotonic()
+            # settle outside this task: a client that went away cancels it
+            self.gw.spawn(self._settle())
+
+    async def _usage_chunk(self) -> dict[str, Any]:
+        prompt = await self.prompt_count
+        return {"id": self.last_chunk.get("id", ""), "object": "chat.completion.chunk"
+                if self.kind == "chat" else "text_completion",
+                "created": self.last_chunk.get("created", int(time.time())),
+                "model": self.last_chunk.get("model", self.model), "choices": [],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": self.delivered,
+                          "total_tokens": prompt + self.delivered}}
+
+    async def _settle(self) -> None:
+        completion = self.delivered
+        if self.usage is not None and self.completed:
+            prompt = int(self.usage.get("prompt_tokens") or 0)
+            completion = int(self.usage.get("completion_tokens") or completion)
+            self.prompt_count.cancel()
+        elif self.delivered == 0:
+            prompt = 0  # nothing reached the client: nothing to pay
+            self.prompt_count.cancel()
+        else:
+            try:
+                prompt = await asyncio.wait_for(self.prompt_count, 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                prompt = 0
+        self.gw.charge(self.res, model=self.model, node=self.replica.node,
+                       prompt_tokens=prompt, completion_tokens=completion, prices=self.prices)
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(obj)}\n\n".encode()
