@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -171,6 +172,7 @@ class Agent:
         self.node_id: str | None = None
         self.jobs_done = 0
         self.hardware: HardwareReport | None = None
+        self._reports: set[asyncio.Task[Any]] = set()
         #: models (HF resources) shared by this node's jobs, LRU-bounded
         self.hf_cache = HFCache(state_dir / "models", model_cache_bytes)
 
@@ -351,7 +353,8 @@ class Agent:
 
         runner = JobRunner(self.runtime, self.state_dir / "jobs", on_log=pusher.add,
                            fetch_blob=self.client.download_blob, limits=self.limits,
-                           on_containers=containers_changed, hf_cache=self.hf_cache)
+                           on_containers=containers_changed, hf_cache=self.hf_cache,
+                           on_service=self._service_reporter(job_id))
         abort = asyncio.Event()
         cancelled = asyncio.Event()
         watch = asyncio.create_task(self._watch(job_id, abort, cancelled))
@@ -375,6 +378,18 @@ class Agent:
             runner.discard(job_id)
             self.state.save(AgentState(node_id=self.node_id))
             self.jobs_done += 1
+
+    def _service_reporter(self, job_id: str) -> Callable[[str, dict[str, str], bool], None]:
+        """Tell the coordinator's service registry where a service op answers and whether
+        it is healthy (the gateway routes model requests there)."""
+        def report(op_id: str, endpoints: dict[str, str], healthy: bool) -> None:
+            for port, endpoint in endpoints.items():
+                name = op_id if len(endpoints) == 1 else f"{op_id}:{port}"
+                task = asyncio.create_task(self._retry(functools.partial(
+                    self.client.report_service, job_id, name, endpoint, healthy)))
+                self._reports.add(task)
+                task.add_done_callback(self._reports.discard)
+        return report
 
     async def _watch(self, job_id: str, abort: asyncio.Event, cancelled: asyncio.Event) -> None:
         """Abort the run when the coordinator cancels the job, or after the stop grace period."""

@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 #: ``on_log(op_id, stream, line)``; stream is ``stdout``, ``stderr`` or ``nodeerr``.
 JobLogSink = Callable[[str, str, str], None]
 BlobFetcher = Callable[[str], Awaitable[bytes]]
+#: ``on_service(op_id, {container_port: "http://127.0.0.1:HOST_PORT"}, healthy)``: an op's
+#: exposed ports passed their health checks (startup success) or flipped ONLINE/OFFLINE
+ServiceSink = Callable[[str, dict[str, str], bool], None]
 OpStatus = Literal["finished", "failed", "stopped", "skipped"]
 JobStatus = Literal["completed", "failed", "timed_out", "aborted"]
 Fault = Literal["client", "node"]
@@ -137,6 +140,7 @@ class JobRunner:
         fetch_blob: BlobFetcher | None = None,
         limits: RunnerLimits | None = None,
         on_containers: Callable[[list[str]], None] | None = None,
+        on_service: ServiceSink | None = None,
         hf_cache: HFCache | None = None,
     ) -> None:
         self.runtime = runtime
@@ -145,6 +149,7 @@ class JobRunner:
         self.fetch_blob = fetch_blob
         self.limits = limits or RunnerLimits()
         self.on_containers = on_containers
+        self.on_service = on_service
         self.hf_cache = hf_cache
         self._pinned: list[Path] = []
         self._ops: list[_OpRun] = []
@@ -505,6 +510,8 @@ class JobRunner:
                 break
             await asyncio.sleep(self.limits.health_interval_s)
         self._nodeerr(run, "startup success: every health check passed; endpoint ONLINE")
+        if self.on_service is not None:
+            self.on_service(run.op.id, dict(run.endpoints), True)
         self._billable = True
         run.released.set()
         continuous = [(p, c) for p in ports for c in p.checks if c.continuous]
@@ -515,6 +522,8 @@ class JobRunner:
             if ok != online:
                 online = ok
                 self._nodeerr(run, f"endpoint {'ONLINE' if ok else 'OFFLINE'}")
+                if self.on_service is not None:
+                    self.on_service(run.op.id, dict(run.endpoints), ok)
 
     async def _check(self, port: PortPlan, check: HealthCheck | None) -> bool:
         if not isinstance(check, HttpHealthCheck):  # none or websocket: the port accepts
