@@ -17,10 +17,11 @@ from nosgrid.core.identity import (
     SIGNATURE_WINDOW_S,
     request_message,
 )
+from nosgrid.store.db import Piggyback
 
 
-async def verify_request(request: Request, coord: Coordinator) -> str:
-    """Return the signer's base58 public key, or raise a 401 error and change nothing."""
+async def verify_request(request: Request, coord: Coordinator) -> tuple[str, Piggyback]:
+    """The signer's base58 public key and its nonce's record, or a 401 error (no change)."""
     h = request.headers
     pubkey_s, ts_s, nonce, sig_s = (h.get(HEADER_PUBKEY), h.get(HEADER_TIMESTAMP),
                                     h.get(HEADER_NONCE), h.get(HEADER_SIGNATURE))
@@ -43,6 +44,7 @@ async def verify_request(request: Request, coord: Coordinator) -> str:
     body = await request.body()
     if not signature.verify(pubkey, request_message(request.method, path, body, ts, nonce)):
         raise BadSignature()
-    if not coord.use_nonce(pubkey_s, nonce, now):
+    piggyback = coord.claim_nonce(pubkey_s, nonce, now)
+    if piggyback is None:
         raise ReplayedNonce()
-    return pubkey_s
+    return pubkey_s, piggyback

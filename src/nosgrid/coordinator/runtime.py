@@ -21,7 +21,8 @@ from nosgrid.core.reputation import WeightedMatcher
 from nosgrid.core.verification import VerificationParams
 from nosgrid.settlement.backend import SettlementBackend, SettlementStore
 from nosgrid.settlement.local import LOCAL
-from nosgrid.store.db import Store
+from nosgrid.store.db import Piggyback, Store
+from nosgrid.store.repositories import NonceRepo
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Coordinator:
         self.metrics = Metrics()
         self.log_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._last_nonce_sweep = 0.0
+        self._nonces: dict[tuple[str, str], float] | None = None
         self.settlement: SettlementBackend = LOCAL
 
     def use_settlement(self, backend: SettlementBackend) -> None:
@@ -79,14 +81,36 @@ class Coordinator:
     def now(self) -> float:
         return self.clock()
 
-    def use_nonce(self, pubkey: str, nonce: str, now: float) -> bool:
+    def claim_nonce(self, pubkey: str, nonce: str, now: float) -> Piggyback | None:
+        """Mark a request's nonce used; None if this key used it within the window (replay).
+
+        The check is in memory (loaded from the database at start, so a restart does not
+        reopen the window); the row itself is written in the request's own transaction
+        (see :class:`~nosgrid.store.db.Piggyback`), saving a commit per request.
+        """
+        if self._nonces is None:
+            self._nonces = self._load_nonces(now)
+        key = (pubkey, nonce)
+        if key in self._nonces:
+            return None
+        self._nonces[key] = now
+        if now - self._last_nonce_sweep > SIGNATURE_WINDOW_S:
+            horizon = now - 2 * SIGNATURE_WINDOW_S
+            self._nonces = {k: t for k, t in self._nonces.items() if t >= horizon}
+            self._last_nonce_sweep = now
+        return Piggyback(lambda conn: NonceRepo(conn).use(pubkey, nonce, now))
+
+    def store_nonce(self, piggyback: Piggyback) -> None:
+        """Write a nonce whose request committed nothing (it failed, or only read)."""
         with self.store.uow() as uow:
-            fresh = uow.nonces.use(pubkey, nonce, now)
-            if now - self._last_nonce_sweep > SIGNATURE_WINDOW_S:
-                uow.nonces.forget_before(now - 2 * SIGNATURE_WINDOW_S)
-                self._last_nonce_sweep = now
+            piggyback.write(uow.conn)
+            uow.nonces.forget_before(self.now() - 2 * SIGNATURE_WINDOW_S)
             uow.commit()
-        return fresh
+        piggyback.stored = True
+
+    def _load_nonces(self, now: float) -> dict[tuple[str, str], float]:
+        with self.store.uow(write=False) as uow:
+            return uow.nonces.recent(now - 2 * SIGNATURE_WINDOW_S)
 
     def wake_logs(self, job_id: str) -> None:
         event = self.log_events.pop(job_id, None)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -90,6 +92,23 @@ def migrate(engine: Engine) -> None:
         conn.commit()
 
 
+@dataclass
+class Piggyback:
+    """A small write that rides along in the request's next writing unit of work.
+
+    The coordinator records each signed request's nonce this way: in the same transaction
+    as the request's own changes, instead of a commit of its own. ``stored`` turns true
+    when that transaction commits; if it never does, the caller writes it separately.
+    """
+
+    write: Callable[[Connection], object]
+    stored: bool = False
+
+
+#: the piggyback of the request being handled (set by the coordinator's auth)
+PIGGYBACK: ContextVar[Piggyback | None] = ContextVar("nosgrid_piggyback", default=None)
+
+
 class UnitOfWork:
     """One transaction. Use as a context manager and call :meth:`commit` at the end."""
 
@@ -101,6 +120,9 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         self.conn = self._engine.connect().execution_options(nosgrid_write=self._write)
         self._tx = self.conn.begin()
+        self._piggyback = PIGGYBACK.get() if self._write else None
+        if self._piggyback is not None and not self._piggyback.stored:
+            self._piggyback.write(self.conn)
         self.ledger = LedgerRepo(self.conn)
         self.jobs = JobRepo(self.conn)
         self.markets = MarketRepo(self.conn)
@@ -114,6 +136,8 @@ class UnitOfWork:
     def commit(self) -> None:
         self._tx.commit()
         self._committed = True
+        if self._piggyback is not None:
+            self._piggyback.stored = True
 
     def __exit__(
         self,

@@ -227,6 +227,8 @@ _NODE_JOBS = (select(t.jobs)
 _JOBS_IN = (select(t.jobs)
             .where(t.jobs.c.state.in_(bindparam("states", expanding=True)))
             .order_by(t.jobs.c.rowid_).limit(bindparam("limit")))
+_USE_NONCE = text("INSERT INTO nonces (pubkey, nonce, at) VALUES (:pubkey, :nonce, :at) "
+                  "ON CONFLICT (pubkey, nonce) DO NOTHING")
 _GET_SPEC = select(t.specs.c.body).where(t.specs.c.hash == bindparam("hash"))
 _PUT_SPEC = text("INSERT INTO specs (hash, body) VALUES (:hash, :body) "
                  "ON CONFLICT (hash) DO NOTHING")
@@ -394,12 +396,15 @@ class NonceRepo:
 
     def use(self, pubkey: str, nonce: str, at: float) -> bool:
         """Record a nonce; False if this key used it before (a replay)."""
-        ins = _insert(self.conn, t.nonces).values(pubkey=pubkey, nonce=nonce, at=at)
-        res = self.conn.execute(ins.on_conflict_do_nothing(index_elements=["pubkey", "nonce"]))
+        res = self.conn.execute(_USE_NONCE, {"pubkey": pubkey, "nonce": nonce, "at": at})
         return res.rowcount == 1
 
     def forget_before(self, at: float) -> None:
         self.conn.execute(delete(t.nonces).where(t.nonces.c.at < at))
+
+    def recent(self, since: float) -> dict[tuple[str, str], float]:
+        rows = self.conn.execute(select(t.nonces).where(t.nonces.c.at >= since))
+        return {(r.pubkey, r.nonce): float(r.at) for r in rows}
 
 
 class BlobRepo:
