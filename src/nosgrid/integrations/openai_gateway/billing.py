@@ -165,7 +165,7 @@ class Meter:
         """
         b = self.books[res.kid]
         b.reserved -= res.amount
-        cost = min(prices.cost(prompt_tokens, completion_tokens), res.amount + b.free)
+        cost = min(prices.cost(prompt_tokens, completion_tokens), b.free)
         b.pending += cost
         line = self.lines.setdefault((res.kid, model, node), UsageLine(b.owner))
         line.prompt_tokens += max(0, prompt_tokens)
@@ -222,13 +222,14 @@ class Meter:
     def releasable(self, *, now: float, idle_s: float, everything: bool = False
                    ) -> list[tuple[str, str, int]]:
         """(kid, owner, amount) for holds to return to their owners: keys closed or idle
-        for ``idle_s`` (or all, at shutdown) with nothing pending or in flight."""
+        for ``idle_s`` (or all, at shutdown) with nothing in flight; what is pending stays."""
         out = []
         for b in self.books.values():
-            if b.hold <= 0 or b.pending or b.reserved:
+            amount = b.hold - b.pending  # pending charges stay to be paid from the hold
+            if amount <= 0 or b.reserved:
                 continue
             if everything or b.closed or now - b.last_used >= idle_s:
-                out.append((b.kid, b.owner, b.hold))
+                out.append((b.kid, b.owner, amount))
         return out
 
     def released(self, kid: str, amount: int) -> None:

@@ -254,8 +254,7 @@ class Gateway:
         releases = self.meter.releasable(now=time.monotonic(),
                                          idle_s=self.settings.idle_release_s,
                                          everything=release_all)
-        # a hold released in this flush must not also pay its pending lines: releasable
-        # only lists keys with nothing pending, so the two sets are disjoint
+        # releases leave each hold's pending charges in it: those are paid by `postings`
         if not postings and not releases:
             return 0
         now = int(self.coord.now())

@@ -1,0 +1,82 @@
+"""API keys: a signed delegation the gateway verifies without a database."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from solders.keypair import Keypair
+
+from nosgrid.integrations.openai_gateway.keys import (
+    KeyRejected,
+    issue_key,
+    parse_claims,
+    parse_duration,
+    verify_key,
+)
+
+NOW = 1_800_000_000
+
+
+def make(kp: Keypair, **kw: object) -> str:
+    args: dict[str, object] = {"cap": 5_000_000, "expires_at": NOW + 3600, "issued_at": NOW}
+    args.update(kw)
+    return issue_key(kp, **args)  # type: ignore[arg-type]
+
+
+def test_round_trip() -> None:
+    kp = Keypair()
+    key = make(kp, models=("smollm2",), kid="abc")
+    assert key.startswith("ngk_")
+    claims = verify_key(key, now=NOW)
+    assert (claims.owner, claims.kid, claims.cap) == (str(kp.pubkey()), "abc", 5_000_000)
+    assert claims.allows("smollm2") and not claims.allows("other")
+    assert verify_key(make(kp), now=NOW).allows("anything")
+
+
+def test_expired() -> None:
+    key = make(Keypair())
+    with pytest.raises(KeyRejected) as err:
+        verify_key(key, now=NOW + 3600)
+    assert err.value.reason == "expired"
+
+
+def test_altered_claims_fail_the_signature() -> None:
+    key = make(Keypair(), cap=1)
+    _claims, body, sig = parse_claims(key)
+    raw = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    raw["cap"] = 10**12
+    forged = base64.urlsafe_b64encode(json.dumps(raw).encode()).rstrip(b"=").decode()
+    with pytest.raises(KeyRejected) as err:
+        verify_key(f"ngk_{forged}.{sig}", now=NOW)
+    assert err.value.reason == "bad_signature"
+
+
+def test_someone_elses_signature_fails() -> None:
+    a, b = make(Keypair()), make(Keypair())
+    with pytest.raises(KeyRejected) as err:
+        verify_key(a.split(".")[0] + "." + b.split(".")[1], now=NOW)
+    assert err.value.reason == "bad_signature"
+
+
+@pytest.mark.parametrize("key", ["", "sk-123", "ngk_", "ngk_abc", "ngk_a.b.c", "ngk_!!!.x",
+                                 "ngk_" + "e30" + ".1111"])
+def test_malformed(key: str) -> None:
+    with pytest.raises(KeyRejected) as err:
+        verify_key(key, now=NOW)
+    assert err.value.reason == "malformed"
+
+
+def test_cap_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        make(Keypair(), cap=0)
+
+
+def test_durations() -> None:
+    assert parse_duration("30d") == 30 * 86_400
+    assert parse_duration("12h") == 43_200
+    assert parse_duration("90") == 90
+    for bad in ("", "d", "-1d", "1y"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
