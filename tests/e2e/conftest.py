@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -45,9 +46,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def coordinator(tmp_path: Path) -> Iterator[tuple[str, Cli, Path]]:
-    """A coordinator process with the faucet; yields (url, cli, admin keypair path)."""
+@contextlib.contextmanager
+def running_coordinator(tmp_path: Path, *extra: str) -> Iterator[tuple[str, Cli, Path]]:
+    """A `nosgrid coordinator start` process with the faucet and an admin keypair, ready.
+
+    Yields (url, cli, admin keypair path); ``extra`` are more `coordinator start` flags.
+    """
     env = {**os.environ, "NOSGRID_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -57,7 +61,7 @@ def coordinator(tmp_path: Path) -> Iterator[tuple[str, Cli, Path]]:
     pubkey = cli.json("wallet", "new", "--keypair", str(admin))["pubkey"]
     proc = subprocess.Popen(
         [*NOSGRID, "coordinator", "start", "--data-dir", str(tmp_path / "coord"), "--port",
-         str(port), "--faucet", "--admin", pubkey],
+         str(port), "--faucet", "--admin", pubkey, *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
@@ -73,3 +77,10 @@ def coordinator(tmp_path: Path) -> Iterator[tuple[str, Cli, Path]]:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[tuple[str, Cli, Path]]:
+    """A coordinator process with the faucet; yields (url, cli, admin keypair path)."""
+    with running_coordinator(tmp_path) as running:
+        yield running

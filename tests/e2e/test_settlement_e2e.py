@@ -5,8 +5,6 @@ scripted node, real SPL transfers checked against the ledger, `ledger verify --o
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ import httpx
 import pytest
 from solders.keypair import Keypair
 
-from conftest import NOSGRID, Cli, free_port
+from conftest import Cli, running_coordinator
 from nosgrid.sdk import Client
 
 pytestmark = pytest.mark.e2e
@@ -27,32 +25,8 @@ SPEC = {"version": "0.1", "type": "container", "meta": {"nosgrid": {"timeout": 6
 
 @pytest.fixture
 def litesvm_coordinator(tmp_path: Path) -> Iterator[tuple[str, Cli, Path]]:
-    env = {**os.environ, "NOSGRID_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env["NOSGRID_URL"] = url
-    cli = Cli(env)
-    admin = tmp_path / "admin.json"
-    pubkey = cli.json("wallet", "new", "--keypair", str(admin))["pubkey"]
-    proc = subprocess.Popen(
-        [*NOSGRID, "coordinator", "start", "--data-dir", str(tmp_path / "coord"), "--port",
-         str(port), "--faucet", "--admin", pubkey, "--settlement", "litesvm",
-         "--anchor-every", "4"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "coordinator did not start"
-                time.sleep(0.1)
-        yield url, cli, admin
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    with running_coordinator(tmp_path, "--settlement", "litesvm", "--anchor-every", "4") as c:
+        yield c
 
 
 def test_job_paid_in_spl_tokens_end_to_end(
