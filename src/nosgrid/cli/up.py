@@ -69,8 +69,10 @@ class Stack:
     """A coordinator process and N node-agent processes sharing one state directory."""
 
     def __init__(self, data_dir: Path, nodes: int, port: int, host: str = "127.0.0.1",
-                 settlement: str = "local") -> None:
+                 settlement: str = "local", hf_endpoint: str | None = None) -> None:
         self.data_dir = data_dir
+        #: where nodes resolve model resources (``nosgrid up --model``: the local hub)
+        self.hf_endpoint = hf_endpoint
         self.settlement = settlement
         self.nodes = nodes
         self.port = port or _free_port()
@@ -79,9 +81,10 @@ class Stack:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.admin = _keypair(data_dir / "admin.json")
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], log_name: str, *, module: str = "nosgrid.cli.main",
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / "logs" / log_name, "ab")  # noqa: SIM115 (owned by the child)
-        proc = subprocess.Popen([sys.executable, "-m", "nosgrid.cli.main", *args],
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
@@ -104,9 +107,25 @@ class Stack:
             self.start_node(i)
 
     def start_node(self, i: int) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "HF_ENDPOINT": self.hf_endpoint} if self.hf_endpoint else None
         return self._spawn(["node", "start", "--coordinator", self.url, "--market", "cpu",
                             "--state-dir", str(self.data_dir / "nodes" / str(i))],
-                           f"node-{i}.log")
+                           f"node-{i}.log", env=env)
+
+    def start_model_hub(self, wait_s: float = 30.0) -> str:
+        """Serve the packaged models as an HF hub on 127.0.0.1; nodes started after use it."""
+        port = _free_port()
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        proc = self._spawn(["hub", "--port", str(port)], "model-hub.log",
+                           module="nosgrid.cli.gateway")
+        self.hf_endpoint = f"http://127.0.0.1:{port}"
+        end = time.monotonic() + wait_s
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                return self.hf_endpoint
+            if proc.poll() is not None or time.monotonic() > end:
+                raise Unavailable(f"the model hub did not start; see {self.data_dir}/logs")
+            time.sleep(0.1)
 
     def wait_healthy(self, wait_s: float) -> None:
         end = time.monotonic() + wait_s
@@ -150,6 +169,9 @@ def up(
     data_dir: Annotated[Path | None, typer.Option(help="state directory")] = None,
     settlement: Annotated[str, typer.Option(
         help="local, or litesvm: real SPL transfers on an in-process Solana")] = "local",
+    model: Annotated[str | None, typer.Option(
+        "--model", help="also deploy a packaged model (smollm2) behind the OpenAI-compatible "
+        "gateway and print a snippet to call it")] = None,
 ) -> None:
     """Start a local marketplace: coordinator, faucet, `cpu` market and N nodes."""
     if settlement not in ("local", "litesvm"):
@@ -157,8 +179,17 @@ def up(
     data = data_dir or default_data_dir() / "up"
     stack = Stack(data, nodes, port, settlement=settlement)
     try:
+        if model is not None:
+            from nosgrid.cli.gateway import check_model
+
+            check_model(model)
+            stack.start_model_hub()
         stack.start()
         stack.wait_nodes()
+        if model is not None:
+            from nosgrid.cli.gateway import deploy_and_print
+
+            deploy_and_print(stack.url, model, data)
         console.print(f"[bold green]nosgrid is up[/] at {stack.url} with {nodes} node(s); "
                       f"state in {data}")
         console.print("next, in another terminal:\n"
