@@ -30,7 +30,9 @@ def _llama_service(alias: str, *extra: str, n_ctx: int = 2048) -> dict[str, Any]
                 "cmd": ["python3", "-m", "llama_cpp.server",
                         "--model", f"/models/smollm2/{SMOLLM2_FILE}",
                         "--model_alias", alias, "--host", "0.0.0.0", "--port", "8000",
-                        "--n_ctx", str(n_ctx), "--n_threads", "2", *extra],
+                        "--n_ctx", str(n_ctx), "--n_threads", "2",
+                        # queue concurrent requests; the default interrupts a running stream
+                        "--interrupt_requests", "false", *extra],
                 "resources": [{"type": "HF", "repo": SMOLLM2_REPO, "revision": "main",
                                "files": [SMOLLM2_FILE], "target": "/models/smollm2"}],
                 "expose": [{"port": 8000, "type": "api", "health_checks": [{

@@ -10,7 +10,6 @@ the client are charged. Streams are relayed event by event in the exact SSE fram
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -206,17 +205,38 @@ async def _plain(gw: Gateway, res: Reservation, body: dict[str, Any], model: str
         if resp.status_code != 200:
             gw.meter.cancel(res)
             return _upstream_error(resp)
+        content = resp.content
         try:
-            usage = resp.json().get("usage") or {}
-        except ValueError:
+            answer = resp.json()
+            usage = answer.get("usage") or {}
+            if kind == "embeddings" and _pool_token_embeddings(answer):
+                content = json.dumps(answer).encode()
+        except (ValueError, AttributeError, TypeError):
             gw.meter.cancel(res)
-            return oe.upstream(f"node {replica.node} sent a body that is not JSON").response()
+            return oe.upstream(f"node {replica.node} sent a body that is not an OpenAI "
+                               "answer").response()
         gw.charge(res, model=model, node=replica.node,
                   prompt_tokens=int(usage.get("prompt_tokens") or 0),
                   completion_tokens=int(usage.get("completion_tokens") or 0), prices=prices)
-        return Response(resp.content, media_type="application/json",
+        return Response(content, media_type="application/json",
                         headers=_headers(replica, cold_s))
     raise oe.upstream(f"the request failed on two nodes; last: {last}")
+
+
+def _pool_token_embeddings(answer: dict[str, Any]) -> bool:
+    """Mean-pool per-token vectors into one per input, as OpenAI's API returns.
+
+    llama.cpp's server answers with one vector per token when the GGUF names no pooling
+    (SmolLM2 does not, and the server has no flag for it); clients expect one per input.
+    """
+    changed = False
+    for item in answer.get("data") or []:
+        vec = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vec, list) and vec and isinstance(vec[0], list):
+            n = len(vec)
+            item["embedding"] = [sum(col) / n for col in zip(*vec, strict=True)]
+            changed = True
+    return changed
 
 
 def _upstream_error(resp: httpx.Response) -> Response:
@@ -307,18 +327,26 @@ class _Relay:
         self.completed = False
         opts = body.get("stream_options")
         self.want_usage = isinstance(opts, dict) and opts.get("include_usage") is True
-        self.prompt_count = asyncio.ensure_future(self._count_prompt())
+        self._prompt_count: int | None = None
         self.last_chunk: dict[str, Any] = {}
 
     async def _count_prompt(self) -> int:
-        """Prompt tokens from the engine's tokenizer (llama.cpp streams carry no usage)."""
+        """Prompt tokens from the engine's tokenizer (llama.cpp streams carry no usage).
+
+        Asked only once generation is over: a request arriving at llama-cpp-python's server
+        during a stream interrupts that stream unless it runs with
+        ``--interrupt_requests false``.
+        """
+        if self._prompt_count is not None:
+            return self._prompt_count
+        self._prompt_count = 0
         with contextlib.suppress(Exception):
             resp = await self.gw.http.post(
                 self.replica.endpoint + "/extras/tokenize/count",
                 json={"input": _prompt_text(self.body, self.kind)}, timeout=5.0)
             if resp.status_code == 200:
-                return int(resp.json().get("count") or 0)
-        return 0
+                self._prompt_count = int(resp.json().get("count") or 0)
+        return self._prompt_count
 
     def _tokens(self, chunk: dict[str, Any]) -> int:
         n = 0
@@ -352,7 +380,7 @@ class _Relay:
                     if self.want_usage and self.usage is None:
                         yield _sse(await self._usage_chunk())
                     yield b"data: [DONE]\n\n"
-                    continue
+                    return  # nothing follows [DONE]; do not wait for the engine to hang up
                 tokens = 0
                 with contextlib.suppress(ValueError):
                     chunk = json.loads(data)
@@ -363,8 +391,7 @@ class _Relay:
                         self.last_chunk = chunk
                 yield f"data: {data}\n\n".encode()
                 self.delivered += tokens
-            if not self.completed:
-                raise httpx.RemoteProtocolError("the stream ended without [DONE]")
+            raise httpx.RemoteProtocolError("the stream ended without [DONE]")
         except httpx.HTTPError as exc:
             self.gw.mark_failed(self.replica)
             log.warning("stream broke", extra={"node": self.replica.node, "err": repr(exc),
@@ -381,7 +408,7 @@ class _Relay:
             self.gw.spawn(self._settle())
 
     async def _usage_chunk(self) -> dict[str, Any]:
-        prompt = await self.prompt_count
+        prompt = await self._count_prompt()
         return {"id": self.last_chunk.get("id", ""), "object": "chat.completion.chunk"
                 if self.kind == "chat" else "text_completion",
                 "created": self.last_chunk.get("created", int(time.time())),
@@ -394,15 +421,10 @@ class _Relay:
         if self.usage is not None and self.completed:
             prompt = int(self.usage.get("prompt_tokens") or 0)
             completion = int(self.usage.get("completion_tokens") or completion)
-            self.prompt_count.cancel()
         elif self.delivered == 0:
             prompt = 0  # nothing reached the client: nothing to pay
-            self.prompt_count.cancel()
         else:
-            try:
-                prompt = await asyncio.wait_for(self.prompt_count, 5.0)
-            except (TimeoutError, asyncio.CancelledError):
-                prompt = 0
+            prompt = await self._count_prompt()
         self.gw.charge(self.res, model=self.model, node=self.replica.node,
                        prompt_tokens=prompt, completion_tokens=completion, prices=self.prices)
 

@@ -157,8 +157,20 @@ class Gateway:
             await asyncio.sleep(self.settings.tick_s)
             try:
                 self.tick()
+                await self.probe_unhealthy()
             except Exception:  # keep the loop alive; the next tick retries
                 log.exception("gateway tick failed")
+
+    async def probe_unhealthy(self) -> None:
+        """Give replicas the gateway marked failed a chance to come back (GET /v1/models)."""
+        for r in [r for r in self.registry.replicas.values() if not r.healthy]:
+            try:
+                resp = await self.http.get(r.endpoint + "/v1/models", timeout=2.0)
+            except httpx.HTTPError:
+                continue
+            if resp.status_code == 200 and r.key in self.registry.replicas:
+                r.healthy = True
+                self.registry.ready[r.model].set()
 
     def tick(self) -> None:
         """Flush when due, forget ended replicas, stop idle ones, keep ``min`` running."""
