@@ -38,6 +38,7 @@ from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.errors import InvalidInput, NosgridError, PayloadTooLarge
 from nosgrid.integrations.openai_gateway import Gateway, GatewaySettings
+from nosgrid.integrations.openai_gateway.routes import GatewayDispatch
 from nosgrid.integrations.openai_gateway.routes import router as openai_router
 from nosgrid.settlement.backend import SettlementBackend
 from nosgrid.store.db import Store
@@ -181,6 +182,7 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
                                       str(response.status_code)).inc()
         return response
 
+    app.add_middleware(GatewayDispatch)  # inside BodyLimit, before routing and metrics
     app.add_middleware(BodyLimit, max_body=settings.max_body_bytes,
                        max_blob=settings.max_blob_bytes)
     return app

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import httpx
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nosgrid.integrations.openai_gateway import errors as oe
 from nosgrid.integrations.openai_gateway.billing import Prices, Reservation
@@ -75,6 +77,36 @@ async def unknown(path: str) -> Response:
     return oe.GatewayError(404, f"Unknown route /v1/{path}: the gateway serves /v1/models, "
                            "/v1/chat/completions, /v1/completions and /v1/embeddings",
                            "invalid_request_error", "unknown_url").response()
+
+
+class GatewayDispatch:
+    """ASGI middleware: ``/openai/v1/*`` goes straight to the gateway's routes.
+
+    The coordinator's own routes sit behind FastAPI's routing table and an http middleware
+    (metrics); a model request needs neither and every millisecond shows in its latency,
+    so it takes this short path (the body limit still applies: install this inside it).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes = Router(routes=[
+            Route("/openai/v1/models", list_models, methods=["GET"]),
+            Route("/openai/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/openai/v1/completions", completions, methods=["POST"]),
+            Route("/openai/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/openai/v1/{path:path}", _unknown,
+                  methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        ])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/openai/v1/"):
+            await self.routes(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _unknown(request: Request) -> Response:
+    return await unknown(request.path_params["path"])
 
 
 # ---------------------------------------------------------------------- request checks

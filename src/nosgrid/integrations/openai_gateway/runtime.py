@@ -93,6 +93,7 @@ class Gateway:
         self._last_flush = 0.0
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._verified: dict[str, KeyClaims] = {}
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.settings.upstream_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
@@ -186,10 +187,17 @@ class Gateway:
         if not header or not header.lower().startswith("bearer "):
             raise oe.invalid_key("You didn't provide an API key: send `Authorization: Bearer "
                                  "ngk_…` (create one with `nosgrid keys create`)")
-        try:
-            claims = verify_key(header[7:].strip(), now=self.coord.now())
-        except KeyRejected as exc:
-            raise oe.invalid_key(exc.message) from None
+        token = header[7:].strip()
+        now = self.coord.now()
+        claims = self._verified.get(token)
+        if claims is None or now >= claims.expires_at:
+            try:
+                claims = verify_key(token, now=now)
+            except KeyRejected as exc:
+                raise oe.invalid_key(exc.message) from None
+            if len(self._verified) >= 10_000:  # a signature check costs ~50 µs: keep a few
+                self._verified.clear()
+            self._verified[token] = claims
         if claims.kid in self.revoked:
             raise oe.invalid_key(f"The API key {claims.kid} was revoked")
         if model is not None and not claims.allows(model):
@@ -228,8 +236,11 @@ class Gateway:
     def reserve(self, claims: KeyClaims, amount: int) -> Reservation:
         """Hold ``amount`` for one request, moving money wallet → hold first if needed."""
         try:
-            with self.coord.store.uow(write=False) as uow:
-                have = uow.ledger.balance(wallet(claims.owner))
+            book = self.meter.book(claims.kid)
+            have = 0
+            if amount > book.free:  # only then does the wallet matter
+                with self.coord.store.uow(write=False) as uow:
+                    have = uow.ledger.balance(wallet(claims.owner))
             top_up = self.meter.top_up_needed(claims.kid, amount, wallet_balance=have)
             if top_up:
                 with self.coord.store.uow() as uow:
@@ -425,6 +436,10 @@ class Gateway:
                 uow.commit()
         except NosgridError as exc:
             log.info("could not cancel replica", extra={"job": job_id, "err": exc.message})
+        with self.coord.store.uow() as uow:
+            GatewayRepo(uow.conn).drop_services([job_id])
+            uow.commit()
+        self.job_models.pop(job_id, None)
         self.coord.wake_logs(job_id)
         self.registry.drop_jobs([job_id])
         self.starting.pop(job_id, None)
