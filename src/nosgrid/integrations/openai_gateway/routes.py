@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-import httpx
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, Router
@@ -28,13 +27,13 @@ from nosgrid.integrations.openai_gateway.billing import Prices, Reservation
 from nosgrid.integrations.openai_gateway.keys import KeyClaims
 from nosgrid.integrations.openai_gateway.registry import Replica
 from nosgrid.integrations.openai_gateway.runtime import Gateway
+from nosgrid.integrations.openai_gateway.upstream import UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
 Kind = Literal["chat", "completions", "embeddings"]
 PATHS: dict[Kind, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
                           "embeddings": "/v1/embeddings"}
 RETRY_STATUSES = frozenset({502, 503, 504})
-JSON_HEADERS = {"content-type": "application/json"}
 
 router = APIRouter(prefix="/openai/v1", tags=["openai"])
 
@@ -220,26 +219,26 @@ async def _plain(gw: Gateway, res: Reservation, body: dict[str, Any], model: str
         replica, cold_s = await _pick(gw, model, tried)
         replica.outstanding += 1
         try:
-            resp = await gw.http.post(replica.endpoint + PATHS[kind], content=payload,
-                                      headers=JSON_HEADERS)
-        except httpx.HTTPError as exc:
+            resp = await gw.upstream.request("POST", replica.endpoint + PATHS[kind], payload,
+                                             timeout_s=gw.settings.upstream_timeout_s)
+            content = await resp.read()
+        except UpstreamError as exc:  # the client has nothing yet: another node may answer
             gw.mark_failed(replica)
             tried.add(replica.key)
-            last = f"node {replica.node} failed: {exc!r}"
+            last = f"node {replica.node} failed: {exc}"
             continue
         finally:
             replica.outstanding -= 1
             replica.last_used = time.monotonic()
-        if resp.status_code in RETRY_STATUSES:
+        if resp.status in RETRY_STATUSES:
             tried.add(replica.key)
-            last = f"node {replica.node} answered {resp.status_code}"
+            last = f"node {replica.node} answered {resp.status}"
             continue
-        if resp.status_code != 200:
+        if resp.status != 200:
             gw.meter.cancel(res)
-            return _upstream_error(resp)
-        content = resp.content
+            return _upstream_error(resp.status, content)
         try:
-            answer = resp.json()
+            answer = json.loads(content)
             usage = answer.get("usage") or {}
             if kind == "embeddings" and _pool_token_embeddings(answer):
                 content = json.dumps(answer).encode()
@@ -271,11 +270,11 @@ def _pool_token_embeddings(answer: dict[str, Any]) -> bool:
     return changed
 
 
-def _upstream_error(resp: httpx.Response) -> Response:
+def _upstream_error(code: int, content: bytes) -> Response:
     """Pass an engine's own error through when it is OpenAI-shaped, else wrap it."""
-    status = resp.status_code if 400 <= resp.status_code < 600 else 502
+    status = code if 400 <= code < 600 else 502
     try:
-        body = resp.json()
+        body = json.loads(content)
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             err = body["error"]
             if status == 500 and "validation" in str(err.get("message", "")):
@@ -285,7 +284,8 @@ def _upstream_error(resp: httpx.Response) -> Response:
                                    err.get("code"), err.get("param")).response()
     except ValueError:
         pass
-    return oe.upstream(f"the node answered {resp.status_code}: {resp.text[:300]}").response()
+    text = content[:300].decode("utf-8", "replace")
+    return oe.upstream(f"the node answered {code}: {text}").response()
 
 
 async def _stream(gw: Gateway, claims: KeyClaims, res: Reservation, body: dict[str, Any],
@@ -296,24 +296,25 @@ async def _stream(gw: Gateway, claims: KeyClaims, res: Reservation, body: dict[s
     for _attempt in range(2):
         replica, cold_s = await _pick(gw, model, tried)
         replica.outstanding += 1
-        upstream: httpx.Response | None = None
+        upstream: UpstreamResponse | None = None
         try:
-            upstream = await gw.http.send(
-                gw.http.build_request("POST", replica.endpoint + PATHS[kind], content=payload,
-                                      headers=JSON_HEADERS), stream=True)
-            if upstream.status_code in RETRY_STATUSES:
-                last = f"node {replica.node} answered {upstream.status_code}"
+            upstream = await gw.upstream.request("POST", replica.endpoint + PATHS[kind],
+                                                 payload,
+                                                 timeout_s=gw.settings.upstream_timeout_s)
+            if upstream.status in RETRY_STATUSES:
+                last = f"node {replica.node} answered {upstream.status}"
                 raise _Retry
-            if upstream.status_code != 200:
-                await upstream.aread()
+            if upstream.status != 200:
+                content = await upstream.read()
+                replica.outstanding -= 1
                 gw.meter.cancel(res)
-                return _upstream_error(upstream)
-            lines = upstream.aiter_lines()
+                return _upstream_error(upstream.status, content)
+            lines = upstream.lines()
             first = await _first_event(lines)  # the first byte, before we commit to this node
-        except (httpx.HTTPError, _Retry) as exc:
+        except (UpstreamError, _Retry) as exc:
             if not isinstance(exc, _Retry):
                 gw.mark_failed(replica)
-                last = f"node {replica.node} failed: {exc!r}"
+                last = f"node {replica.node} failed: {exc}"
             tried.add(replica.key)
             replica.outstanding -= 1
             if upstream is not None:
@@ -342,14 +343,14 @@ async def _first_event(lines: AsyncIterator[str]) -> list[str]:
         got.append(line)
         if line.startswith("data:"):
             return got
-    raise httpx.RemoteProtocolError("the stream ended before its first event")
+    raise UpstreamError("the stream ended before its first event", before_response=True)
 
 
 class _Relay:
     """Relays one upstream SSE stream and settles its bill once it ends, however it ends."""
 
     def __init__(self, gw: Gateway, res: Reservation, replica: Replica,
-                 upstream: httpx.Response, lines: AsyncIterator[str], first: list[str],
+                 upstream: UpstreamResponse, lines: AsyncIterator[str], first: list[str],
                  body: dict[str, Any], model: str, kind: Kind, prices: Prices) -> None:
         self.gw, self.res, self.replica, self.upstream = gw, res, replica, upstream
         self.lines, self.first, self.body = lines, first, body
@@ -373,11 +374,13 @@ class _Relay:
             return self._prompt_count
         self._prompt_count = 0
         with contextlib.suppress(Exception):
-            resp = await self.gw.http.post(
-                self.replica.endpoint + "/extras/tokenize/count",
-                json={"input": _prompt_text(self.body, self.kind)}, timeout=5.0)
-            if resp.status_code == 200:
-                self._prompt_count = int(resp.json().get("count") or 0)
+            resp = await self.gw.upstream.request(
+                "POST", self.replica.endpoint + "/extras/tokenize/count",
+                json.dumps({"input": _prompt_text(self.body, self.kind)}).encode(),
+                timeout_s=5.0)
+            content = await resp.read()
+            if resp.status == 200:
+                self._prompt_count = int(json.loads(content).get("count") or 0)
         return self._prompt_count
 
     def _tokens(self, chunk: dict[str, Any]) -> int:
@@ -423,8 +426,8 @@ class _Relay:
                         self.last_chunk = chunk
                 yield f"data: {data}\n\n".encode()
                 self.delivered += tokens
-            raise httpx.RemoteProtocolError("the stream ended without [DONE]")
-        except httpx.HTTPError as exc:
+            raise UpstreamError("the stream ended without [DONE]", before_response=False)
+        except UpstreamError as exc:
             self.gw.mark_failed(self.replica)
             log.warning("stream broke", extra={"node": self.replica.node, "err": repr(exc),
                                                "delivered": self.delivered})

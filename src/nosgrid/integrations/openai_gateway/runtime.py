@@ -40,6 +40,7 @@ from nosgrid.integrations.openai_gateway.billing import (
 from nosgrid.integrations.openai_gateway.keys import KeyClaims, KeyRejected, verify_key
 from nosgrid.integrations.openai_gateway.registry import Registry, Replica
 from nosgrid.integrations.openai_gateway.store import Deployment, GatewayRepo
+from nosgrid.integrations.openai_gateway.upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
 LIVE_STATES = frozenset({"queued", "assigned", "running"})
@@ -94,6 +95,7 @@ class Gateway:
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._verified: dict[str, KeyClaims] = {}
+        self.upstream = UpstreamPool()
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.settings.upstream_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
@@ -146,6 +148,7 @@ class Gateway:
             await asyncio.wait(set(self._background), timeout=10.0)
         self.flush(release_all=True)
         await self.http.aclose()
+        await self.upstream.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` to its end even if the request that started it is cancelled."""
