@@ -60,6 +60,7 @@ class GatewaySettings:
     max_tokens_limit: int = 8_192
     idle_release_s: float = 300.0  # an unused key's hold returns to its owner
     cold_start_timeout_s: float = 300.0
+    unhealthy_wait_s: float = 15.0  # how long a request waits for a flapping replica
     tick_s: float = 1.0
     scale_up_outstanding: int = 4  # start another replica above this per replica
     upstream_timeout_s: float = 600.0
@@ -470,32 +471,40 @@ class Gateway:
             return False
 
     async def replica_for(self, model: str, exclude: set[tuple[str, str]]) -> Replica:
-        """A healthy replica of ``model``, starting one (and waiting) if none runs."""
+        """A healthy replica of ``model``, starting one (and waiting) if none runs.
+
+        A replica that is only momentarily unhealthy (a health check timed out under load,
+        a failed request) is waited for, briefly, rather than failing the request.
+        """
         replica = self.registry.pick(model, exclude)
         d = self.deployments.get(model)
+        count = len(self.registry.for_model(model)) + sum(
+            s.model == model for s in self.starting.values())
         if replica is not None:
             if (d is not None and replica.outstanding >= self.settings.scale_up_outstanding
-                    and len(self.registry.for_model(model)) + sum(
-                        s.model == model for s in self.starting.values()) < d.max_replicas):
+                    and count < d.max_replicas):
                 self._try_start(d)
             return replica
-        if d is None:
-            if self.registry.for_model(model):
-                raise oe.unavailable(f"no healthy node serves `{model}` right now; retry "
-                                     "shortly")
+        if d is None and not self.registry.for_model(model):
             raise oe.model_not_found(model)
-        if not any(s.model == model for s in self.starting.values()) and (
-                d.max_replicas <= len(self.registry.for_model(model))
-                or not self._try_start(d)):
-            raise oe.unavailable(f"cannot start a replica of `{model}` (its owner's "
+        starting = any(s.model == model for s in self.starting.values())
+        if d is not None and not starting and count < d.max_replicas:
+            starting = self._try_start(d)
+            if not starting and not self.registry.for_model(model):
+                raise oe.unavailable(f"cannot start a replica of `{model}` (its owner's "
                                      "wallet or the market has no room); retry later")
+        others = [r for r in self.registry.for_model(model) if r.key not in exclude]
+        if exclude and not others and not starting:
+            raise oe.upstream(f"every replica of `{model}` failed this request")
+        wait_s = (self.settings.cold_start_timeout_s if starting
+                  else self.settings.unhealthy_wait_s)
         event = self.registry.ready[model]
-        deadline = time.monotonic() + self.settings.cold_start_timeout_s
+        deadline = time.monotonic() + wait_s
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise oe.unavailable(f"`{model}` did not start within "
-                                     f"{self.settings.cold_start_timeout_s:g} s")
+                raise oe.unavailable(f"no healthy replica of `{model}` within {wait_s:g} s; "
+                                     "retry shortly")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(remaining, 1.0))
             replica = self.registry.pick(model, exclude)
