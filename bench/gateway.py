@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sqlite3
@@ -35,6 +34,7 @@ from typing import Any
 import httpx
 from solders.keypair import Keypair
 
+from nosgrid.cli.gateway import stop_deployment
 from nosgrid.cli.up import Stack
 from nosgrid.integrations.openai_gateway import issue_key
 from nosgrid.integrations.openai_gateway.catalog import LLAMA_IMAGE, packaged_spec
@@ -165,8 +165,7 @@ async def main(requests: int, seconds: float) -> dict[str, Any]:
             out["ledger_ok"] = (await user.ledger_verify())["ok"]
             out["goals"] = {"added_p50_le_3ms": out["added_p50_ms"] <= 3.0,
                             "throughput_ge_0_95": out["throughput_ratio"] >= 0.95}
-            with contextlib.suppress(Exception):
-                await owner.undeploy("smollm2")
+        await asyncio.to_thread(stop_deployment, stack.url, owner_kp, "smollm2")
     finally:
         stack.stop()
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json as jsonlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -160,6 +160,7 @@ def deploy_and_print(url: str, model: str, data: Path, *, wait_s: float = 300.0)
             time.sleep(0.5)
     ready_s = time.monotonic() - t0
     key = str(create_key(url, user, "5", "30d", [model], "nosgrid up")["key"])
+    (data / "gateway-model").write_text(model)
     base = f"{url}/openai/v1"
     console.print(f"[bold green]{model} is ready[/] in {ready_s:.1f} s. Paste this into "
                   "Python (pip install openai):\n")
@@ -178,3 +179,34 @@ def deploy_and_print(url: str, model: str, data: Path, *, wait_s: float = 300.0)
 
 if __name__ == "__main__":
     app()
+
+
+def stop_deployment(url: str, keypair: Any, model: str, *, wait_s: float = 30.0) -> None:
+    """Undeploy ``model`` and wait until this machine's nodes removed its containers.
+
+    A node stopped while a service job runs would otherwise leave the container to its
+    grace period; `nosgrid up` (and the benchmark) stop their deployments first.
+    """
+    import contextlib
+    import shutil
+    import subprocess
+    import time
+
+    from nosgrid.core.errors import NosgridError
+    from nosgrid.sdk.client import Client
+
+    with Client(url, keypair) as c:
+        jobs = [r["job_id"] for d in c.deployments()["deployments"] if d["model"] == model
+                for r in d["replicas"]] + [j for d in c.deployments()["deployments"]
+                                            if d["model"] == model for j in d["starting"]]
+        with contextlib.suppress(NosgridError):
+            c.undeploy(model)
+    podman = shutil.which("podman")
+    end = time.monotonic() + wait_s
+    while podman and jobs and time.monotonic() < end:
+        left = [j for j in jobs if subprocess.run(
+            [podman, "ps", "-q", "--filter", f"label=nosgrid.job={j}"], capture_output=True,
+            text=True, check=False).stdout.strip()]
+        if not left:
+            return
+        time.sleep(0.5)

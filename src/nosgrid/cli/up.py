@@ -205,6 +205,12 @@ def up(
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
+        if model is not None and (data / "gateway-model").exists():
+            from nosgrid.cli.gateway import stop_deployment
+
+            with contextlib.suppress(NosgridError):  # the replica's container goes first
+                stop_deployment(stack.url, _keypair(data / "gateway-user.json"), model)
+            (data / "gateway-model").unlink(missing_ok=True)
         stack.stop()
 
 
