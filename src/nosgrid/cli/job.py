@@ -14,7 +14,7 @@ from nosgrid.cli.output import console, err_console, fail, print_json
 from nosgrid.core.errors import InvalidJobSpec, NosgridError
 from nosgrid.core.jobs.load import job_definition_schema_text, load_job_definition, spec_hash
 
-app = typer.Typer(help="job commands", no_args_is_help=True)
+app = typer.Typer(help="Validate, post and follow jobs.", no_args_is_help=True)
 
 
 @app.command("validate")

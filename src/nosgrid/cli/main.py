@@ -8,8 +8,10 @@ import typer
 
 from nosgrid.cli import (
     coordinator,
+    gateway,
     image,
     job,
+    keys,
     ledger,
     market,
     node,
@@ -36,6 +38,10 @@ app.add_typer(ledger.app, name="ledger")
 app.add_typer(coordinator.app, name="coordinator")
 app.add_typer(tokenomics.app, name="tokenomics")
 app.add_typer(node.app, name="node")
+app.add_typer(keys.app, name="keys")
+app.add_typer(gateway.app, name="gateway")
+app.command("deploy")(gateway.deploy)
+app.command("usage")(gateway.usage)
 app.add_typer(stake.app, name="stake")
 app.add_typer(stake.rewards_app, name="rewards")
 app.command("faucet")(wallet.faucet)
