@@ -26,8 +26,8 @@ from nosgrid.store.db import Store, UnitOfWork
 
 @runtime_checkable
 class SettlementBackend(Protocol):
-    """Where NOS really moves. ``check_post`` and ``on_settled`` run inside the caller's
-    unit of work and must not do I/O beyond it; ``start``/``stop`` own background work."""
+    """Where NOS really moves. ``check_*`` and ``on_*`` run inside the caller's unit of
+    work and must not do I/O beyond it; ``start``/``stop`` own background work."""
 
     name: str
 
@@ -37,6 +37,15 @@ class SettlementBackend(Protocol):
 
     def on_settled(self, uow: UnitOfWork, job: Job, entry: JournalEntry) -> None:
         """``entry`` (kind ``job.settled``) was appended: arrange its payout."""
+        ...
+
+    def check_stake(self, uow: UnitOfWork, owner: str, amount: int) -> None:
+        """Raise a typed error if ``owner`` cannot fund a stake (or top-up) of ``amount``."""
+        ...
+
+    def on_stake_entry(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+        """``entry`` (a ``stake.*`` or ``slash`` entry) was appended: arrange its moves in
+        and out of the stake and rewards vaults."""
         ...
 
     async def start(self, store: Store) -> None:

@@ -24,6 +24,12 @@ class LocalSettlement:
     def on_settled(self, uow: UnitOfWork, job: Job, entry: JournalEntry) -> None:
         return None
 
+    def check_stake(self, uow: UnitOfWork, owner: str, amount: int) -> None:
+        return None
+
+    def on_stake_entry(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+        return None
+
     async def start(self, store: Store) -> None:
         return None
 

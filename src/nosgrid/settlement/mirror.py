@@ -9,12 +9,14 @@ ledger account      on chain
 ``escrow:<job>``    a reservation: still in the client's token account
 ``treasury``        the treasury token account (+ payouts not yet confirmed)
 ``stakers_pool``    the rewards vault (+ payouts not yet confirmed)
+``stake:<pk>``      ``pk``'s part of the stake vault (+ moves not yet confirmed)
 ``onchain``         NOS on chain outside the market's reach (opened once from
                     ``alloc:community``; allowances come from it, payouts return to it)
 ==================  ===========================================================
 
-So ``allowance(pk) == wallet:<pk> + open escrows of pk + unconfirmed payouts from pk``,
-which ``reconcile`` checks. The ledger's own invariants (supply, non-negativity, hash
+So ``allowance(pk) == wallet:<pk> + open escrows of pk + unconfirmed payouts and stake
+deposits from pk``, and the stake vault holds ``Σ stake:*`` (after pending moves), which
+``reconcile`` checks. The ledger's own invariants (supply, non-negativity, hash
 chain) are untouched: every movement is still a posting between two ledger accounts.
 """
 
@@ -28,7 +30,15 @@ from sqlalchemy import select
 
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.jobs.state import Job, JobState
-from nosgrid.core.ledger import STAKERS_POOL, TREASURY, JournalEntry, Posting, escrow, wallet
+from nosgrid.core.ledger import (
+    STAKERS_POOL,
+    TREASURY,
+    JournalEntry,
+    Posting,
+    escrow,
+    stake_vault,
+    wallet,
+)
 from nosgrid.core.money import format_nos
 from nosgrid.settlement.errors import AllowanceTooSmall
 from nosgrid.store import tables as t
@@ -137,3 +147,58 @@ def enqueue_payout(uow: UnitOfWork, job: Job, entry: JournalEntry, *, treasury: 
     if released:
         uow.ledger.append(RELEASED, job.id, entry.at, released, {"entry": entry.hash})
     return legs
+
+
+STAKE_PREFIX: Final = stake_vault("")
+
+
+def enqueue_stake_moves(uow: UnitOfWork, entry: JournalEntry, *, stake_vault_account: str,
+                        treasury: str, at: float) -> list[OutboxKind]:
+    """After a ``stake.*`` or ``slash`` entry: queue its on-chain moves (same transaction).
+
+    ``wallet:<k> → stake:<k>`` is a deposit from ``k``'s allowance into the stake vault;
+    ``stake:<k> → …`` leaves the stake vault (a withdrawal, or a slash to the treasury and
+    the challenger); ``stakers_pool → wallet:<k>`` leaves the rewards vault (a claim).
+    What reaches a wallet is then in that key's own token account, outside the market, so
+    it moves ``wallet → onchain`` in a ``settlement.released`` entry, like a node's pay.
+    Returns the kinds queued (none for postings with no on-chain side).
+    """
+    moves: dict[OutboxKind, tuple[str, list[OutboxLeg]]] = {}
+    slash = entry.kind == "slash"
+    for p in entry.postings:
+        if p.dst.startswith(STAKE_PREFIX) and p.src == wallet(p.dst[len(STAKE_PREFIX):]):
+            owner, kind = p.src.removeprefix("wallet:"), OutboxKind.STAKE_DEPOSIT
+            leg = OutboxLeg(stake_vault_account, p.amount, p.dst)
+        elif p.src.startswith(STAKE_PREFIX) and (p.dst == TREASURY or p.dst.startswith("wallet:")):
+            owner = p.src[len(STAKE_PREFIX):]
+            kind = OutboxKind.SLASH if slash else OutboxKind.STAKE_WITHDRAW
+            dest = treasury if p.dst == TREASURY else p.dst.removeprefix("wallet:")
+            leg = OutboxLeg(dest, p.amount, p.dst)
+        elif p.src == STAKERS_POOL and p.dst.startswith("wallet:"):
+            owner, kind = p.dst.removeprefix("wallet:"), OutboxKind.REWARDS_CLAIM
+            leg = OutboxLeg(p.dst.removeprefix("wallet:"), p.amount, p.dst)
+        else:
+            continue
+        moves.setdefault(kind, (owner, []))[1].append(leg)
+    job_id = str(entry.meta.get("job_id", "")) if slash else None
+    released: list[Posting] = []
+    outbox = OutboxRepo(uow.conn)
+    for kind, (owner, legs) in moves.items():
+        outbox.add(kind=kind, entry_hash=entry.hash, legs=legs, at=at, source=owner,
+                   job_id=job_id or None)
+        released += [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs
+                     if leg.account.startswith("wallet:")]
+    if released:
+        uow.ledger.append(RELEASED, entry.ref, entry.at, released, {"entry": entry.hash})
+    return list(moves)
+
+
+def check_stake(uow: UnitOfWork, owner: str, amount: int) -> None:
+    """Refuse a stake or top-up that ``owner``'s (mirrored) allowance does not cover."""
+    have = uow.ledger.balance(wallet(owner))
+    if have < amount:
+        raise AllowanceTooSmall(
+            f"staking {format_nos(amount)} NOS needs that much of your approved allowance, "
+            f"but only {format_nos(have)} NOS of it is free; run `nosgrid wallet approve "
+            f"{format_nos(amount - have + reserved_for(uow, owner))}` (or more) and retry",
+            allowance=have, needed=amount)

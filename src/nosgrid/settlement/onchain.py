@@ -49,6 +49,8 @@ RELAY_PROGRAMS: Final = frozenset({
     "ComputeBudget111111111111111111111111111111",
 })
 LITESVM_CLIENT_SOL: Final = 10**9
+#: how ``reconcile`` names the sum of every ``stake:<pk>`` (the stake vault's ledger side)
+STAKES: Final = "stake:*"
 
 
 class SolanaBackend:
@@ -112,6 +114,17 @@ class SolanaBackend:
                                      at=self.clock())
         if legs and self.sender is not None:
             self.sender.wake.set()  # runs after the caller commits (same event loop)
+
+    def check_stake(self, uow: UnitOfWork, owner: str, amount: int) -> None:
+        mirror.check_stake(uow, owner, amount)
+
+    def on_stake_entry(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+        kinds = mirror.enqueue_stake_moves(uow, entry,
+                                           stake_vault_account=str(self.settlement.stake_vault),
+                                           treasury=str(self.settlement.treasury),
+                                           at=self.clock())
+        if kinds and self.sender is not None:
+            self.sender.wake.set()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -213,7 +226,8 @@ class SolanaBackend:
     def payouts(self, store: Store, job_id: str) -> list[dict[str, Any]]:
         with store.uow(write=False) as uow:
             rows = OutboxRepo(uow.conn).for_job(job_id)
-        return [{"status": r.status.value, "signature": r.signature, "attempts": r.attempts,
+        return [{"kind": r.kind.value, "status": r.status.value, "signature": r.signature,
+                 "attempts": r.attempts,
                  "error": r.error, "entry_hash": r.entry_hash,
                  "legs": [asdict(leg) for leg in r.legs], "created_at": r.created_at,
                  "confirmed_at": r.confirmed_at} for r in rows]
@@ -254,26 +268,39 @@ class SolanaBackend:
                                 f"{memo!r} is not on chain")
                 continue
             checked_anchors += 1
-        pending: dict[str, int] = {}
+        pending: dict[str, int] = {}  # owed into these accounts, not yet on chain
+        leaving: dict[str, int] = {}  # owed out of these vaults, not yet on chain
         for row in unconfirmed:
             for leg in row.legs:
-                pending[leg.account] = pending.get(leg.account, 0) + leg.amount
+                into = STAKES if leg.account.startswith(mirror.STAKE_PREFIX) else leg.account
+                pending[into] = pending.get(into, 0) + leg.amount
+            out_of = {OutboxKind.STAKE_WITHDRAW: STAKES, OutboxKind.SLASH: STAKES,
+                      OutboxKind.REWARDS_CLAIM: STAKERS_POOL}.get(row.kind)
+            if out_of is not None:
+                leaving[out_of] = leaving.get(out_of, 0) + row.total
             if row.error:
-                notes.append(f"outbox {row.kind.value} {row.job_id or row.seq}: {row.status.value}"
-                             f", last error: {row.error.splitlines()[0]}")
+                notes.append(f"outbox {row.kind.value} {row.job_id or row.source or row.seq}: "
+                             f"{row.status.value}, last error: {row.error.splitlines()[0]}")
         base = opened.get("baseline", {})
-        infos = await self.chain.token_account_infos([s.treasury, s.rewards_vault])
-        onchain = {TREASURY: infos[0].amount if infos[0] else 0,
-                   STAKERS_POOL: infos[1].amount if infos[1] else 0}
+        infos = await self.chain.token_account_infos([s.treasury, s.rewards_vault,
+                                                      s.stake_vault])
+        vaults = ((TREASURY, "treasury", balances.get(TREASURY, 0)),
+                  (STAKERS_POOL, "rewards_vault", balances.get(STAKERS_POOL, 0)),
+                  (STAKES, "stake_vault", sum(v for k, v in balances.items()
+                                              if k.startswith(mirror.STAKE_PREFIX))))
         rows: list[dict[str, Any]] = []
-        for account, base_key in ((TREASURY, "treasury"), (STAKERS_POOL, "rewards_vault")):
-            want = balances.get(account, 0) - pending.get(account, 0) + int(base.get(base_key, 0))
-            rows.append({"account": account, "ledger": balances.get(account, 0),
-                         "pending": pending.get(account, 0), "onchain": onchain[account],
+        for (account, base_key, ledger), info in zip(vaults, infos, strict=True):
+            onchain = info.amount if info else 0
+            want = (ledger - pending.get(account, 0) + leaving.get(account, 0)
+                    + int(base.get(base_key, 0)))
+            rows.append({"account": account, "ledger": ledger,
+                         "pending": pending.get(account, 0),
+                         "leaving": leaving.get(account, 0), "onchain": onchain,
                          "expected_onchain": want})
-            if want != onchain[account]:
-                problems.append(f"{account}: chain holds {onchain[account]} but the ledger "
-                                f"says {want} (after {pending.get(account, 0)} pending)")
+            if want != onchain:
+                problems.append(f"{account}: chain holds {onchain} but the ledger says {want} "
+                                f"(after {pending.get(account, 0)} pending in, "
+                                f"{leaving.get(account, 0)} pending out)")
         for pk in wallets:
             allowance = await s.allowance(pk)
             want = expected_allowance[pk]

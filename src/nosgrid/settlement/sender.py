@@ -20,8 +20,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from solders.instruction import Instruction
 from solders.transaction import Transaction
@@ -36,6 +38,14 @@ from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxRow, OutboxStatus
 
 log = logging.getLogger(__name__)
 
+#: the memo action of each stake-vault kind (see :mod:`nosgrid.settlement.stakes`)
+STAKE_ACTIONS: Final = {
+    OutboxKind.STAKE_DEPOSIT: "stake",
+    OutboxKind.STAKE_WITHDRAW: "unstake",
+    OutboxKind.REWARDS_CLAIM: "claim",
+    OutboxKind.SLASH: "slash",
+}
+
 
 @dataclass
 class SenderStats:
@@ -46,6 +56,7 @@ class SenderStats:
     rebuilt: int = 0
     failed: int = 0
     anchored: int = 0
+    stake_moves: int = 0
     transactions: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -96,6 +107,7 @@ class Sender:
         payouts = [r for r in rows if r.kind is OutboxKind.PAYOUT]
         for i in range(0, len(payouts), self.batch_size):
             await self._send_payouts(payouts[i:i + self.batch_size], stats)
+        await self._send_stake_moves([r for r in rows if r.kind in STAKE_ACTIONS], stats)
         for row in rows:
             if row.kind is OutboxKind.ANCHOR:
                 payer = self.settlement.signer
@@ -157,6 +169,37 @@ class Sender:
         for job_ids, ixs in batches:
             await self._send([by_job[j] for j in job_ids], ixs, stats)
 
+    async def _send_stake_moves(self, rows: Sequence[OutboxRow], stats: SenderStats) -> None:
+        """One transaction per stake move, in journal order. A move out of a stake waits
+        while that staker's deposit is unconfirmed, so the vault never pays out a stake it
+        has not received (the staker could have revoked the approval meanwhile)."""
+        if not rows:
+            return
+        with self.store.uow(write=False) as uow:
+            deposits = Counter(r.source for r in OutboxRepo(uow.conn).unconfirmed()
+                               if r.kind is OutboxKind.STAKE_DEPOSIT)
+        await self._ensure_destinations(rows)
+        for row in rows:
+            if row.kind in (OutboxKind.STAKE_WITHDRAW, OutboxKind.SLASH) and deposits[row.source]:
+                self._note([row.id], "waiting for this staker's stake deposit to confirm")
+                continue
+            try:
+                ixs = await self.settlement.stake_move_instructions(
+                    STAKE_ACTIONS[row.kind], row.source or "", row.entry_hash,
+                    [(leg.destination, leg.amount) for leg in row.legs], row.job_id or "")
+            except SettlementFailed as err:  # pre-flight: nothing was sent
+                self._note([row.id], err.message)
+                stats.failed += 1
+                stats.errors.append(err.message)
+                log.warning("stake move refused before sending",
+                            extra={"kind": row.kind.value, "owner": row.source,
+                                   "error": err.message})
+                continue
+            if await self._send([row], ixs, stats):
+                stats.stake_moves += 1
+                if row.kind is OutboxKind.STAKE_DEPOSIT:
+                    deposits[row.source] -= 1
+
     async def _send(self, rows: Sequence[OutboxRow], ixs: Sequence[Instruction],
                     stats: SenderStats) -> bool:
         payer = self.settlement.signer
@@ -214,6 +257,9 @@ class Sender:
             outbox.add(kind=OutboxKind.ANCHOR, entry_hash=head[1], seq=head[0], legs=[],
                        at=self.clock())
             uow.commit()
+
+    def _note(self, ids: list[int], error: str) -> None:
+        self._update(lambda o: o.note_error(ids, error, self.clock()))
 
     def _pending(self, ids: list[int], error: str) -> None:
         self._update(lambda o: o.back_to_pending(ids, error, self.clock()))

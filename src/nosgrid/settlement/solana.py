@@ -37,7 +37,7 @@ from solders.pubkey import Pubkey
 
 from nosgrid.core.errors import InvalidInput, SettlementFailed
 from nosgrid.core.money import DECIMALS, check_amount, format_nos
-from nosgrid.settlement import spl
+from nosgrid.settlement import spl, stakes
 from nosgrid.settlement.chain import SolanaChain, TokenAccountInfo
 from nosgrid.settlement.errors import (
     AllowanceTooSmall,
@@ -281,13 +281,14 @@ class SolanaSettlement:
             self._check_payer(infos[job.source], job.source, request.client, needed[job.source])
 
     def _check_payer(
-        self, info: TokenAccountInfo | None, account: Pubkey, client: str, total: int
+        self, info: TokenAccountInfo | None, account: Pubkey, client: str, total: int,
+        what: str = "settling",
     ) -> None:
         info = self._check_usable(info, account, f"client {client}")
         allowance = info.delegated_amount if info.delegate == str(self.authority) else 0
         if allowance < total:
             raise AllowanceTooSmall(
-                f"client {client} allows the market {format_nos(allowance)} NOS but settling "
+                f"{client} allows the market {format_nos(allowance)} NOS but {what} "
                 f"needs {format_nos(total)} NOS; run `nosgrid wallet approve "
                 f"{format_nos(total)}` (or more) and retry",
                 allowance=allowance,
@@ -295,7 +296,7 @@ class SolanaSettlement:
             )
         if info.amount < total:
             raise InsufficientTokenBalance(
-                f"client {client} holds {format_nos(info.amount)} NOS but settling needs "
+                f"{client} holds {format_nos(info.amount)} NOS but {what} needs "
                 f"{format_nos(total)} NOS; deposit NOS to {account}",
                 balance=info.amount,
                 needed=total,
@@ -373,6 +374,41 @@ class SolanaSettlement:
         )
         payer = self._signer()
         return await self.chain.send(spl.vault_withdraw_instructions(withdraw), [payer], payer)
+
+    async def stake_move_instructions(
+        self, action: str, owner: str, entry_hash: str, legs: Sequence[LegSpec],
+        job_id: str = "",
+    ) -> list[Instruction]:
+        """Check (nothing is sent) and build one stake move for the outbox sender.
+
+        ``action`` ``stake``: ``legs`` leave ``owner``'s NOS account (the authority as its
+        approved delegate) for the stake vault; ``unstake``/``slash``: they leave the stake
+        vault; ``claim``: the rewards vault. Signed by :attr:`signer` alone. Raises
+        :class:`AllowanceTooSmall`, ``InsufficientTokenBalance``, ``TokenAccountMissing``…
+        """
+        resolved = tuple([
+            spl.Leg(await self._resolve(dest), check_amount(amount)) for dest, amount in legs
+        ])
+        source = {"stake": spl.ata(owner, self.mint), "claim": self.rewards_vault}.get(
+            action, self.stake_vault
+        )
+        memo = stakes.stake_memo_text(action, owner, entry_hash, job_id)
+        move = stakes.StakeMove(source, self.mint, self.authority, resolved, memo, self.decimals)
+        addresses = list(dict.fromkeys([source, *(leg.destination for leg in resolved)]))
+        infos = dict(zip(addresses, await self.chain.token_account_infos(addresses), strict=True))
+        for leg in resolved:
+            self._check_usable(infos[leg.destination], leg.destination, "destination")
+        if action == "stake":
+            self._check_payer(infos[source], source, owner, move.total, "staking")
+        else:
+            held = self._check_usable(infos[source], source, "vault").amount
+            if held < move.total:
+                raise InsufficientTokenBalance(
+                    f"vault {source} holds {format_nos(held)} NOS, less than the "
+                    f"{format_nos(move.total)} NOS to {action} (entry {entry_hash[:16]}…)",
+                    balance=held, needed=move.total,
+                )
+        return stakes.stake_move_instructions(move)
 
     async def anchor(self, ledger_hash: str, seq: int) -> str:
         """Write ``nosgrid anchor seq=<seq> root=<ledger_hash>`` on chain, signed by the

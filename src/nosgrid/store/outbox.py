@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, func, select, update
 
@@ -29,8 +29,19 @@ class OutboxStatus(StrEnum):
 
 
 class OutboxKind(StrEnum):
+    """What a row pays. ``source`` (the ``client`` column) is the client for a payout and
+    the staker (or slashed node) for the stake kinds; the vault follows from the kind."""
+
     PAYOUT = "payout"
     ANCHOR = "anchor"
+    STAKE_DEPOSIT = "stake_deposit"  # staker's account (authority as delegate) → stake vault
+    STAKE_WITHDRAW = "stake_withdraw"  # stake vault → staker (after the unlock)
+    SLASH = "slash"  # stake vault → treasury (+ challenger)
+    REWARDS_CLAIM = "rewards_claim"  # rewards vault → staker
+
+
+#: kinds that spend from ``source``'s allowance (they count as reserved until confirmed)
+ALLOWANCE_KINDS: Final = (OutboxKind.PAYOUT, OutboxKind.STAKE_DEPOSIT)
 
 
 @dataclass(frozen=True)
@@ -126,10 +137,11 @@ class OutboxRepo:
         return [_row(r) for r in rows]
 
     def unconfirmed_for(self, source: str) -> int:
-        """Base units still owed from ``source``'s account by unconfirmed payouts."""
+        """Base units still owed from ``source``'s account by unconfirmed payouts and stake
+        deposits (both spend its allowance)."""
         rows = self.conn.execute(select(t.settlement_outbox.c.legs).where(
             t.settlement_outbox.c.client == source,
-            t.settlement_outbox.c.kind == OutboxKind.PAYOUT.value,
+            t.settlement_outbox.c.kind.in_([k.value for k in ALLOWANCE_KINDS]),
             t.settlement_outbox.c.status != OutboxStatus.CONFIRMED.value))
         return sum(int(a) for r in rows for _d, a, _acct in json.loads(r.legs))
 

@@ -15,10 +15,11 @@ from nosgrid.core import reputation as rep_rules
 from nosgrid.core import staking, tokenomics
 from nosgrid.core.errors import NodeNotFound
 from nosgrid.core.jobs.state import Job, payout
-from nosgrid.core.ledger import REWARDS_POOL
+from nosgrid.core.ledger import REWARDS_POOL, wallet
 from nosgrid.core.markets import MarketParams, NodeCandidate
 from nosgrid.core.slashing import Evidence, Offence, SlashNode, may_take_jobs, must_leave_market
 from nosgrid.core.slashing import slash as slash_rule
+from nosgrid.settlement.backend import settlement_of
 from nosgrid.store.db import UnitOfWork
 
 
@@ -27,8 +28,13 @@ def stake_command(uow: UnitOfWork, cmd: staking.StakeCommand) -> staking.StakeRe
     res = staking.handle(uow.economics.pool(), uow.economics.stake(cmd.owner), cmd)
     if res.postings:
         kind = "stake." + type(cmd).__name__.lower()
-        uow.ledger.append(kind, cmd.owner, cmd.now, res.postings,
-                          {"events": [e.name for e in res.events]})
+        settlement = settlement_of(uow)
+        spend = sum(p.amount for p in res.postings if p.src == wallet(cmd.owner))
+        if spend:
+            settlement.check_stake(uow, cmd.owner, spend)
+        entry = uow.ledger.append(kind, cmd.owner, cmd.now, res.postings,
+                                  {"events": [e.name for e in res.events]})
+        settlement.on_stake_entry(uow, entry)
     uow.economics.save_pool(res.pool)
     uow.economics.save_stake(res.account)
     return res
@@ -87,9 +93,10 @@ def slash_for(uow: UnitOfWork, job: Job, offence: Offence, now: int, *,
                     job_price=job.price_per_second * job.timeout, challenger=challenger)
     res = slash_rule(uow.economics.pool(), account, history, cmd)
     if res.postings:
-        uow.ledger.append("slash", node, now, res.postings,
-                          {"offence": str(offence), "job_id": job.id,
-                           "evidence": cmd.evidence.ref})
+        entry = uow.ledger.append("slash", node, now, res.postings,
+                                  {"offence": str(offence), "job_id": job.id,
+                                   "evidence": cmd.evidence.ref})
+        settlement_of(uow).on_stake_entry(uow, entry)
     uow.economics.save_offences(node, res.history)
     if uow.economics.stake(node) is not None or res.amount:
         uow.economics.save_pool(res.pool)
