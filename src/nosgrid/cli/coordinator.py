@@ -40,6 +40,10 @@ def start(
     anchor_every: Annotated[int, typer.Option(
         help="anchor the ledger head on chain every N entries (0: never)")] = 100,
     batch_size: Annotated[int, typer.Option(help="jobs per payout pass (batched txs)")] = 1,
+    heartbeat_timeout: Annotated[float, typer.Option(
+        min=1.0, help="a node silent this long is offline; its jobs are requeued")] = 30.0,
+    audit_window: Annotated[int, typer.Option(
+        min=1, help="seconds an auditable job's pay is held for an audit")] = 24 * 3600,
     log_level: str = "warning",
 ) -> None:
     """Start the coordinator (Ctrl-C stops it)."""
@@ -61,6 +65,7 @@ def start(
     config = dataclasses.replace(
         settings_from(db, data_dir, admin, faucet, settlement), solana_rpc_url=rpc_url,
         solana_commitment=commitment, solana_authority_keypair=authority_keypair,
-        anchor_every=anchor_every, settlement_batch_size=batch_size)
+        anchor_every=anchor_every, settlement_batch_size=batch_size,
+        heartbeat_timeout_s=heartbeat_timeout, audit_window_s=audit_window)
     app_ = create_app(config)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)

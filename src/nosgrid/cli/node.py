@@ -91,6 +91,9 @@ def start(
     state_dir: Path = typer.Option(None, "--state-dir", help="Agent state and job files."),
     keypair: Path = typer.Option(None, "--keypair", help="Node keypair (default: state dir)."),
     grace_s: float = typer.Option(30.0, "--grace", help="Seconds a job gets on SIGTERM."),
+    heartbeat_s: float = typer.Option(10.0, "--heartbeat", min=0.2,
+                                      help="Seconds between heartbeats (keep it well under "
+                                           "the coordinator's heartbeat timeout)."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Debug logging."),
     lying: bool = typer.Option(False, "--lying", hidden=True,
                                help="TEST ONLY: upload garbage instead of real outputs "
@@ -110,7 +113,8 @@ def start(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_node(url, kp, directory, market, stop, grace_s=grace_s, lying=lying)
+        await run_node(url, kp, directory, market, stop, grace_s=grace_s, lying=lying,
+                       heartbeat_s=heartbeat_s)
 
     asyncio.run(main())
 

@@ -26,6 +26,10 @@ from nosgrid.core.money import format_nos
 from nosgrid.sdk.client import Client
 from nosgrid.sdk.wallet import load_keypair, new_keypair, save_keypair
 
+#: a local marketplace's nodes are all newcomers (no eligible auditors): release held pay
+#: after a minute rather than a day
+LOCAL_AUDIT_WINDOW_S = 60
+
 DEFAULT_MARKET: dict[str, Any] = {
     "name": "cpu", "price_per_second": 1_000, "max_timeout": 3600, "fee_bps": 500,
     "min_cpu_cores": 1,
@@ -69,8 +73,11 @@ class Stack:
     """A coordinator process and N node-agent processes sharing one state directory."""
 
     def __init__(self, data_dir: Path, nodes: int, port: int, host: str = "127.0.0.1",
-                 settlement: str = "local", hf_endpoint: str | None = None) -> None:
+                 settlement: str = "local", hf_endpoint: str | None = None,
+                 heartbeat_timeout_s: float = 30.0) -> None:
         self.data_dir = data_dir
+        #: nodes heartbeat three times per timeout
+        self.heartbeat_timeout_s = heartbeat_timeout_s
         #: where nodes resolve model resources (``nosgrid up --model``: the local hub)
         self.hf_endpoint = hf_endpoint
         self.settlement = settlement
@@ -79,6 +86,7 @@ class Stack:
         self.url = f"http://{host}:{self.port}"
         self.host = host
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.node_procs: dict[int, subprocess.Popen[bytes]] = {}
         self.admin = _keypair(data_dir / "admin.json")
 
     def _spawn(self, args: list[str], log_name: str, *, module: str = "nosgrid.cli.main",
@@ -99,18 +107,36 @@ class Stack:
             extra = ["--settlement", "litesvm", "--db", str(db)]
         self._spawn(["coordinator", "start", "--data-dir", str(self.data_dir), "--host",
                      self.host, "--port", str(self.port), "--faucet", "--admin",
-                     str(self.admin.pubkey()), *extra], "coordinator.log")
+                     str(self.admin.pubkey()), "--heartbeat-timeout",
+                     str(self.heartbeat_timeout_s), "--audit-window", str(LOCAL_AUDIT_WINDOW_S),
+                     *extra], "coordinator.log")
         self.wait_healthy(wait_s)
         with Client(self.url, self.admin) as admin, contextlib.suppress(AlreadyExists):
             admin.create_market(DEFAULT_MARKET)
         for i in range(self.nodes):
             self.start_node(i)
 
+    def supervise(self) -> bool:
+        """Restart any node agent that died (it then reports the job it had in flight);
+        False once the coordinator itself is gone."""
+        coordinator = self.procs[0]
+        if coordinator.poll() is not None:
+            return False
+        for i, proc in list(self.node_procs.items()):
+            if proc.poll() is not None:
+                console.print(f"[yellow]node {i} exited ({proc.returncode}); restarting it[/]")
+                self.procs.remove(proc)
+                self.start_node(i)
+        return True
+
     def start_node(self, i: int) -> subprocess.Popen[bytes]:
         env = {**os.environ, "HF_ENDPOINT": self.hf_endpoint} if self.hf_endpoint else None
-        return self._spawn(["node", "start", "--coordinator", self.url, "--market", "cpu",
-                            "--state-dir", str(self.data_dir / "nodes" / str(i))],
+        proc = self._spawn(["node", "start", "--coordinator", self.url, "--market", "cpu",
+                            "--state-dir", str(self.data_dir / "nodes" / str(i)),
+                            "--heartbeat", str(self.heartbeat_timeout_s / 3)],
                            f"node-{i}.log", env=env)
+        self.node_procs[i] = proc
+        return proc
 
     def start_model_hub(self, wait_s: float = 30.0) -> str:
         """Serve the packaged models as an HF hub on 127.0.0.1; nodes started after use it."""
@@ -172,12 +198,15 @@ def up(
     model: Annotated[str | None, typer.Option(
         "--model", help="also deploy a packaged model (smollm2) behind the OpenAI-compatible "
         "gateway and print a snippet to call it")] = None,
+    heartbeat_timeout: Annotated[float, typer.Option(
+        min=1.0, help="seconds of silence before a node's jobs are requeued")] = 30.0,
 ) -> None:
     """Start a local marketplace: coordinator, faucet, `cpu` market and N nodes."""
     if settlement not in ("local", "litesvm"):
         raise typer.BadParameter("use local or litesvm", param_hint="--settlement")
     data = data_dir or default_data_dir() / "up"
-    stack = Stack(data, nodes, port, settlement=settlement)
+    stack = Stack(data, nodes, port, settlement=settlement,
+                  heartbeat_timeout_s=heartbeat_timeout)
     try:
         if model is not None:
             from nosgrid.cli.gateway import check_model
@@ -198,9 +227,9 @@ def up(
                       + ("  nosgrid wallet approve 50\n" if settlement == "litesvm" else "")
                       + "  nosgrid job post examples/jobs/batch-hello.json --market cpu --wait\n"
                       "Ctrl-C stops everything.")
-        while all(p.poll() is None for p in stack.procs):
+        while stack.supervise():
             time.sleep(0.5)
-        console.print("[red]a process exited; stopping[/] (see logs in "
+        console.print("[red]the coordinator exited; stopping[/] (see logs in "
                       f"{data / 'logs'})")
     except KeyboardInterrupt:
         console.print("stopping…")

@@ -35,7 +35,10 @@ from nosgrid.sdk.wallet import load_keypair, sign_headers
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8700"
-TERMINAL_STATES = frozenset({"settled", "completed", "failed", "timed_out", "cancelled"})
+#: states in which the client has its answer; "verifying"/"disputed": the result is in and
+#: the node's pay is held for an audit (docs/verification.md), the client need not wait
+TERMINAL_STATES = frozenset({"settled", "completed", "failed", "timed_out", "cancelled",
+                             "verifying", "disputed"})
 
 
 def default_url() -> str:
@@ -173,7 +176,7 @@ class AsyncClient:
 
     async def wait(self, job_id: str, *, poll_s: float = 0.5,
                    timeout_s: float | None = None) -> dict[str, Any]:
-        """Poll until the job reaches a final state; returns the job."""
+        """Poll until the job has its outcome (see ``TERMINAL_STATES``); returns the job."""
         loop = asyncio.get_running_loop()
         end = None if timeout_s is None else loop.time() + timeout_s
         while True:
