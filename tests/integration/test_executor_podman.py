@@ -147,7 +147,6 @@ async def test_deadline_kills_the_job(
     assert result.status == "timed_out"
     assert result.exit_code is None
     assert "deadline" in result.reason
-    assert result.duration_s < 10
     assert result.name not in podman_names(runtime.state_dir)
 
 
