@@ -7,8 +7,10 @@ BIN    := $(VENV)/bin
 STAMP_SYS  := $(VENV)/.system-packages
 STAMP_VENV := $(VENV)/.installed
 # What the tests and the demo need from Debian: Podman with runc (crun fails on hybrid
-# cgroups here), busybox-static and debootstrap to build images without a registry.
-SYSTEM_PACKAGES := podman runc busybox-static debootstrap python3-venv iproute2 ca-certificates
+# cgroups here), busybox-static and debootstrap to build images without a registry, procps
+# (pgrep, in the e2e tests) and libgomp1 (copied into the llama.cpp image).
+SYSTEM_PACKAGES := podman runc busybox-static debootstrap python3-venv iproute2 ca-certificates \
+	procps libgomp1
 PYTEST_ARGS ?=
 
 .PHONY: run test lint unit bench system venv images clean
