@@ -20,8 +20,8 @@ from typing import Any
 
 from nosgrid.cli.up import Stack, _keypair
 from nosgrid.node.executor import BUSYBOX_IMAGE, ContainerSpec, PodmanRuntime
+from nosgrid.node.executor.args import run_args
 from nosgrid.node.executor.images import build_test_images
-from nosgrid.node.executor.podman import run_args
 from nosgrid.sdk import Client
 
 ROUNDS = 5

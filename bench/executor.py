@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from nosgrid.node.executor import BUSYBOX_IMAGE, ContainerSpec, PodmanRuntime
+from nosgrid.node.executor.args import run_args
 from nosgrid.node.executor.images import build_test_images
-from nosgrid.node.executor.podman import run_args
 
 ROUNDS = 5
 JOB = ("sh", "-c", "echo start; sleep 1; echo end")

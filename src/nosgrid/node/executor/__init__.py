@@ -9,6 +9,7 @@ Example::
                                              argv=("echo", "hi")), deadline_s=30)
 """
 
+from nosgrid.node.executor.args import EXECUTOR_LABEL
 from nosgrid.node.executor.base import (
     ContainerHandle,
     ContainerResult,
@@ -25,7 +26,7 @@ from nosgrid.node.executor.base import (
     VolumeMount,
 )
 from nosgrid.node.executor.images import BUSYBOX_IMAGE, PYTHON_IMAGE, build_test_images
-from nosgrid.node.executor.podman import EXECUTOR_LABEL, PodmanContainer, PodmanRuntime
+from nosgrid.node.executor.podman import PodmanContainer, PodmanRuntime
 from nosgrid.node.executor.seccomp import strict_profile, write_strict_profile
 
 __all__ = [

@@ -7,7 +7,8 @@ Example::
     outcome = await JobRunner(runtime, work_root).run("job1", defn, timeout_s=600)
 """
 
-from nosgrid.node.runner.job import JobLogSink, JobOutcome, JobRunner, OpOutcome, OutputFile
+from nosgrid.node.runner.job import JobLogSink, JobRunner
+from nosgrid.node.runner.outcome import JobOutcome, OpOutcome, OutputFile
 from nosgrid.node.runner.plan import (
     POD_HOST,
     PortPlan,

@@ -11,12 +11,10 @@ import math
 import os
 import shutil
 import socket
-import stat
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -37,6 +35,13 @@ from nosgrid.core.jobs.spec import (
 from nosgrid.integrations.huggingface import HFCache, ResourceError, prepare_hf_resource
 from nosgrid.node.executor import ContainerResult, PodmanContainer, PodmanRuntime
 from nosgrid.node.executor.base import ContainerSpecInvalid, PodmanUnavailable
+from nosgrid.node.runner.outcome import (
+    Fault,
+    JobOutcome,
+    OpOutcome,
+    OutputFile,
+    collect_outputs,
+)
 from nosgrid.node.runner.plan import (
     JOB_LABEL,
     HealthCheck,
@@ -58,52 +63,6 @@ BlobFetcher = Callable[[str], Awaitable[bytes]]
 #: ``on_service(op_id, {container_port: "http://127.0.0.1:HOST_PORT"}, healthy)``: an op's
 #: exposed ports passed their health checks (startup success) or flipped ONLINE/OFFLINE
 ServiceSink = Callable[[str, dict[str, str], bool], None]
-OpStatus = Literal["finished", "failed", "stopped", "skipped"]
-JobStatus = Literal["completed", "failed", "timed_out", "aborted"]
-Fault = Literal["client", "node"]
-
-
-@dataclass
-class OpOutcome:
-    """How one op ended."""
-
-    op_id: str
-    status: OpStatus = "skipped"
-    exit_code: int | None = None
-    reason: str = ""
-    fault: Fault | None = None
-    restarts: int = 0
-    results: dict[str, ResultValue] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    """A file the job left under an output dir: its path in the container and on the host."""
-
-    path: str
-    host_path: Path
-    size: int
-
-
-@dataclass
-class JobOutcome:
-    """The whole job's end, ready to report (``finish`` when ``status == "completed"``)."""
-
-    status: JobStatus
-    reason: str = ""
-    fault: Fault | None = None
-    exit_code: int = 0
-    seconds_used: int = 0
-    ops: list[OpOutcome] = field(default_factory=list)
-    outputs: list[OutputFile] = field(default_factory=list)
-    outputs_truncated: bool = False
-
-    @property
-    def results(self) -> dict[str, dict[str, ResultValue]]:
-        """``{op_id: {name: value}}`` for the ops that declared ``results``."""
-        return {op.op_id: op.results for op in self.ops if op.results}
-
-
 class _OpRun:
     def __init__(self, index: int, op: RunOperation | CreateVolumeOperation, host: str) -> None:
         self.index = index
@@ -232,7 +191,7 @@ class JobRunner:
             outcome.ops = [r.outcome for r in self._ops]
             if outcome.status == "completed":
                 outcome.outputs, outcome.outputs_truncated = await asyncio.to_thread(
-                    _collect_outputs, outputs, self.limits.output_limit_bytes
+                    collect_outputs, outputs, self.limits.output_limit_bytes
                 )
             # nothing ran (a resource or image was missing): the client pays for nothing
             outcome.seconds_used = _secs(started) if self._billable else 0
@@ -608,30 +567,6 @@ class JobRunner:
             host.chmod(0o444)
             mounts[blob.path] = host
         return mounts
-
-
-def _collect_outputs(dirs: dict[str, Path], limit: int) -> tuple[list[OutputFile], bool]:
-    """Regular files under the output dirs (symlinks never followed), up to ``limit`` bytes."""
-    files: list[OutputFile] = []
-    total, truncated = 0, False
-    for target, root in dirs.items():
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames.sort()
-            for name in sorted(filenames):
-                path = Path(dirpath) / name
-                try:
-                    st = path.lstat()
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                if total + st.st_size > limit:
-                    truncated = True
-                    continue
-                total += st.st_size
-                rel = path.relative_to(root).as_posix()
-                files.append(OutputFile(f"{target.rstrip('/')}/{rel}", path, st.st_size))
-    return files, truncated
 
 
 def _free_port() -> int:
