@@ -18,7 +18,7 @@ from solders.keypair import Keypair
 from nosgrid.node.agent import RESTART_REASON, SHUTDOWN_REASON, Agent
 from nosgrid.node.executor import BUSYBOX_IMAGE, PodmanRuntime
 from nosgrid.node.executor.config import podman_env
-from nosgrid.node.runner.plan import JOB_LABEL
+from nosgrid.node.runner.plan import FLOW_LABEL, JOB_LABEL, flow_id
 from nosgrid.node.state import AgentState, InFlightJob, StateFile
 from nosgrid.sdk.client import AsyncClient
 
@@ -150,13 +150,18 @@ async def test_restart_reports_in_flight_job_and_removes_leftovers(
     taken = await first.client.poll(wait=1)
     assert taken["job"]["id"] == job_id
     await first.client.start_job(job_id)
-    # a container left behind by the "crashed" agent
-    leftover = f"nosgrid-{job_id}-0"
-    subprocess.run(
-        ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "run", "-d", "--rm",
-         "--name", leftover, "--network", "none", "--label", f"{JOB_LABEL}={job_id}",
-         "--label", "nosgrid.executor=1", busybox_image, "sleep", "60"],
-        check=True, capture_output=True, env=podman_env(first.state_dir / "executor"))
+    # containers left behind by the "crashed" agent: one it had recorded, one it had not yet
+    # recorded (found by its flow label); and a later run of the same job by another node on
+    # this host (attempt 2), which the recovery must leave alone
+    flow = flow_id(job_id, 1)
+    leftover, unrecorded, other = f"{flow}-0", f"{flow}-1", f"{flow_id(job_id, 2)}-0"
+    for name, run_flow in ((leftover, flow), (unrecorded, flow), (other, flow_id(job_id, 2))):
+        subprocess.run(
+            ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "run", "-d", "--rm",
+             "--name", name, "--network", "none", "--label", f"{JOB_LABEL}={job_id}",
+             "--label", f"{FLOW_LABEL}={run_flow}", "--label", "nosgrid.executor=1",
+             busybox_image, "sleep", "60"],
+            check=True, capture_output=True, env=podman_env(first.state_dir / "executor"))
     StateFile(first.state_dir).save(AgentState(in_flight=InFlightJob(job_id, 0.0, (leftover,))))
     await first.client.aclose()
 
@@ -169,8 +174,49 @@ async def test_restart_reports_in_flight_job_and_removes_leftovers(
     await again.close()
     assert done["state"] == "settled" and done["fault"] == "node"
     assert done["reason"] == RESTART_REASON
-    assert leftover not in podman_names(again.state_dir / "executor")
+    names = podman_names(again.state_dir / "executor")
+    assert leftover not in names and unrecorded not in names
+    assert other in names
+    subprocess.run(["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "rm", "-f",
+                    "-t", "0", other],
+                   capture_output=True, env=podman_env(again.state_dir / "executor"))
     assert StateFile(again.state_dir).load().in_flight is None
+
+
+async def test_requeued_job_runs_beside_the_dead_runs_container(
+    market: Market, tmp_path: Path, busybox_image: str
+) -> None:
+    """Two nodes on one host (a local marketplace): the first dies mid-job and its container
+    lives on; the job is requeued to the second, whose run must not collide with it."""
+    m = market
+    job_id = await post(m, busybox_job("echo second run > /outputs/o.txt"))
+    dead = NodeUnderTest(m, tmp_path)
+    await dead.agent.register()
+    assert (await dead.client.poll(wait=1))["job"]["id"] == job_id
+    await dead.client.start_job(job_id)
+    orphan = f"{flow_id(job_id, 1)}-0"
+    executor_dir = dead.state_dir / "executor"
+    subprocess.run(
+        ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "run", "-d", "--rm",
+         "--name", orphan, "--network", "none", "--label", f"{JOB_LABEL}={job_id}",
+         "--label", f"{FLOW_LABEL}={flow_id(job_id, 1)}", "--label", "nosgrid.executor=1",
+         busybox_image, "sleep", "60"],
+        check=True, capture_output=True, env=podman_env(executor_dir))
+    await dead.client.aclose()
+    m.clock.t += m.coord.settings.heartbeat_timeout_s + 1
+    assert m.coord.maintenance()["requeued_or_refunded"] == 1
+
+    second = NodeUnderTest(m, tmp_path)  # same state dir: the same Podman storage
+    second.start()
+    try:
+        done = await m.alice.wait(job_id, poll_s=0.2, timeout_s=60)
+    finally:
+        await second.close()
+    assert done["state"] == "settled" and done["fault"] is None, done
+    assert done["attempts"] == 2 and done["node"] == str(second.client.keypair.pubkey())
+    assert orphan in podman_names(executor_dir)  # the other run's container: not ours to touch
+    subprocess.run(["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "rm", "-f",
+                    "-t", "0", orphan], capture_output=True, env=podman_env(executor_dir))
 
 
 async def test_stop_hands_the_job_back(market: Market, tmp_path: Path,

@@ -43,7 +43,8 @@ def test_container_spec_follows_nosana_argv_rules(tmp_path: Path) -> None:
     assert spec.name == "nosgrid-j1-2" and spec.pod == "p"
     assert spec.volumes[0].volume == "nosgrid-j1-cache"
     assert spec.gpus == ("nvidia.com/gpu=all",)
-    assert spec.labels == {"nosgrid.job": "j1"} and spec.ports == {8000: 18000}
+    assert spec.labels == {"nosgrid.job": "j1", "nosgrid.flow": "nosgrid-j1"}
+    assert spec.ports == {8000: 18000}
     assert spec.mounts[0].target == "/outputs" and not spec.mounts[0].read_only
 
 
@@ -69,6 +70,8 @@ def test_restart_limits() -> None:
 
 
 def test_names() -> None:
-    assert flow_id("a/b c") == "nosgrid-a-b-c"
+    # one flow per assignment: a requeued job's containers never share the dead run's names
+    assert flow_id("a/b c") == "nosgrid-a-b-c-a1"
+    assert flow_id("j", 2) == "nosgrid-j-a2" != flow_id("j", 1)
     assert op_host("f", 1, in_pod=True) == "127.0.0.1"
     assert json.loads(EXAMPLE.read_text())["meta"]["nosgrid"]["network"] == "job"

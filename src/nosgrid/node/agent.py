@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -25,13 +26,15 @@ from nosgrid.core.errors import (
     Unavailable,
 )
 from nosgrid.core.jobs.load import load_job_definition
+from nosgrid.core.jobs.plan import volume_name
+from nosgrid.core.jobs.spec import CreateVolumeOperation
 from nosgrid.core.markets import HardwareReport
 from nosgrid.integrations.huggingface import HFCache
 from nosgrid.node.benchmark import run_benchmark
 from nosgrid.node.executor import PodmanRuntime
 from nosgrid.node.hardware import probe_hardware
 from nosgrid.node.runner import JobOutcome, JobRunner, RunnerLimits, flow_id, pod_name
-from nosgrid.node.runner.plan import JOB_LABEL
+from nosgrid.node.runner.plan import FLOW_LABEL
 from nosgrid.node.state import AgentState, InFlightJob, StateFile
 from nosgrid.sdk.client import AsyncClient
 
@@ -227,12 +230,14 @@ class Agent:
         self.state.save(AgentState(node_id=self.node_id))
 
     async def _remove_leftovers(self, job: InFlightJob) -> None:
+        # only this run's flow: another node on the same host may run the requeued job now
+        flow = flow_id(job.job_id, job.attempt)
         names = set(job.containers)
         with contextlib.suppress(NosgridError):
-            names |= set(await self.runtime.list_containers(label=f"{JOB_LABEL}={job.job_id}"))
+            names |= set(await self.runtime.list_containers(label=f"{FLOW_LABEL}={flow}"))
         for name in sorted(names):
             await self.runtime.remove(name)
-        await self.runtime.remove_pod(job.pod or pod_name(flow_id(job.job_id)))
+        await self.runtime.remove_pod(job.pod or pod_name(flow))
         for volume in job.volumes:
             await self.runtime.remove_volume(volume)
 
@@ -328,11 +333,12 @@ class Agent:
             await self._retry(lambda: self.client.fail_job(job_id, reason=reason, fault="client"))
             return
         started = time.time()
-        in_flight = InFlightJob(job_id, started, pod=pod_name(flow_id(job_id)),
-                                volumes=tuple(f"{flow_id(job_id)}-{op.args.name}"
-                                              for op in defn.ops if op.type ==
-                                              "container/create-volume"
-                                              and hasattr(op.args, "name")))
+        attempt = int(view.get("attempts") or 1)
+        flow = flow_id(job_id, attempt)
+        in_flight = InFlightJob(job_id, started, pod=pod_name(flow), attempt=attempt,
+                                volumes=tuple(volume_name(flow, op.args.name)
+                                              for op in defn.ops
+                                              if isinstance(op, CreateVolumeOperation)))
         self.state.save(AgentState(node_id=self.node_id, in_flight=in_flight))
         try:
             await self._retry(lambda: self.client.start_job(job_id))
@@ -347,8 +353,7 @@ class Agent:
 
         def containers_changed(names: list[str]) -> None:
             nonlocal in_flight
-            in_flight = InFlightJob(job_id, started, tuple(names), in_flight.volumes,
-                                    in_flight.pod)
+            in_flight = dataclasses.replace(in_flight, containers=tuple(names))
             self.state.save(AgentState(node_id=self.node_id, in_flight=in_flight))
 
         runner = JobRunner(self.runtime, self.state_dir / "jobs", on_log=pusher.add,
@@ -359,7 +364,8 @@ class Agent:
         cancelled = asyncio.Event()
         watch = asyncio.create_task(self._watch(job_id, abort, cancelled))
         try:
-            outcome = await runner.run(job_id, defn, timeout_s=timeout_s, abort=abort)
+            outcome = await runner.run(job_id, defn, timeout_s=timeout_s, abort=abort,
+                                       attempt=attempt)
         except Exception as exc:  # a bug of ours must not strand the job: hand it back
             log.exception("job runner crashed", extra={"job": job_id})
             outcome = JobOutcome("failed", f"the node's runner failed: {exc!r}"[:2000], "node",
@@ -375,7 +381,7 @@ class Agent:
             else:  # the last log lines travel with the report: one request, one transaction
                 await self._report(job_id, outcome, await pusher.tail())
         finally:
-            runner.discard(job_id)
+            runner.discard(job_id, attempt)
             self.state.save(AgentState(node_id=self.node_id))
             self.jobs_done += 1
 

@@ -20,7 +20,7 @@ class InFlightJob:
 
     Example::
 
-        InFlightJob(job_id="j1", started_at=1700000000.0, containers=("j1-0",))
+        InFlightJob(job_id="j1", started_at=1700000000.0, containers=("j1-0",), attempt=2)
     """
 
     job_id: str
@@ -28,6 +28,7 @@ class InFlightJob:
     containers: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     pod: str | None = None
+    attempt: int = 1  # the job's assignment count: names the run's flow
 
 
 @dataclass
@@ -58,6 +59,7 @@ class AgentState:
                 "containers": list(job.containers),
                 "volumes": list(job.volumes),
                 "pod": job.pod,
+                "attempt": job.attempt,
             },
             "extra": self.extra,
         }
@@ -73,6 +75,7 @@ class AgentState:
                 containers=tuple(str(c) for c in raw.get("containers") or ()),
                 volumes=tuple(str(v) for v in raw.get("volumes") or ()),
                 pod=raw.get("pod") if isinstance(raw.get("pod"), str) else None,
+                attempt=raw["attempt"] if isinstance(raw.get("attempt"), int) else 1,
             )
         node_id = data.get("node_id")
         extra = data.get("extra")

@@ -43,6 +43,7 @@ from nosgrid.node.runner.outcome import (
     collect_outputs,
 )
 from nosgrid.node.runner.plan import (
+    FLOW_LABEL,
     JOB_LABEL,
     HealthCheck,
     PortPlan,
@@ -128,14 +129,17 @@ class JobRunner:
         *,
         timeout_s: float,
         abort: asyncio.Event | None = None,
+        attempt: int = 1,
     ) -> JobOutcome:
         """Run ``defn`` until it ends, ``timeout_s`` passes (killed, ``timed_out``) or ``abort``.
 
-        Never raises for what the job does; cleans up containers, pod, volumes and files.
+        ``attempt`` is the job's assignment count: each assignment is its own flow (names,
+        labels, files). Never raises for what the job does; cleans up containers, pod,
+        volumes and files.
         """
         started = time.monotonic()
         meta = (defn.meta.nosgrid if defn.meta else None) or NosgridMeta()
-        flow = flow_id(job_id)
+        flow = flow_id(job_id, attempt)
         in_pod = meta.network == "job"
         pod = pod_name(flow) if in_pod else None
         job_dir = self.work_root / flow
@@ -157,7 +161,8 @@ class JobRunner:
                 outputs = self._make_output_dirs(job_dir, meta)
                 inputs = await self._fetch_inputs(job_dir, meta)
                 if pod is not None:
-                    await self.runtime.create_pod(pod, labels={JOB_LABEL: job_id})
+                    await self.runtime.create_pod(pod, labels={JOB_LABEL: job_id,
+                                                                FLOW_LABEL: flow})
             except (NosgridError, OSError) as exc:
                 return JobOutcome("failed", f"could not prepare the job: {exc}", "node",
                                   exit_code=1, seconds_used=_secs(started))
@@ -197,11 +202,11 @@ class JobRunner:
             outcome.seconds_used = _secs(started) if self._billable else 0
             return outcome
         finally:
-            await asyncio.shield(self._cleanup(job_id, pod, volumes, thorough=thorough))
+            await asyncio.shield(self._cleanup(flow, pod, volumes, thorough=thorough))
             self.release_resources()
             await self._http.aclose()
 
-    async def _cleanup(self, job_id: str, pod: str | None, volumes: list[str], *,
+    async def _cleanup(self, flow: str, pod: str | None, volumes: list[str], *,
                        thorough: bool = True) -> None:
         if pod is not None:
             await self.runtime.remove_pod(pod)
@@ -210,7 +215,7 @@ class JobRunner:
         clean_looks = 0
         for _ in range(10):
             with contextlib.suppress(NosgridError):
-                names = await self.runtime.list_containers(label=f"{JOB_LABEL}={job_id}")
+                names = await self.runtime.list_containers(label=f"{FLOW_LABEL}={flow}")
                 for name in names:
                     await self.runtime.remove(name)
                 clean_looks = 0 if names else clean_looks + 1
@@ -220,9 +225,9 @@ class JobRunner:
         for volume in volumes:
             await self.runtime.remove_volume(volume)
 
-    def discard(self, job_id: str) -> None:
-        """Delete the job's host files (outputs included) once they have been uploaded."""
-        shutil.rmtree(self.work_root / flow_id(job_id), ignore_errors=True)
+    def discard(self, job_id: str, attempt: int = 1) -> None:
+        """Delete the run's host files (outputs included) once they have been uploaded."""
+        shutil.rmtree(self.work_root / flow_id(job_id, attempt), ignore_errors=True)
 
     # -------------------------------------------------------------------- groups
 
@@ -296,7 +301,8 @@ class JobRunner:
                 name = volume_name(flow, op.args.name)
                 try:
                     await self.runtime.create_volume(
-                        name, labels={JOB_LABEL: job_id}, options={"o": "uid=1000,gid=1000"}
+                        name, labels={JOB_LABEL: job_id, FLOW_LABEL: flow},
+                        options={"o": "uid=1000,gid=1000"},
                     )
                 except NosgridError as exc:
                     self._op_failed(run, f"could not create volume {name}: {exc}", "node")

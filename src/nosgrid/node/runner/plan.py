@@ -25,6 +25,7 @@ DEFAULT_MAX_RESTARTS: Final = 3
 POD_HOST: Final = "127.0.0.1"
 DEFAULT_WORK_DIR: Final = "/work"
 JOB_LABEL: Final = "nosgrid.job"
+FLOW_LABEL: Final = "nosgrid.flow"  # one assignment of a job: what cleanup removes
 
 HealthCheck = HttpHealthCheck | WebSocketHealthCheck
 
@@ -58,13 +59,17 @@ class PortPlan:
     checks: tuple[HealthCheck, ...] = ()
 
 
-def flow_id(job_id: str) -> str:
-    """The job's flow id: a safe container-name prefix.
+def flow_id(job_id: str, attempt: int = 1) -> str:
+    """The flow id of one assignment of a job: a safe container-name prefix.
 
-    >>> flow_id("ab12")
-    'nosgrid-ab12'
+    It carries the attempt, so a job requeued after its node vanished never collides with
+    the dead run's containers, volumes or files: on a host shared by several nodes (a local
+    marketplace) those may still exist until the restarted agent removes them.
+
+    >>> flow_id("ab12"), flow_id("a/b", attempt=2)
+    ('nosgrid-ab12-a1', 'nosgrid-a-b-a2')
     """
-    return "nosgrid-" + re.sub(r"[^A-Za-z0-9_.-]", "-", job_id)[:80]
+    return f"nosgrid-{re.sub(r'[^A-Za-z0-9_.-]', '-', job_id)[:80]}-a{max(1, attempt)}"
 
 
 def pod_name(flow: str) -> str:
@@ -167,6 +172,6 @@ def container_spec(
         pod=pod,
         ports=dict(ports),
         log_limit_bytes=limits.log_limit_bytes,
-        labels={JOB_LABEL: job_id},
+        labels={JOB_LABEL: job_id, FLOW_LABEL: flow},
         name=container_name(flow, index),
     )
