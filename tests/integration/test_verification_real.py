@@ -25,7 +25,7 @@ from solders.keypair import Keypair
 from nosgrid.coordinator.app import create_app
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
-from nosgrid.core.errors import Forbidden
+from nosgrid.core.errors import Forbidden, InsufficientFunds, InvalidJobSpec
 from nosgrid.node.agent import Agent
 from nosgrid.node.executor import BUSYBOX_IMAGE, PodmanRuntime
 from nosgrid.sdk.client import AsyncClient
@@ -253,6 +253,143 @@ async def test_unsampled_job_is_released_when_the_window_closes(tmp_path: Path) 
     finally:
         for c in g.clients:
             await c.aclose()
+
+
+# --------------------------------------------------------------------- client-paid replicas
+
+
+def replicated(k: int, mode: str = "deterministic") -> dict[str, Any]:
+    body = spec(mode)
+    body["meta"]["nosgrid"]["replicas"] = k
+    return body
+
+
+@pytest_asyncio.fixture
+async def unsampled(tmp_path: Path) -> AsyncIterator[Grid]:
+    """Sampling off: only the replicas a client asks for are run."""
+    g = await make_grid(tmp_path, Clock(), audit_rate_bps=0)
+    yield g
+    for c in g.clients:
+        await c.aclose()
+
+
+async def test_replicas_run_on_distinct_nodes_and_the_client_pays_each(unsampled: Grid
+                                                                       ) -> None:
+    g = unsampled
+    n1 = await node(g)
+    before = (await g.alice.balance())["balance"]
+    job = await g.alice.post_job(spec=replicated(3), market="cpu", timeout=60)
+    # the deposit for three runs is reserved at once: 3 × 1000/s × 60 s
+    assert before - (await g.alice.balance())["balance"] == 3 * 60_000
+    await run(n1, b"42\n")
+    others = [await node(g), await node(g), await node(g)]
+    g.coord.maintenance()
+    v = await g.verification(job["id"])
+    assert v["replicas"] == 3 and v["rate_bps"] == 10_000 and v["status"] == "auditing"
+    runners = {r["node"] for r in v["runs"]}
+    assert len(v["runs"]) == 2 and len(runners) == 2 and me(n1) not in runners
+    for n in others:
+        if me(n) in runners:
+            held = await run(n, b"42\n")
+            assert held["state"] == "verifying"  # a replica is held like any verified job
+    g.coord.maintenance()
+    v = await g.verification(job["id"])
+    assert v["status"] == "passed" and sorted(v["auditors"]) == sorted(runners)
+    # each run billed 1 s (the fake clock): 1000 gross, 5% fee, no audit fee
+    assert (await n1.balance())["balance"] == 950
+    for n in others:
+        assert (await n.balance())["balance"] == (950 if me(n) in runners else 0)
+    assert before - (await g.alice.balance())["balance"] == 3 * 1000
+    summary = await g.alice.request("GET", "/v1/verification/summary")
+    assert summary["audit_pool"] == 0  # the pool paid for nothing
+    await g.ledger_ok()
+
+
+async def test_a_replica_that_disagrees_is_disputed_and_unpaid(unsampled: Grid) -> None:
+    g = unsampled
+    n1 = await node(g)
+    before = (await g.alice.balance())["balance"]
+    job = await g.alice.post_job(spec=replicated(2), market="cpu", timeout=60)
+    await run(n1, b"42\n")
+    others = [await node(g, stake="100"), await node(g, stake="100")]
+    g.coord.maintenance()
+    liar = await who_got_work(others)
+    await run(liar, b"lies")
+    g.coord.maintenance()  # mismatch: disputed, a tiebreak run on the other node
+    assert (await g.alice.job(job["id"]))["state"] == "disputed"
+    [tiebreaker] = [n for n in others if n is not liar]
+    await run(tiebreaker, b"42\n")
+    g.coord.maintenance()
+    v = await g.verification(job["id"])
+    assert v["verdict"] == "auditor_wrong" and v["slashed"] == [me(liar)]
+    # the node is paid its run, and as challenger half of the liar's slash
+    assert (await n1.balance())["balance"] == 950 + 25 * NOS
+    assert (await liar.balance())["balance"] == 0  # its replica was refunded to the client
+    # the client paid the node's run only (the tiebreak is the protocol's cost)
+    assert before - (await g.alice.balance())["balance"] == 1000
+    await g.ledger_ok()
+
+
+async def test_a_lying_node_is_outvoted_by_the_replicas(unsampled: Grid) -> None:
+    g = unsampled
+    liar = await node(g, stake="100")
+    before = (await g.alice.balance())["balance"]
+    job = await g.alice.post_job(spec=replicated(3), market="cpu", timeout=60)
+    await run(liar, b"lies")
+    honest = [await node(g), await node(g), await node(g)]
+    g.coord.maintenance()
+    v = await g.verification(job["id"])
+    replicas = [n for n in honest if me(n) in {r["node"] for r in v["runs"]}]
+    for n in replicas:
+        await run(n, b"42\n")
+    g.coord.maintenance()  # both replicas differ from the node: disputed, one tiebreak
+    [tiebreaker] = [n for n in honest if n not in replicas]
+    await run(tiebreaker, b"42\n")
+    g.coord.maintenance()
+    v = await g.verification(job["id"])
+    assert v["verdict"] == "node_wrong" and v["slashed"] == [me(liar)]
+    assert all(r["paid"] for r in v["runs"] if r["role"] == "audit")
+    assert (await liar.balance())["balance"] == 0
+    # the client paid the two honest replicas, not the lie
+    assert before - (await g.alice.balance())["balance"] == 2 * 1000
+    await g.ledger_ok()
+
+
+async def test_unused_replica_deposits_come_back(unsampled: Grid) -> None:
+    g = unsampled
+    before = (await g.alice.balance())["balance"]
+    job = await g.alice.post_job(spec=replicated(3), market="cpu", timeout=60)
+    await g.alice.cancel(job["id"])
+    assert (await g.alice.balance())["balance"] == before
+    # a job that fails is not compared: every reserved deposit but its own run's comes back
+    n1 = await node(g)
+    job = await g.alice.post_job(spec=replicated(2), market="cpu", timeout=60)
+    got = await n1.poll(wait=0)
+    await n1.start_job(got["job"]["id"])
+    await n1.fail_job(job["id"], reason="exit code 3", fault="client", seconds_used=1)
+    assert before - (await g.alice.balance())["balance"] == 1000
+    # nobody else to run the replica: once the window closes the node is paid, unaudited
+    job = await g.alice.post_job(spec=replicated(2), market="cpu", timeout=60)
+    await run(n1, b"42\n")
+    g.coord.maintenance()
+    assert (await g.verification(job["id"]))["status"] == "auditing"
+    g.clock.t += 601  # type: ignore[attr-defined]
+    g.coord.maintenance()
+    v = await g.verification(job["id"])
+    assert v["status"] == "released" and v["reason"] == "no auditor could run the job"
+    assert before - (await g.alice.balance())["balance"] == 2000
+    await g.ledger_ok()
+
+
+async def test_replicas_need_the_funds_for_every_run(unsampled: Grid) -> None:
+    poor = g_client = unsampled.client()
+    await g_client.faucet("0.1")
+    with pytest.raises(InsufficientFunds, match="× 3 replicas"):
+        await poor.post_job(spec=replicated(3), market="cpu", timeout=60)
+    assert (await poor.balance())["balance"] == 100_000
+    with pytest.raises(InvalidJobSpec, match="replicas > 1 needs verification"):
+        await poor.post_job(spec=replicated(2, "none"), market="cpu", timeout=60)
+    await unsampled.ledger_ok()
 
 
 # --------------------------------------------------------------------- the real path

@@ -28,7 +28,12 @@ def npy(values: list[float]) -> bytes:
 def test_spec_terms_defaults_and_garbage() -> None:
     assert spec_terms('{"meta": {"nosgrid": {"verification": "deterministic"}}}')[0] == \
         "deterministic"
-    assert spec_terms('{"meta": {"nosgrid": {"replicas": 3}}}') == ("none", Tolerance(), 3)
+    # replicas need something to compare, and stay within the limit
+    assert spec_terms('{"meta": {"nosgrid": {"replicas": 3}}}') == ("none", Tolerance(), 1)
+    assert spec_terms('{"meta": {"nosgrid": {"replicas": 3, "verification": "tolerance"}}}'
+                      ) == ("tolerance", Tolerance(), 3)
+    assert spec_terms('{"meta": {"nosgrid": {"replicas": 99, "verification": "tolerance"}}}'
+                      )[2] == 1
     assert spec_terms("not json")[0] == "none"
     assert spec_terms('{"meta": {"nosgrid": {"verification": "bogus"}}}')[0] == "none"
 

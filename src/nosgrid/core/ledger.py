@@ -13,6 +13,7 @@ Accounts (names are strings; the prefix says the kind):
 ``alloc:<name>``        genesis allocations (community, team, investors, reserve)
 ``wallet:<pubkey>``     a client's or node's spendable balance
 ``escrow:<job_id>``     a job's deposit while the job is open
+``replicas:<job_id>``   the deposits a client reserved for its job's redundant runs
 ``stake:<pubkey>``      a node's stake vault
 ``treasury``            the protocol's fee income
 ``rewards_pool``        emissions for providers (funded from the reserve)
@@ -69,6 +70,11 @@ def wallet(pubkey: str) -> str:
 def escrow(job_id: str) -> str:
     """The escrow account that holds one job's deposit."""
     return f"escrow:{job_id}"
+
+
+def replica_reserve(job_id: str) -> str:
+    """What a client reserved for the redundant runs of one job (``replicas`` > 1)."""
+    return f"replicas:{job_id}"
 
 
 def stake_vault(pubkey: str) -> str:

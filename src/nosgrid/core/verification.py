@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nosgrid.core.errors import Conflict, IllegalTransition, InvalidInput
-from nosgrid.core.jobs.state import Event, Job, JobState, Transition, can, payout
+from nosgrid.core.jobs.state import Event, Job, JobState, Transition, can, payout, settle
 from nosgrid.core.ledger import STAKERS_POOL, TREASURY, Posting, escrow, wallet
 from nosgrid.core.money import bps_of
 from nosgrid.core.slashing import Evidence, Offence, SlashNode
@@ -540,6 +540,29 @@ def release_held(job: Job, now: int, audit_fee_bps: int, *, audit_passed: bool =
     return Transition(new, (Event("JobSettled", job.id, now, {"held": True}),), postings)
 
 
+def settle_replica(run: Job, now: int, *, agrees: bool) -> Transition:
+    """Settle a held replica the client paid for, once the verdict is in.
+
+    A run whose outputs agree with the winning result is paid like any job (node, treasury,
+    stakers, the rest back to the client); one that disagrees is refunded to the client
+    whole and its runner gets nothing.
+
+    >>> from nosgrid.core.jobs.state import Job
+    >>> r = Job("r", "c", "m", "h", 10, 1_000, 100, 500, seconds_used=4, node="n",
+    ...         state=JobState.VERIFYING)
+    >>> [(p.dst, p.amount) for p in settle_replica(r, 9, agrees=True).postings]
+    [('wallet:n', 380), ('treasury', 20), ('wallet:c', 600)]
+    >>> [(p.dst, p.amount) for p in settle_replica(r, 9, agrees=False).postings]
+    [('wallet:c', 1000)]
+    """
+    if agrees:
+        return settle(run, now)
+    new = _advance(run, "settle", JobState.SETTLED)
+    postings = (Posting(escrow(run.id), wallet(run.client), run.deposit),) if run.deposit else ()
+    ev = Event("JobSettled", run.id, now, {"refund": run.deposit, "agrees": False})
+    return Transition(new, (ev,), postings)
+
+
 def open_dispute(job: Job, now: int, auditor: str) -> Transition:
     """verifying → disputed: the audit run's output differs from the node's."""
     new = _advance(job, "dispute", JobState.DISPUTED)
@@ -567,7 +590,8 @@ class DisputeSettlement:
 
 def settle_dispute(job: Job, outcome: DisputeOutcome, *, auditor: str,
                    tiebreakers: Sequence[str], verdict_entry_hash: str, now: int,
-                   audit_fee_bps: int, pool_balance: int) -> DisputeSettlement:
+                   audit_fee_bps: int, pool_balance: int,
+                   auditor_paid_by_client: bool = False) -> DisputeSettlement:
     """Settle a disputed job per the verdict (record the verdict entry first; cite its hash).
 
     * ``node_wrong``: full refund to the client; the node is slashed for ``wrong_result``
@@ -576,17 +600,20 @@ def settle_dispute(job: Job, outcome: DisputeOutcome, *, auditor: str,
       the challenger) and unpaid; the panel is paid.
     * ``inconclusive``: the node is paid, auditor and panel are paid, nobody is slashed.
 
-    Audit runs are paid the job's gross each, as far as ``pool_balance`` goes.
+    Audit runs are paid the job's gross each, as far as ``pool_balance`` goes; an auditor
+    whose run the client paid for (a replica) is paid from that run's own escrow instead
+    (``settle_replica``), so the pool pays only the panel.
     """
     if job.node is None:
         raise InvalidInput(f"job {job.id} has no node to settle")
     new = _advance(job, "settle", JobState.SETTLED)
     each = gross_pay(job)
+    pooled_auditor = [] if auditor_paid_by_client else [auditor]
     evidence = Evidence(journal_hash=verdict_entry_hash, job_id=job.id)
     slashes: tuple[SlashNode, ...] = ()
     if outcome.verdict is Verdict.NODE_WRONG:
         postings = [Posting(escrow(job.id), wallet(job.client), job.deposit)] if job.deposit else []
-        postings += _pay_runs([auditor, *tiebreakers], each, pool_balance)
+        postings += _pay_runs([*pooled_auditor, *tiebreakers], each, pool_balance)
         slashes = (SlashNode(job.node, Offence.WRONG_RESULT, evidence, now, each, auditor),)
     elif outcome.verdict is Verdict.AUDITOR_WRONG:
         postings = [*settle_postings(job, audit_fee_bps),
@@ -594,7 +621,7 @@ def settle_dispute(job: Job, outcome: DisputeOutcome, *, auditor: str,
         slashes = (SlashNode(auditor, Offence.WRONG_RESULT, evidence, now, each, job.node),)
     elif outcome.verdict is Verdict.INCONCLUSIVE:
         postings = [*settle_postings(job, audit_fee_bps),
-                    *_pay_runs([auditor, *tiebreakers], each, pool_balance)]
+                    *_pay_runs([*pooled_auditor, *tiebreakers], each, pool_balance)]
     else:
         raise InvalidInput("an agreed audit is settled with release_held, not as a dispute")
     ev = Event("AuditVerdictReached", job.id, now, {

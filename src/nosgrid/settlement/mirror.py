@@ -7,6 +7,7 @@ ledger account      on chain
 ==================  ===========================================================
 ``wallet:<pk>``     the part of ``pk``'s approved allowance not reserved by a job
 ``escrow:<job>``    a reservation: still in the client's token account
+``replicas:<job>``  the same, for the job's redundant runs
 ``treasury``        the treasury token account (+ payouts not yet confirmed)
 ``stakers_pool``    the rewards vault (+ payouts not yet confirmed)
 ``stake:<pk>``      ``pk``'s part of the stake vault (+ moves not yet confirmed)
@@ -36,6 +37,7 @@ from nosgrid.core.ledger import (
     JournalEntry,
     Posting,
     escrow,
+    replica_reserve,
     stake_vault,
     wallet,
 )
@@ -82,13 +84,14 @@ def open_mirror(uow: UnitOfWork, accounts: Mapping[str, str], baseline: Mapping[
 
 
 def open_escrows(uow: UnitOfWork, client: str) -> int:
-    """NOS reserved by ``client``'s jobs that have not settled."""
+    """NOS reserved by ``client``'s jobs that have not settled (escrows and the deposits
+    reserved for their redundant runs)."""
     ids = [r.id for r in uow.conn.execute(select(t.jobs.c.id).where(
         t.jobs.c.client == client, t.jobs.c.state != JobState.SETTLED.value))]
     if not ids:
         return 0
     total = uow.conn.execute(select(t.accounts.c.balance).where(
-        t.accounts.c.name.in_([escrow(i) for i in ids])))
+        t.accounts.c.name.in_([a for i in ids for a in (escrow(i), replica_reserve(i))])))
     return sum(int(b) for (b,) in total)
 
 

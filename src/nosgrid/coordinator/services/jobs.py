@@ -73,16 +73,20 @@ def post_job(
         if not uow.blobs.may_read(sha, client):
             raise InvalidInput(f"input blob {sha} is not uploaded by you; upload it first "
                                "(SDK: upload_blob)")
+    _mode, _tol, replicas = verification.spec_terms(spec_body)
     tr = rules.post(job_id=job_id or new_job_id(), client=client, market=market,
-                    spec_hash=spec_hash, timeout=timeout, max_price=max_price, now=now)
-    settlement_of(uow).check_post(uow, client, tr.job.deposit)
+                    spec_hash=spec_hash, timeout=timeout, max_price=max_price, now=now,
+                    replicas=replicas)
+    needed = tr.job.deposit * replicas
+    settlement_of(uow).check_post(uow, client, needed)
     have = uow.ledger.balance(wallet(client))
-    if have < tr.job.deposit:
+    if have < needed:
+        runs = f" × {replicas} replicas" if replicas > 1 else ""
         raise InsufficientFunds(
-            f"posting needs a deposit of {format_nos(tr.job.deposit)} NOS "
-            f"({format_nos(market.price_per_second)} NOS/s × {timeout}s) but the wallet holds "
-            f"{format_nos(have)} NOS; top up with `nosgrid faucet` or lower the timeout",
-            needed=tr.job.deposit, balance=have,
+            f"posting needs a deposit of {format_nos(needed)} NOS "
+            f"({format_nos(market.price_per_second)} NOS/s × {timeout}s{runs}) but the wallet "
+            f"holds {format_nos(have)} NOS; top up with `nosgrid faucet` or lower the timeout",
+            needed=needed, balance=have,
         )
     uow.jobs.put_spec(spec_hash, spec_body)
     return record(uow, tr, kind="job.posted", new=True)
@@ -177,6 +181,7 @@ def settle_job(uow: UnitOfWork, job: Job, now: int) -> Job:
         return run
     settled = record(uow, rules.settle(job, now), kind="job.settled")
     economics.on_settled(uow, settled, now)
+    verification.return_reserve(uow, settled, now)  # replicas that will never run
     return settled
 
 

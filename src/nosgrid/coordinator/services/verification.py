@@ -37,8 +37,9 @@ from nosgrid.core import reputation as rep_rules
 from nosgrid.core import verification as rules
 from nosgrid.core.errors import Forbidden
 from nosgrid.core.jobs import state as job_rules
+from nosgrid.core.jobs.meta import MAX_REPLICAS
 from nosgrid.core.jobs.state import Event, Job, JobState, Transition
-from nosgrid.core.ledger import Posting, escrow, wallet
+from nosgrid.core.ledger import Posting, escrow, replica_reserve, wallet
 from nosgrid.core.slashing import may_take_jobs
 from nosgrid.core.verification import (
     AUDIT_POOL,
@@ -64,6 +65,7 @@ RESULT_ENTRY: Final = "job.result"
 BEACON_ENTRY: Final = "verification.beacon"
 VERDICT_ENTRY: Final = "audit.verdict"
 RUN_SETTLED_ENTRY: Final = "audit.run.settled"
+RESERVE_RETURNED_ENTRY: Final = "job.replicas.returned"
 AUDITABLE: Final = ("deterministic", "tolerance")
 #: a run that ends without a result is retried on another node at most this often
 MAX_RUN_RETRIES: Final = 3
@@ -160,8 +162,9 @@ def spec_terms(spec_body: str | None) -> tuple[Mode, Tolerance, int]:
     if mode not in ("deterministic", "tolerance", "none"):
         mode = "none"
     tol = Tolerance.of(extra.get("abs_eps"), extra.get("rel_eps"))
-    replicas = extra.get("replicas") or 1
-    return cast(Mode, mode), tol, int(replicas) if isinstance(replicas, int) else 1
+    replicas = extra.get("replicas")
+    ok = isinstance(replicas, int) and 1 <= replicas <= MAX_REPLICAS and mode != "none"
+    return cast(Mode, mode), tol, int(cast(int, replicas)) if ok else 1
 
 
 def output_hashes(result: Mapping[str, Any]) -> dict[str, str]:
@@ -248,9 +251,12 @@ def after_completed(uow: UnitOfWork, job: Job, now: int) -> Job | None:
 def settle_run(uow: UnitOfWork, job: Job, now: int) -> Job | None:
     """Settle an audit or tiebreak run whatever way it ended (None: not a run).
 
-    Its escrow, funded by ``audit_pool``, goes back to the pool; the runner is paid from
-    the pool when the verdict is in. A client may not cancel a run of its own job (only
-    the verification service retires a run, e.g. one that went back to the queue).
+    A pool-funded run's escrow goes back to ``audit_pool``; its runner is paid from the
+    pool when the verdict is in. A client-paid replica that succeeded is held (its escrow
+    stays) until the verdict says whether its runner is paid; one without a result returns
+    its escrow to the job's ``replicas:`` reserve for the next try. A client may not cancel
+    a run of its own job (only the verification service retires a run, e.g. one that went
+    back to the queue).
     """
     run = run_of(uow, job.id)
     if run is None:
@@ -258,8 +264,12 @@ def settle_run(uow: UnitOfWork, job: Job, now: int) -> Job | None:
     if job.state is JobState.CANCELLED and not run.get("retired"):
         raise Forbidden(f"job {job.id} is a verification run of one of your jobs; it cannot "
                         "be cancelled")
+    client_paid = run.get("paid_by") == "client"
+    if client_paid and _succeeded(job) and job.state is JobState.COMPLETED:
+        return job_services.record(uow, rules.hold_for_audit(job, now), kind="job.held")
     held = uow.ledger.balance(escrow(job.id))
-    postings = (Posting(escrow(job.id), AUDIT_POOL, held),) if held else ()
+    back = replica_reserve(str(run["of"])) if client_paid else AUDIT_POOL
+    postings = (Posting(escrow(job.id), back, held),) if held else ()
     new = replace(job, state=JobState.SETTLED)
     tr = Transition(new, (Event("JobSettled", job.id, now, {"run": True}),), postings)
     return job_services.record(uow, tr, kind=RUN_SETTLED_ENTRY)
@@ -323,11 +333,13 @@ def _pick(uow: UnitOfWork, v: Mapping[str, Any], job: Job, now: int,
                                 exclude=excluded, purpose=purpose, min_stake=min_stake)
 
 
-def _spawn_run(uow: UnitOfWork, job: Job, node: str, role: str, now: int) -> Job:
+def _spawn_run(uow: UnitOfWork, job: Job, node: str, role: str, now: int, *,
+               client_paid: bool = False) -> Job:
     """Post a copy of ``job`` (same client, spec, timeout, deposit) assigned to ``node``.
 
     To the runner it is an ordinary job; its escrow comes from ``audit_pool`` as far as
-    the pool goes. The ``audit_run`` row is what marks it, and nodes never see it.
+    the pool goes, or, for a replica the client asked for, from the job's ``replicas:``
+    reserve. The ``audit_run`` row is what marks it, and nodes never see it.
     """
     market = uow.markets.get(job.market)
     run_id = job_services.new_job_id()
@@ -336,9 +348,11 @@ def _spawn_run(uow: UnitOfWork, job: Job, node: str, role: str, now: int) -> Job
                         now=now)
     run = replace(tr.job, deposit=job.deposit, price_per_second=job.price_per_second,
                   fee_bps=job.fee_bps, stakers_share_bps=job.stakers_share_bps)
-    funded = min(run.deposit, uow.ledger.balance(AUDIT_POOL))
-    postings = (Posting(AUDIT_POOL, escrow(run_id), funded),) if funded else ()
-    _put(uow, AUDIT_RUN, run_id, {"of": job.id, "role": role, "node": node, "at": now})
+    funder = replica_reserve(job.id) if client_paid else AUDIT_POOL
+    funded = min(run.deposit, uow.ledger.balance(funder))
+    postings = (Posting(funder, escrow(run_id), funded),) if funded else ()
+    _put(uow, AUDIT_RUN, run_id, {"of": job.id, "role": role, "node": node, "at": now,
+                                  "paid_by": "client" if client_paid else "pool"})
     job_services.record(uow, Transition(run, tr.events, postings), kind="job.posted", new=True)
     return job_services.assign_to(uow, run, node, now)
 
@@ -394,10 +408,10 @@ def _decide(uow: UnitOfWork, job: Job, v: dict[str, Any], beacon: str, now: int,
     mode = cast(Mode, v["mode"])
     record = audit_record(uow, str(v["node"]), now)
     replicas = int(v.get("replicas", 1))
-    if cfg.force_rate_bps is not None:
-        rate = cfg.force_rate_bps
-    elif replicas > 1:  # client-paid replicas are not run yet: audit every such job
+    if replicas > 1:  # the client asked (and paid) for redundant runs: always run them
         rate = 10_000
+    elif cfg.force_rate_bps is not None:
+        rate = cfg.force_rate_bps
     else:
         rate = rules.job_audit_rate_bps(mode, record, replicas, cfg.params)
     audited = rules.should_audit(job.id, beacon, rate)
@@ -448,44 +462,68 @@ def _advance(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int, cfg: Verifi
 def _start_run(uow: UnitOfWork, job: Job, v: dict[str, Any], role: str, now: int,
                cfg: VerificationConfig, *, exclude: Sequence[str], slot: int) -> Job | None:
     tries = sum(1 for r in v["runs"] if r["role"] == role and r.get("slot", 0) == slot)
-    purpose = role if role == "audit" else f"tiebreak:{slot}"
+    purpose = "audit" if role == "audit" and slot == 0 else f"{role}:{slot}"
     pick = _pick(uow, v, job, now, cfg, exclude=exclude,
                  purpose=purpose if tries == 0 else f"{purpose}:retry:{tries}")
     if pick is None:
         return None
-    run = _spawn_run(uow, job, pick.node_id, role, now)
+    client_paid = role == "audit" and _client_paid(v)
+    run = _spawn_run(uow, job, pick.node_id, role, now, client_paid=client_paid)
     v["runs"].append({"job": run.id, "role": role, "node": pick.node_id, "slot": slot})
     return run
 
 
+def _client_paid(v: Mapping[str, Any]) -> bool:
+    """The client asked for redundant runs (``replicas`` > 1) and reserved their deposits."""
+    return int(v.get("replicas", 1)) > 1
+
+
+def _audit_slots(v: Mapping[str, Any]) -> int:
+    """How many audit runs the job gets: its k − 1 replicas, or one sampled audit."""
+    return max(1, int(v.get("replicas", 1)) - 1)
+
+
 def _advance_audit(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int,
                    cfg: VerificationConfig, read_blob: ReadBlob, res: TickResult) -> list[Job]:
-    audits = [run for _row, run in _runs(uow, v, "audit", now)]
-    if any(not _done(r) for r in audits):
+    audits = _runs(uow, v, "audit", now)
+    if any(not _done(run) for _row, run in audits):
         return []
-    ok = [r for r in audits if _succeeded(r)]
-    if not ok:
-        if len(audits) > MAX_RUN_RETRIES or now >= int(v["release_at"]):
-            # nobody could audit within the window (or every try failed): pay as unaudited
-            _release(uow, job, now, cfg, passed=False)
-            v.update(status="released", reason="no auditor could run the job")
-            res.released += 1
-            return []
-        tried = [str(r.node) for r in audits if r.node]
-        run = _start_run(uow, job, v, "audit", now, cfg, exclude=tried, slot=0)
-        return [run] if run is not None else []
-    audit = ok[-1]
-    v["auditor"], v["audit_job"] = audit.node, audit.id
+    slots = range(_audit_slots(v))
+    tries = {s: [run for row, run in audits if int(row.get("slot", 0)) == s] for s in slots}
+    filled = {s: next((r for r in reversed(tries[s]) if _succeeded(r)), None) for s in slots}
+    open_slots = [s for s in slots if filled[s] is None and len(tries[s]) <= MAX_RUN_RETRIES]
+    if open_slots and now < int(v["release_at"]):
+        involved = [str(job.node), *(str(r.node) for _row, r in audits if r.node)]
+        started = []
+        for slot in open_slots:
+            run = _start_run(uow, job, v, "audit", now, cfg, exclude=involved, slot=slot)
+            if run is not None and run.node is not None:
+                started.append(run)
+                involved.append(run.node)
+        return started  # none: nobody is eligible yet; try again on the next pass
+    ok = [r for r in filled.values() if r is not None]
+    if not ok:  # nobody could audit within the window (or every try failed): pay as unaudited
+        _release(uow, job, now, cfg, passed=False)
+        v.update(status="released", reason="no auditor could run the job")
+        res.released += 1
+        _end_replicas(uow, job, v, now, winner=None, read_blob=read_blob)
+        return []
     mode = cast(Mode, v["mode"])
     _mode, tol, _ = spec_terms(uow.jobs.spec(job.spec_hash))
-    cmp = compare_results(mode, job.result, audit.result, tol, read_blob)
+    compared = [(r, compare_results(mode, job.result, r.result, tol, read_blob)) for r in ok]
+    audit, cmp = next(((r, c) for r, c in compared if not c.match), compared[0])
+    v["auditor"], v["audit_job"] = audit.node, audit.id
+    v["auditors"] = [str(r.node) for r in ok]
     v["comparison"] = {"match": cmp.match, "reason": cmp.reason,
                        "max_abs_error": cmp.max_abs_error}
-    if cmp.match:
+    if cmp.match:  # every run agrees with the node
         _release(uow, job, now, cfg, passed=True)
-        _pay_runners(uow, job, [str(audit.node)], now)
+        if not _client_paid(v):
+            _pay_runners(uow, job, [str(audit.node)], now)
+        _end_replicas(uow, job, v, now, winner=job.result, read_blob=read_blob)
         _record_audit(uow, str(job.node), now, passed=True)
-        _note_record(uow, str(audit.node), now, faulted=None, partners=[str(job.node)])
+        for r in ok:
+            _note_record(uow, str(r.node), now, faulted=None, partners=[str(job.node)])
         v.update(status="passed", verdict=str(Verdict.AGREED))
         res.passed += 1
         return []
@@ -505,7 +543,8 @@ def _advance_dispute(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int,
     started: list[Job] = []
     if not v.get("panel_closed"):
         filled = {int(row["slot"]) for row, run in panel_runs if _succeeded(run)}
-        involved = [auditor, *(str(row["node"]) for row, _run in panel_runs)]
+        involved = [auditor, *(str(n) for n in v.get("auditors", [])),
+                    *(str(row["node"]) for row, _run in panel_runs)]
         for slot in range(cfg.params.tiebreakers):
             tries = sum(1 for row, _run in panel_runs if int(row["slot"]) == slot)
             if slot in filled or tries > MAX_RUN_RETRIES:
@@ -522,7 +561,8 @@ def _advance_dispute(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int,
     panel = [run for _row, run in panel_runs if _succeeded(run)]
     audit = uow.jobs.get(str(v["audit_job"]))
     outcome = resolve(mode, job.result, audit.result, [r.result for r in panel], tol, read_blob)
-    _settle_verdict(uow, job, v, outcome, auditor, [str(r.node) for r in panel], now, cfg)
+    _settle_verdict(uow, job, v, outcome, auditor, [str(r.node) for r in panel], now, cfg,
+                    read_blob)
     res.verdicts += 1
     return []
 
@@ -530,12 +570,51 @@ def _advance_dispute(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int,
 def _release(uow: UnitOfWork, job: Job, now: int, cfg: VerificationConfig, *,
              passed: bool) -> Job:
     """Pay the held job through the usual settle path (outbox hooks, stakers, reputation)."""
-    fee = uow.markets.get(job.market).audit_fee_bps
+    fee = _audit_fee_bps(uow, job)
     tr = rules.release_held(job, now, fee, audit_passed=passed, params=cfg.params)
     settled = job_services.record(uow, tr, kind="job.settled")
     economics.on_settled(uow, settled, now)
     _note_record(uow, str(job.node), now, faulted=False)
     return settled
+
+
+def _audit_fee_bps(uow: UnitOfWork, job: Job) -> int:
+    """The market's audit fee, or none for a job whose client paid its own replicas."""
+    v = verification_of(uow, job.id)
+    return 0 if v is not None and _client_paid(v) else uow.markets.get(job.market).audit_fee_bps
+
+
+def _end_replicas(uow: UnitOfWork, job: Job, v: Mapping[str, Any], now: int, *,
+                  winner: Mapping[str, Any] | None, read_blob: ReadBlob) -> None:
+    """Settle the held replicas the client paid for, then return what is left of its reserve.
+
+    A replica whose outputs agree with the winning result (every one when there is no
+    winner: an inconclusive panel) is paid like any job, from its own escrow, so on Solana
+    its runner's pay is a transfer from the client's token account like any payout. One
+    that disagrees is refunded to the client.
+    """
+    mode = cast(Mode, v["mode"])
+    _mode, tol, _ = spec_terms(uow.jobs.spec(job.spec_hash))
+    for row, run in _runs(uow, v, "audit", now):
+        if run.state is not JobState.VERIFYING or (run_of(uow, run.id) or {}).get(
+                "paid_by") != "client":
+            continue
+        agrees = winner is None or compare_results(mode, winner, run.result, tol,
+                                                   read_blob).match
+        settled = job_services.record(uow, rules.settle_replica(run, now, agrees=agrees),
+                                      kind="job.settled")
+        if agrees:
+            economics.on_settled(uow, settled, now)
+        row["paid"] = agrees
+    return_reserve(uow, job, now)
+
+
+def return_reserve(uow: UnitOfWork, job: Job, now: int) -> None:
+    """Give the client back what its job's redundant runs did not use (``replicas:<job>``)."""
+    left = uow.ledger.balance(replica_reserve(job.id))
+    if left > 0:
+        uow.ledger.append(RESERVE_RETURNED_ENTRY, job.id, now,
+                          [Posting(replica_reserve(job.id), wallet(job.client), left)], {})
 
 
 def _pay_runners(uow: UnitOfWork, job: Job, runners: Sequence[str], now: int) -> None:
@@ -552,7 +631,7 @@ def _pay_runners(uow: UnitOfWork, job: Job, runners: Sequence[str], now: int) ->
 
 def _settle_verdict(uow: UnitOfWork, job: Job, v: dict[str, Any], outcome: DisputeOutcome,
                     auditor: str, panel: Sequence[str], now: int,
-                    cfg: VerificationConfig) -> None:
+                    cfg: VerificationConfig, read_blob: ReadBlob) -> None:
     node = str(job.node)
     verdict = uow.ledger.append(VERDICT_ENTRY, job.id, now, (), {
         "verdict": str(outcome.verdict), "node": node, "auditor": auditor,
@@ -560,16 +639,21 @@ def _settle_verdict(uow: UnitOfWork, job: Job, v: dict[str, Any], outcome: Dispu
         "votes_audit": outcome.votes_audit})
     if outcome.verdict is Verdict.AGREED:  # the panel could not make this happen, but be safe
         _release(uow, job, now, cfg, passed=True)
-        _pay_runners(uow, job, [auditor, *panel], now)
+        _pay_runners(uow, job, [*([] if _client_paid(v) else [auditor]), *panel], now)
+        _end_replicas(uow, job, v, now, winner=job.result, read_blob=read_blob)
         v.update(status="passed", verdict=str(outcome.verdict), verdict_entry=verdict.hash)
         return
-    fee = uow.markets.get(job.market).audit_fee_bps
     ds = rules.settle_dispute(job, outcome, auditor=auditor, tiebreakers=panel,
-                              verdict_entry_hash=verdict.hash, now=now, audit_fee_bps=fee,
-                              pool_balance=uow.ledger.balance(AUDIT_POOL))
+                              verdict_entry_hash=verdict.hash, now=now,
+                              audit_fee_bps=_audit_fee_bps(uow, job),
+                              pool_balance=uow.ledger.balance(AUDIT_POOL),
+                              auditor_paid_by_client=_client_paid(v))
     settled = job_services.record(uow, ds.transition, kind="job.settled")
     if outcome.verdict is not Verdict.NODE_WRONG:  # the node was paid: fees and reputation
         economics.on_settled(uow, settled, now)
+    winner = {Verdict.NODE_WRONG: uow.jobs.get(str(v["audit_job"])).result,
+              Verdict.AUDITOR_WRONG: job.result}.get(outcome.verdict)
+    _end_replicas(uow, job, v, now, winner=winner, read_blob=read_blob)
     for cmd in ds.slashes:
         target = replace(job, node=cmd.node)
         economics.slash_for(uow, target, cmd.offence, now,
@@ -605,11 +689,15 @@ def view(uow: UnitOfWork, job_id: str, actor: str) -> dict[str, Any]:
         return {"job": job_id, "mode": mode, "status": "not_verified" if mode == "none"
                 else "not_held", "state": job.state.value}
     keep = ("status", "mode", "replicas", "rate_bps", "audited", "beacon", "result_hash",
-            "release_at", "auditor", "audit_job", "panel", "verdict", "verdict_entry",
-            "comparison", "slashed", "reason")
+            "release_at", "auditor", "auditors", "audit_job", "panel", "verdict",
+            "verdict_entry", "comparison", "slashed", "reason")
     out = {k: v[k] for k in keep if k in v}
     out.update(job=job_id, state=job.state.value,
-               runs=[{"job": r["job"], "role": r["role"], "node": r["node"]} for r in v["runs"]])
+               runs=[{"job": r["job"], "role": r["role"], "node": r["node"],
+                      "slot": r.get("slot", 0),
+                      "paid_by": "client" if r["role"] == "audit" and _client_paid(v)
+                      else "pool", **({"paid": r["paid"]} if "paid" in r else {})}
+                     for r in v["runs"]])
     return out
 
 

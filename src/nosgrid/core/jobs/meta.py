@@ -24,7 +24,7 @@ from nosgrid.core.money import check_amount, parse_nos
 
 MIN_TIMEOUT_S: Final = 1
 MAX_TIMEOUT_S: Final = 7 * 24 * 3600
-MAX_REPLICAS: Final = 64
+MAX_REPLICAS: Final = 5  # each run needs its own unrelated node
 DEFAULT_OUTPUTS: Final = ("/outputs",)
 
 _ABS_PATH_RE: Final = re.compile(r"^/(?!.*(?:^|/)\.\.(?:/|$)).*$")
@@ -57,6 +57,9 @@ class NosgridMeta(ClosedModel):
     ``max_price`` is a NOS decimal string (``"2.5"``) or an int of base units
     (``2_500_000``); ``timeout`` is in seconds (1 s … 7 days). ``network``: ``none``
     (default, no network at all) or ``job`` (only the other ops of the same job).
+    ``replicas`` (1–5): the job runs that many times on unrelated nodes and the outputs are
+    compared; the client pays each run. It needs ``verification`` ``deterministic`` or
+    ``tolerance`` (something to compare).
 
     >>> NosgridMeta(verification="tolerance", rel_eps=1e-6).verification
     'tolerance'
@@ -99,6 +102,9 @@ class NosgridMeta(ClosedModel):
             self.abs_eps is not None or self.rel_eps is not None
         ):
             raise ValueError("abs_eps and rel_eps are only allowed with verification 'tolerance'")
+        if self.replicas > 1 and self.verification == "none":
+            raise ValueError("replicas > 1 needs verification 'deterministic' or 'tolerance': "
+                             "the runs' outputs are compared")
         if len({blob.path for blob in self.inputs}) != len(self.inputs):
             raise ValueError("input paths must be unique")
         return self

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 from nosgrid.core.errors import IllegalTransition, InvalidInput
-from nosgrid.core.ledger import TREASURY, Posting, escrow, wallet
+from nosgrid.core.ledger import TREASURY, Posting, escrow, replica_reserve, wallet
 from nosgrid.core.markets import MarketParams
 from nosgrid.core.money import bps_of
 
@@ -154,8 +154,13 @@ def post(
     timeout: int,
     max_price: int | None,
     now: int,
+    replicas: int = 1,
 ) -> Transition:
-    """A client posts a job: escrow its deposit. The caller checks the client can pay."""
+    """A client posts a job: escrow its deposit. The caller checks the client can pay.
+
+    With ``replicas`` k > 1 the client also reserves k − 1 more deposits for the redundant
+    runs (``replicas:<job>``); what the runs do not use is returned when the job settles.
+    """
     if not 1 <= timeout <= market.max_timeout:
         raise InvalidInput(
             f"timeout {timeout}s is outside the market's range 1..{market.max_timeout}s",
@@ -174,8 +179,11 @@ def post(
         stakers_share_bps=market.stakers_share_bps,
         created_at=now,
     )
-    postings = (Posting(wallet(client), escrow(job_id), deposit),) if deposit else ()
-    return Transition(job, (Event("JobPosted", job_id, now, {"deposit": deposit}),), postings)
+    reserve = deposit * (replicas - 1)
+    legs = [(escrow(job_id), deposit), (replica_reserve(job_id), reserve)]
+    postings = tuple(Posting(wallet(client), dst, amt) for dst, amt in legs if amt > 0)
+    data = {"deposit": deposit, **({"replica_reserve": reserve} if reserve else {})}
+    return Transition(job, (Event("JobPosted", job_id, now, data),), postings)
 
 
 def assign(job: Job, node: str, now: int) -> Transition:
