@@ -68,12 +68,12 @@ class ChainMarket:
 
 
 async def open_chain_market(tmp_path: Path, *, batch_size: int = 1,
-                            anchor_every: int = 0) -> ChainMarket:
+                            anchor_every: int = 0, **settings_: Any) -> ChainMarket:
     clock = Clock()
     admin_kp = Keypair()
     settings = CoordinatorSettings(db=str(tmp_path / "c.db"), data_dir=tmp_path,
                                    admin_keys=frozenset({str(admin_kp.pubkey())}), faucet=True,
-                                   settlement="litesvm", anchor_every=anchor_every)
+                                   settlement="litesvm", anchor_every=anchor_every, **settings_)
     store = Store.open(settings.db_url, now=clock)
     backend = await SolanaBackend.litesvm(batch_size=batch_size, anchor_every=anchor_every)
     await backend.open(store, int(clock()))

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from settlement_fixtures import BUSYBOX_SPEC, NOS, ChainMarket, chain_market, open_chain_market
+from settlement_fixtures import (
+    BUSYBOX_SPEC,
+    HW,
+    NOS,
+    ChainMarket,
+    chain_market,
+    open_chain_market,
+)
 
 from nosgrid.core.errors import Forbidden, InvalidInput, NotFound
 from nosgrid.core.ledger import wallet
@@ -167,4 +174,44 @@ async def test_batched_payouts_and_anchors(tmp_path: Path) -> None:
             assert uow.ledger.balance(ONCHAIN) > 0
             assert uow.ledger.balance(wallet(m.node.pubkey)) == 0
     finally:
+        await m.close()
+
+
+async def test_replicas_pay_each_runner_from_the_clients_token_account(tmp_path: Path) -> None:
+    m = await open_chain_market(tmp_path, auditor_min_clean_jobs=0, auditor_min_reputation=0.0)
+    second = m.client()
+    try:
+        await m.fund(m.alice, "100", approve=5 * NOS)
+        await second.register_node(HW, ["cpu"])
+        spec = {**BUSYBOX_SPEC, "meta": {"nosgrid": {"verification": "deterministic",
+                                                     "replicas": 2}}}
+        job = await m.alice.post_job(spec=spec, market="cpu", timeout=100)
+        # both runs' deposits are reserved against the allowance
+        assert (await m.alice.balance())["balance"] == 5 * NOS - 2 * 100_000
+        sha = await m.node.upload_blob(b"42\n")
+        outputs = [{"path": "/outputs/out.txt", "sha256": sha, "size": 3}]
+        for runner in (m.node, second):
+            if runner is second:
+                m.coord.maintenance()  # the replica run, assigned to the only other node
+            polled = await runner.poll(wait=0)
+            await runner.start_job(polled["job"]["id"])
+            m.clock.t += 5
+            await runner.heartbeat()
+            held = await runner.finish_job(polled["job"]["id"], seconds_used=5,
+                                           outputs=outputs)
+            assert held["state"] == "verifying"
+        m.coord.maintenance()  # they agree: both runs settle, two payouts
+        v = await m.alice.request("GET", f"/v1/jobs/{job['id']}/verification")
+        assert v["status"] == "passed" and v["runs"][0]["paid"]
+        before = {n.pubkey: await m.token_balance(n.pubkey) for n in (m.node, second)}
+        stats = await m.send()
+        assert stats.confirmed == 2
+        for n in (m.node, second):  # 5 s × 1000, 5% fee → 4750 each, on chain
+            assert await m.token_balance(n.pubkey) - before[n.pubkey] == 4_750
+        assert await m.token_balance(m.alice.pubkey) == 100 * NOS - 2 * 5_000
+        assert (await m.alice.balance())["balance"] == 5 * NOS - 2 * 5_000
+        report = await solana_wallet.verify_onchain(m.alice)
+        assert report["ok"], report["problems"]
+    finally:
+        await second.aclose()
         await m.close()
