@@ -15,6 +15,7 @@ from nosgrid.coordinator.notifier import WorkNotifier
 from nosgrid.coordinator.services import economics, verification
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
+from nosgrid.coordinator.services.audit_runs import VerificationConfig
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.identity import SIGNATURE_WINDOW_S
 from nosgrid.core.reputation import WeightedMatcher
@@ -134,12 +135,12 @@ class Coordinator:
         return {"expired": len(expired), "requeued_or_refunded": len(touched),
                 "epochs": len(epochs), **self.verify(int(now))}
 
-    def verification_config(self) -> verification.VerificationConfig:
+    def verification_config(self) -> VerificationConfig:
         s = self.settings
         params = VerificationParams(
             audit_window=s.audit_window_s, auditor_min_clean_jobs=s.auditor_min_clean_jobs,
             auditor_min_reputation=s.auditor_min_reputation, tiebreakers=s.audit_tiebreakers)
-        return verification.VerificationConfig(params, s.audit_rate_bps)
+        return VerificationConfig(params, s.audit_rate_bps)
 
     def verify(self, now: int) -> dict[str, int]:
         """Audit decisions, runs, verdicts and releases (its own transaction)."""

@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import Sequence
 
-from nosgrid.coordinator.services import economics, verification
+from nosgrid.coordinator.services import audit_runs, economics, verification
 from nosgrid.core.errors import Forbidden, IllegalTransition, InsufficientFunds, InvalidInput
 from nosgrid.core.jobs import state as rules
 from nosgrid.core.jobs.state import Job, JobState, Transition
@@ -176,12 +176,12 @@ def cancel_job(uow: UnitOfWork, job_id: str, client: str, now: int) -> Job:
 
 
 def settle_job(uow: UnitOfWork, job: Job, now: int) -> Job:
-    run = verification.settle_run(uow, job, now)  # an audit run's escrow returns to the pool
+    run = audit_runs.settle_run(uow, job, now)  # an audit run's escrow returns to the pool
     if run is not None:
         return run
     settled = record(uow, rules.settle(job, now), kind="job.settled")
     economics.on_settled(uow, settled, now)
-    verification.return_reserve(uow, settled, now)  # replicas that will never run
+    audit_runs.return_reserve(uow, settled, now)  # replicas that will never run
     return settled
 
 
