@@ -19,6 +19,7 @@ from nosgrid.core.ledger import wallet
 from nosgrid.settlement import wallet as solana_wallet
 from nosgrid.settlement.errors import AllowanceTooSmall
 from nosgrid.settlement.mirror import ONCHAIN
+from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxStatus
 
 __all__ = ["chain_market"]
 
@@ -214,4 +215,87 @@ async def test_replicas_pay_each_runner_from_the_clients_token_account(tmp_path:
         assert report["ok"], report["problems"]
     finally:
         await second.aclose()
+        await m.close()
+
+
+async def test_audit_fees_and_audit_pay_move_through_the_audit_vault(tmp_path: Path) -> None:
+    """Audits on Solana: the fee carved from a node's pay is transferred into the audit
+    vault with the payout, auditors are paid out of the vault, and ``verify --onchain``
+    holds throughout, also while a pool-funded audit run holds pool money in escrow."""
+    m = await open_chain_market(tmp_path, auditor_min_clean_jobs=0, auditor_min_reputation=0.0,
+                                audit_rate_bps=10_000, audit_window_s=60)
+    s = m.backend.settlement
+    other, third = m.client(), m.client()
+    try:
+        await m.admin.create_market({"name": "audited", "price_per_second": 1000,
+                                     "max_timeout": 600, "fee_bps": 500, "audit_fee_bps": 1200})
+        await m.fund(m.alice, "100", approve=5 * NOS)
+        nodes = [m.node]
+        await m.node.register_node(HW, ["audited"])
+        spec = {**BUSYBOX_SPEC, "meta": {"nosgrid": {"verification": "deterministic"}}}
+        sha = await m.node.upload_blob(b"42\n")
+
+        async def beat(seconds: int) -> None:
+            m.clock.t += seconds
+            for n in nodes:
+                await n.heartbeat()
+
+        async def take_and_finish() -> None:
+            for n in nodes:
+                got = await n.poll(wait=0)
+                if got["job"] is not None:
+                    await n.start_job(got["job"]["id"])
+                    await beat(5)
+                    await n.finish_job(got["job"]["id"], seconds_used=5, outputs=[
+                        {"path": "/outputs/out.txt", "sha256": sha, "size": 3}])
+                    return
+            raise AssertionError("nobody got the job")
+
+        async def books_balance() -> None:
+            await m.send()
+            report = await solana_wallet.verify_onchain(m.alice)
+            assert report["ok"], report["problems"]
+
+        # 1. nobody can audit: the job is released when the window closes, and its 12%
+        #    audit fee (5 s × 1000 → 600) lands in the audit vault with the payout
+        first = await m.alice.post_job(spec=spec, market="audited", timeout=100)
+        await take_and_finish()
+        m.coord.maintenance()
+        await beat(61)
+        m.coord.maintenance()
+        assert (await m.alice.request("GET", f"/v1/jobs/{first['id']}/verification")
+                )["status"] == "released"
+        await books_balance()
+        assert (await s.balances([str(s.audit_vault)]))[str(s.audit_vault)] == 600
+
+        # 2. with auditors around, the next job is audited by a run the pool funds (its
+        #    escrow is vault money), then the auditor is paid from the vault
+        for n in (other, third):
+            await n.register_node(HW, ["audited"])
+            nodes.append(n)
+        job = await m.alice.post_job(spec=spec, market="audited", timeout=100)
+        await take_and_finish()
+        m.coord.maintenance()
+        [run] = (await m.alice.request("GET", f"/v1/jobs/{job['id']}/verification"))["runs"]
+        with m.store.uow(write=False) as uow:
+            assert uow.ledger.balance(f"escrow:{run['job']}") == 600
+        await books_balance()
+        auditor_before = await m.token_balance(run["node"])
+        await take_and_finish()
+        m.coord.maintenance()
+        assert (await m.alice.request("GET", f"/v1/jobs/{job['id']}/verification")
+                )["status"] == "passed"
+        await books_balance()
+        with m.store.uow(write=False) as uow:
+            [paid] = [row for row in OutboxRepo(uow.conn).in_status(OutboxStatus.CONFIRMED)
+                      if row.kind is OutboxKind.AUDIT_PAY]
+        # the auditor is paid the job's gross as far as the pool goes: both fees
+        assert paid.total == 1200 and paid.legs[0].destination == run["node"]
+        assert await m.token_balance(run["node"]) - auditor_before == 1200
+        assert (await s.balances([str(s.audit_vault)]))[str(s.audit_vault)] == 0
+        logs = m.backend.chain.logs(paid.signature or "")  # type: ignore[attr-defined]
+        assert any(f"nosgrid audit job={job['id']}" in line for line in logs)
+    finally:
+        await other.aclose()
+        await third.aclose()
         await m.close()

@@ -48,6 +48,10 @@ class SettlementBackend(Protocol):
         and out of the stake and rewards vaults."""
         ...
 
+    def on_audit_paid(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+        """``entry`` pays audit runners out of ``audit_pool``: arrange the transfers."""
+        ...
+
     async def start(self, store: Store) -> None:
         """Start background work (the outbox sender) against ``store``."""
         ...

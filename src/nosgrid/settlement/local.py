@@ -30,6 +30,9 @@ class LocalSettlement:
     def on_stake_entry(self, uow: UnitOfWork, entry: JournalEntry) -> None:
         return None
 
+    def on_audit_paid(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+        return None
+
     async def start(self, store: Store) -> None:
         return None
 

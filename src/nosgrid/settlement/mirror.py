@@ -11,6 +11,8 @@ ledger account      on chain
 ``treasury``        the treasury token account (+ payouts not yet confirmed)
 ``stakers_pool``    the rewards vault (+ payouts not yet confirmed)
 ``stake:<pk>``      ``pk``'s part of the stake vault (+ moves not yet confirmed)
+``audit_pool``      the audit vault (+ fees and audit pay not yet confirmed), with the
+                    escrows of the audit runs it funds
 ``onchain``         NOS on chain outside the market's reach (opened once from
                     ``alloc:community``; allowances come from it, payouts return to it)
 ==================  ===========================================================
@@ -24,7 +26,7 @@ chain) are untouched: every movement is still a posting between two ledger accou
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -42,6 +44,7 @@ from nosgrid.core.ledger import (
     wallet,
 )
 from nosgrid.core.money import format_nos
+from nosgrid.core.verification import AUDIT_POOL
 from nosgrid.settlement.errors import AllowanceTooSmall
 from nosgrid.store import tables as t
 from nosgrid.store.db import UnitOfWork
@@ -83,11 +86,37 @@ def open_mirror(uow: UnitOfWork, accounts: Mapping[str, str], baseline: Mapping[
     return meta
 
 
+#: the ``protocol_state`` kind that marks verification runs (``services.audit_runs``)
+AUDIT_RUN_KIND: Final = "audit_run"
+
+
+def _pool_funded(body: str) -> bool:
+    return bool(json.loads(body).get("paid_by", "pool") == "pool")
+
+
+def pool_funded_runs(uow: UnitOfWork, job_ids: Sequence[str]) -> set[str]:
+    """Which of ``job_ids`` are audit or tiebreak runs funded by ``audit_pool``: their
+    escrow is the audit vault's money, not their client's."""
+    rows = uow.conn.execute(select(t.protocol_state.c.key, t.protocol_state.c.body).where(
+        t.protocol_state.c.kind == AUDIT_RUN_KIND, t.protocol_state.c.key.in_(list(job_ids))))
+    return {str(r.key) for r in rows if _pool_funded(r.body)}
+
+
+def open_pool_run_escrows(uow: UnitOfWork) -> int:
+    """NOS in the escrows of open pool-funded runs (still the audit vault's on chain)."""
+    state = t.protocol_state
+    rows = uow.conn.execute(select(t.jobs.c.id, state.c.body).join(
+        state, (state.c.kind == AUDIT_RUN_KIND) & (state.c.key == t.jobs.c.id)).where(
+        t.jobs.c.state != JobState.SETTLED.value))
+    return sum(uow.ledger.balance(escrow(str(r.id))) for r in rows if _pool_funded(r.body))
+
+
 def open_escrows(uow: UnitOfWork, client: str) -> int:
     """NOS reserved by ``client``'s jobs that have not settled (escrows and the deposits
-    reserved for their redundant runs)."""
+    reserved for their redundant runs; not the pool-funded audits of them)."""
     ids = [r.id for r in uow.conn.execute(select(t.jobs.c.id).where(
         t.jobs.c.client == client, t.jobs.c.state != JobState.SETTLED.value))]
+    ids = [i for i in ids if i not in pool_funded_runs(uow, ids)] if ids else ids
     if not ids:
         return 0
     total = uow.conn.execute(select(t.accounts.c.balance).where(
@@ -129,14 +158,17 @@ def check_allowance(uow: UnitOfWork, client: str, deposit: int) -> None:
 
 
 def enqueue_payout(uow: UnitOfWork, job: Job, entry: JournalEntry, *, treasury: str,
-                   rewards_vault: str, at: float) -> list[OutboxLeg]:
+                   rewards_vault: str, at: float, audit_vault: str = "") -> list[OutboxLeg]:
     """After a ``job.settled`` entry: queue its on-chain legs (same transaction).
 
     The node's pay leaves the market's reach once paid, so it moves ``wallet:<node> →
     onchain`` in a ``settlement.released`` entry; a refund stays in the client's wallet
-    (the allowance was never used), and needs no transaction.
+    (the allowance was never used), and needs no transaction. The audit fee goes to the
+    audit vault (when the market has one).
     """
     destinations = {TREASURY: treasury, STAKERS_POOL: rewards_vault}
+    if audit_vault:
+        destinations[AUDIT_POOL] = audit_vault
     if job.node is not None and job.node != job.client:
         destinations[wallet(job.node)] = job.node
     legs = [OutboxLeg(destinations[p.dst], p.amount, p.dst) for p in entry.postings
@@ -149,6 +181,25 @@ def enqueue_payout(uow: UnitOfWork, job: Job, entry: JournalEntry, *, treasury: 
                 if leg.account.startswith("wallet:")]
     if released:
         uow.ledger.append(RELEASED, job.id, entry.at, released, {"entry": entry.hash})
+    return legs
+
+
+def enqueue_audit_pay(uow: UnitOfWork, entry: JournalEntry, *, at: float) -> list[OutboxLeg]:
+    """After an entry that pays runners from ``audit_pool`` (``audit.paid``, or a disputed
+    job's settle entry): queue one transfer from the audit vault (same transaction).
+
+    Like a node's pay, what reaches a runner's wallet is then in its own token account, so
+    it moves ``wallet → onchain`` in a ``settlement.released`` entry.
+    """
+    legs = [OutboxLeg(p.dst.removeprefix("wallet:"), p.amount, p.dst) for p in entry.postings
+            if p.src == AUDIT_POOL and p.dst.startswith("wallet:") and p.amount > 0]
+    if not legs:
+        return []
+    OutboxRepo(uow.conn).add(kind=OutboxKind.AUDIT_PAY, entry_hash=entry.hash, legs=legs,
+                             at=at, source=entry.ref, job_id=entry.ref)
+    uow.ledger.append(RELEASED, entry.ref, entry.at,
+                      [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs],
+                      {"entry": entry.hash})
     return legs
 
 

@@ -34,6 +34,7 @@ from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 from nosgrid.core.errors import Forbidden, InvalidInput
 from nosgrid.core.jobs.state import Job
 from nosgrid.core.ledger import STAKERS_POOL, TREASURY, JournalEntry, verify, wallet
+from nosgrid.core.verification import AUDIT_POOL
 from nosgrid.settlement import mirror, spl
 from nosgrid.settlement.chain import LiteSVMChain, PreparedTransaction, RpcChain, SolanaChain
 from nosgrid.settlement.sender import Sender
@@ -94,9 +95,16 @@ class SolanaBackend:
             if acc.authority != str(authority.pubkey()):
                 raise InvalidInput(f"{accounts_file} names authority {acc.authority}, but the "
                                    f"keypair is {authority.pubkey()}")
+            audit_vault = acc.audit_vault
+            if not audit_vault:  # a market from before audits settled on chain: add the vault
+                audit_vault = str(await chain.create_token_account(
+                    authority.pubkey(), spl.to_pubkey(acc.mint), authority))
+                acc = SettlementAccounts(**{**asdict(acc), "audit_vault": audit_vault})
+                accounts_file.write_text(json.dumps(asdict(acc), indent=2))
             settlement = SolanaSettlement(chain, mint=acc.mint, authority=authority,
                                           treasury=acc.treasury, stake_vault=acc.stake_vault,
-                                          rewards_vault=acc.rewards_vault)
+                                          rewards_vault=acc.rewards_vault,
+                                          audit_vault=audit_vault)
         else:
             settlement = await SolanaSettlement.bootstrap(chain, authority)
             accounts_file.parent.mkdir(parents=True, exist_ok=True)
@@ -109,11 +117,20 @@ class SolanaBackend:
         mirror.check_allowance(uow, client, deposit)
 
     def on_settled(self, uow: UnitOfWork, job: Job, entry: JournalEntry) -> None:
-        legs = mirror.enqueue_payout(uow, job, entry, treasury=str(self.settlement.treasury),
-                                     rewards_vault=str(self.settlement.rewards_vault),
-                                     at=self.clock())
+        s = self.settlement
+        legs = mirror.enqueue_payout(uow, job, entry, treasury=str(s.treasury),
+                                     rewards_vault=str(s.rewards_vault),
+                                     audit_vault=str(s.audit_vault or ""), at=self.clock())
+        if s.audit_vault is not None:  # a dispute's settle entry pays runners from the pool
+            legs += mirror.enqueue_audit_pay(uow, entry, at=self.clock())
         if legs and self.sender is not None:
             self.sender.wake.set()  # runs after the caller commits (same event loop)
+
+    def on_audit_paid(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+        if self.settlement.audit_vault is None:
+            return
+        if mirror.enqueue_audit_pay(uow, entry, at=self.clock()) and self.sender is not None:
+            self.sender.wake.set()
 
     def check_stake(self, uow: UnitOfWork, owner: str, amount: int) -> None:
         mirror.check_stake(uow, owner, amount)
@@ -131,10 +148,11 @@ class SolanaBackend:
     async def open(self, store: Store, now: int) -> None:
         """Start (or check) the ledger's mirror of this market's chain accounts."""
         s = self.settlement
-        infos = await self.chain.token_account_infos([s.treasury, s.rewards_vault,
-                                                      s.stake_vault])
-        names = ["treasury", "rewards_vault", "stake_vault"]
-        baseline = {n: (0 if i is None else i.amount) for n, i in zip(names, infos, strict=True)}
+        keys = [s.treasury, s.rewards_vault, s.stake_vault, *([s.audit_vault]
+                                                              if s.audit_vault else [])]
+        infos = await self.chain.token_account_infos(keys)
+        names = ["treasury", "rewards_vault", "stake_vault", "audit_vault"]
+        baseline = {n: (0 if i is None else i.amount) for n, i in zip(names, infos, strict=False)}
         with store.uow() as uow:
             mirror.open_mirror(uow, asdict(s.accounts), baseline, now)
             uow.commit()
@@ -248,6 +266,7 @@ class SolanaBackend:
                              if name.startswith("wallet:"))
             expected_allowance = {pk: balances[wallet(pk)] + mirror.reserved_for(uow, pk)
                                   for pk in wallets}
+            pool_runs = mirror.open_pool_run_escrows(uow)
         report = verify(entries, balances).as_dict()
         problems: list[str] = list(report["problems"])
         notes: list[str] = []
@@ -275,19 +294,23 @@ class SolanaBackend:
                 into = STAKES if leg.account.startswith(mirror.STAKE_PREFIX) else leg.account
                 pending[into] = pending.get(into, 0) + leg.amount
             out_of = {OutboxKind.STAKE_WITHDRAW: STAKES, OutboxKind.SLASH: STAKES,
-                      OutboxKind.REWARDS_CLAIM: STAKERS_POOL}.get(row.kind)
+                      OutboxKind.REWARDS_CLAIM: STAKERS_POOL,
+                      OutboxKind.AUDIT_PAY: AUDIT_POOL}.get(row.kind)
             if out_of is not None:
                 leaving[out_of] = leaving.get(out_of, 0) + row.total
             if row.error:
                 notes.append(f"outbox {row.kind.value} {row.job_id or row.source or row.seq}: "
                              f"{row.status.value}, last error: {row.error.splitlines()[0]}")
         base = opened.get("baseline", {})
-        infos = await self.chain.token_account_infos([s.treasury, s.rewards_vault,
-                                                      s.stake_vault])
-        vaults = ((TREASURY, "treasury", balances.get(TREASURY, 0)),
+        keys = [s.treasury, s.rewards_vault, s.stake_vault]
+        vaults = [(TREASURY, "treasury", balances.get(TREASURY, 0)),
                   (STAKERS_POOL, "rewards_vault", balances.get(STAKERS_POOL, 0)),
                   (STAKES, "stake_vault", sum(v for k, v in balances.items()
-                                              if k.startswith(mirror.STAKE_PREFIX))))
+                                              if k.startswith(mirror.STAKE_PREFIX)))]
+        if s.audit_vault is not None:  # the pool, and the escrows of the runs it funds
+            keys.append(s.audit_vault)
+            vaults.append((AUDIT_POOL, "audit_vault", balances.get(AUDIT_POOL, 0) + pool_runs))
+        infos = await self.chain.token_account_infos(keys)
         rows: list[dict[str, Any]] = []
         for (account, base_key, ledger), info in zip(vaults, infos, strict=True):
             onchain = info.amount if info else 0

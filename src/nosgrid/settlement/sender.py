@@ -44,6 +44,7 @@ STAKE_ACTIONS: Final = {
     OutboxKind.STAKE_WITHDRAW: "unstake",
     OutboxKind.REWARDS_CLAIM: "claim",
     OutboxKind.SLASH: "slash",
+    OutboxKind.AUDIT_PAY: "audit",
 }
 
 
@@ -232,8 +233,7 @@ class Sender:
 
     async def _ensure_destinations(self, rows: Sequence[OutboxRow]) -> None:
         """Create missing NOS accounts of paid wallets (a node's first payout)."""
-        fixed = {str(self.settlement.treasury), str(self.settlement.rewards_vault),
-                 str(self.settlement.stake_vault)}
+        fixed = {str(v) for v in self.settlement.vaults}
         owners = sorted({leg.destination for r in rows for leg in r.legs} - fixed
                         - self._known_accounts)
         if not owners:

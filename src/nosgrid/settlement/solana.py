@@ -75,6 +75,7 @@ class SettlementAccounts:
     treasury: str
     stake_vault: str
     rewards_vault: str
+    audit_vault: str = ""  # "" in files written before audits settled on chain
 
 
 class SolanaSettlement:
@@ -93,6 +94,7 @@ class SolanaSettlement:
         treasury: str | Pubkey,
         stake_vault: str | Pubkey,
         rewards_vault: str | Pubkey | None = None,
+        audit_vault: str | Pubkey | None = None,
         decimals: int = DECIMALS,
     ) -> None:
         self.chain = chain
@@ -104,9 +106,12 @@ class SolanaSettlement:
         self.treasury = spl.to_pubkey(treasury)
         self.stake_vault = spl.to_pubkey(stake_vault)
         self.rewards_vault = spl.to_pubkey(rewards_vault or stake_vault)
+        #: holds the audit fees carved from payouts and pays audit runners (None: audit
+        #: money stays on the ledger, as before the vault existed)
+        self.audit_vault = spl.to_pubkey(audit_vault) if audit_vault else None
         self.decimals = decimals
         self._token_accounts: dict[str, Pubkey] = {
-            str(key): key for key in (self.treasury, self.stake_vault, self.rewards_vault)
+            str(key): key for key in self.vaults
         }
 
     @classmethod
@@ -120,6 +125,7 @@ class SolanaSettlement:
         treasury = await chain.create_ata(treasury_owner or authority.pubkey(), mint, authority)
         stake_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
         rewards_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
+        audit_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
         log.info("bootstrapped solana settlement", extra={"mint": str(mint)})
         return cls(
             chain,
@@ -128,7 +134,14 @@ class SolanaSettlement:
             treasury=treasury,
             stake_vault=stake_vault,
             rewards_vault=rewards_vault,
+            audit_vault=audit_vault,
         )
+
+    @property
+    def vaults(self) -> tuple[Pubkey, ...]:
+        """The token accounts the market itself holds (treasury and vaults)."""
+        keys = (self.treasury, self.stake_vault, self.rewards_vault, self.audit_vault)
+        return tuple(k for k in keys if k is not None)
 
     @property
     def accounts(self) -> SettlementAccounts:
@@ -139,6 +152,7 @@ class SolanaSettlement:
             treasury=str(self.treasury),
             stake_vault=str(self.stake_vault),
             rewards_vault=str(self.rewards_vault),
+            audit_vault=str(self.audit_vault or ""),
         )
 
     def token_account(self, owner: str | Pubkey) -> str:
@@ -383,15 +397,19 @@ class SolanaSettlement:
 
         ``action`` ``stake``: ``legs`` leave ``owner``'s NOS account (the authority as its
         approved delegate) for the stake vault; ``unstake``/``slash``: they leave the stake
-        vault; ``claim``: the rewards vault. Signed by :attr:`signer` alone. Raises
+        vault; ``claim``: the rewards vault; ``audit``: the audit vault (``owner`` is then
+        the audited job). Signed by :attr:`signer` alone. Raises
         :class:`AllowanceTooSmall`, ``InsufficientTokenBalance``, ``TokenAccountMissing``…
         """
         resolved = tuple([
             spl.Leg(await self._resolve(dest), check_amount(amount)) for dest, amount in legs
         ])
-        source = {"stake": spl.ata(owner, self.mint), "claim": self.rewards_vault}.get(
-            action, self.stake_vault
-        )
+        source = (spl.ata(owner, self.mint) if action == "stake" else
+                  {"claim": self.rewards_vault, "audit": self.audit_vault}.get(
+                      action, self.stake_vault))
+        if source is None:
+            raise SettlementFailed("this market has no audit vault; audit pay stays on the "
+                                   "ledger")
         memo = stakes.stake_memo_text(action, owner, entry_hash, job_id)
         move = stakes.StakeMove(source, self.mint, self.authority, resolved, memo, self.decimals)
         addresses = list(dict.fromkeys([source, *(leg.destination for leg in resolved)]))
@@ -440,7 +458,7 @@ class SolanaSettlement:
             key = spl.ata(key, self.mint)
         if len(self._token_accounts) > _RESOLVE_CACHE_SIZE:
             self._token_accounts.clear()
-            for fixed in (self.treasury, self.stake_vault, self.rewards_vault):
+            for fixed in self.vaults:
                 self._token_accounts[str(fixed)] = fixed
         self._token_accounts[text] = key
         return key

@@ -9,6 +9,10 @@ owes the move and, for a slash, the job cited as evidence::
     nosgrid unstake owner=<pk> entry=<hash>
     nosgrid claim owner=<pk> entry=<hash>
     nosgrid slash node=<pk> job=<job id> entry=<hash>
+    nosgrid audit job=<job id> entry=<hash>
+
+An ``audit`` move pays the runners of an audit of ``job`` out of the audit vault (which the
+audit fee legs of payouts fill).
 
 >>> stake_memo_text("slash", "n1", "ab", job_id="job-1")
 'nosgrid slash node=n1 job=job-1 entry=ab'
@@ -28,13 +32,15 @@ from nosgrid.settlement import spl
 from nosgrid.settlement.spl import _field, _transfer  # shared with job settlements
 
 #: a deposit into the stake vault, and the moves out of the stake / rewards vault
-ACTIONS: Final = ("stake", "unstake", "claim", "slash")
+ACTIONS: Final = ("stake", "unstake", "claim", "slash", "audit")
 
 
 def stake_memo_text(action: str, owner: str, entry_hash: str, job_id: str = "") -> str:
     """The memo of a stake move (see the module docstring); fields are checked like a job's."""
     if action not in ACTIONS:
         raise InvalidInput(f"unknown stake move {action!r}")
+    if action == "audit":  # ``owner`` is the audited job
+        return f"nosgrid audit job={_field('job_id', owner)} entry={_field('entry', entry_hash)}"
     who = "node" if action == "slash" else "owner"
     job = f" job={_field('job_id', job_id)}" if job_id else ""
     return f"nosgrid {action} {who}={_field(who, owner)}{job} entry={_field('entry', entry_hash)}"

@@ -38,6 +38,7 @@ class OutboxKind(StrEnum):
     STAKE_WITHDRAW = "stake_withdraw"  # stake vault → staker (after the unlock)
     SLASH = "slash"  # stake vault → treasury (+ challenger)
     REWARDS_CLAIM = "rewards_claim"  # rewards vault → staker
+    AUDIT_PAY = "audit_pay"  # audit vault → the runners of an audit (the fee came in a payout)
 
 
 #: kinds that spend from ``source``'s allowance (they count as reserved until confirmed)

@@ -63,6 +63,7 @@ from nosgrid.core.verification import (
     Tolerance,
     Verdict,
 )
+from nosgrid.settlement.backend import settlement_of
 from nosgrid.store import tables as t
 from nosgrid.store.db import UnitOfWork
 
@@ -431,7 +432,9 @@ def _pay_runners(uow: UnitOfWork, job: Job, runners: Sequence[str], now: int) ->
             postings.append(Posting(AUDIT_POOL, wallet(r), amount))
             left -= amount
     if postings:
-        uow.ledger.append("audit.paid", job.id, now, postings, {"runners": list(runners)})
+        entry = uow.ledger.append("audit.paid", job.id, now, postings,
+                                  {"runners": list(runners)})
+        settlement_of(uow).on_audit_paid(uow, entry)  # on Solana: from the audit vault
 
 
 def _settle_verdict(uow: UnitOfWork, job: Job, v: dict[str, Any], outcome: DisputeOutcome,
