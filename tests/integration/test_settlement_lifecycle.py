@@ -299,3 +299,35 @@ async def test_audit_fees_and_audit_pay_move_through_the_audit_vault(tmp_path: P
         await other.aclose()
         await third.aclose()
         await m.close()
+
+
+async def test_epoch_rewards_leave_the_emissions_vault(chain_market: ChainMarket) -> None:
+    """The reserve's on-chain home is the emissions vault (minted at opening on a market
+    that bootstrapped its mint); an epoch's provider rewards are transfers out of it."""
+    m = chain_market
+    s = m.backend.settlement
+    vault = str(s.emissions_vault)
+    with m.store.uow(write=False) as uow:
+        reserve = uow.ledger.balance("alloc:reserve") + uow.ledger.balance("rewards_pool")
+    assert (await s.balances([vault]))[vault] == reserve == 25_000_000 * NOS
+    assert (await solana_wallet.verify_onchain(m.alice))["ok"]
+    await m.fund(m.alice)
+    await m.run_job(m.alice, seconds=50)
+    await m.send()
+    before = await m.token_balance(m.node.pubkey)
+    m.clock.t += 7 * 24 * 3600  # the first epoch is over
+    await m.node.heartbeat()
+    assert m.coord.maintenance()["epochs"] == 1
+    stats = await m.send()
+    assert stats.failed == 0 and stats.stake_moves == 1, stats.errors
+    reward = 50 * 10_000  # 0.01 NOS per verified second (the cap)
+    assert await m.token_balance(m.node.pubkey) - before == reward
+    assert (await s.balances([vault]))[vault] == reserve - reward
+    with m.store.uow(write=False) as uow:
+        [row] = [r for r in OutboxRepo(uow.conn).in_status(OutboxStatus.CONFIRMED)
+                 if r.kind is OutboxKind.EMISSION]
+    logs = m.backend.chain.logs(row.signature or "")  # type: ignore[attr-defined]
+    assert any("nosgrid emission epoch=0 entry=" in line for line in logs)
+    report = await solana_wallet.verify_onchain(m.alice)
+    assert report["ok"], report["problems"]
+    assert (await m.node.balance())["balance"] == 0  # paid out: on chain, not in the market

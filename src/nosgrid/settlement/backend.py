@@ -48,8 +48,9 @@ class SettlementBackend(Protocol):
         and out of the stake and rewards vaults."""
         ...
 
-    def on_audit_paid(self, uow: UnitOfWork, entry: JournalEntry) -> None:
-        """``entry`` pays audit runners out of ``audit_pool``: arrange the transfers."""
+    def on_pool_payout(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+        """``entry`` pays keys out of a protocol pool (audit pay from ``audit_pool``, an
+        epoch's rewards from ``rewards_pool``): arrange the transfers."""
         ...
 
     async def start(self, store: Store) -> None:

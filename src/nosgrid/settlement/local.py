@@ -30,7 +30,7 @@ class LocalSettlement:
     def on_stake_entry(self, uow: UnitOfWork, entry: JournalEntry) -> None:
         return None
 
-    def on_audit_paid(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+    def on_pool_payout(self, uow: UnitOfWork, entry: JournalEntry) -> None:
         return None
 
     async def start(self, store: Store) -> None:

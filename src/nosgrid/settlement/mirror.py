@@ -13,6 +13,8 @@ ledger account      on chain
 ``stake:<pk>``      ``pk``'s part of the stake vault (+ moves not yet confirmed)
 ``audit_pool``      the audit vault (+ fees and audit pay not yet confirmed), with the
                     escrows of the audit runs it funds
+``alloc:reserve``,  the emissions vault (+ rewards not yet confirmed); opened with the
+``rewards_pool``    reserve the ledger holds
 ``onchain``         NOS on chain outside the market's reach (opened once from
                     ``alloc:community``; allowances come from it, payouts return to it)
 ==================  ===========================================================
@@ -34,6 +36,7 @@ from sqlalchemy import select
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.jobs.state import Job, JobState
 from nosgrid.core.ledger import (
+    REWARDS_POOL,
     STAKERS_POOL,
     TREASURY,
     JournalEntry,
@@ -184,23 +187,34 @@ def enqueue_payout(uow: UnitOfWork, job: Job, entry: JournalEntry, *, treasury: 
     return legs
 
 
-def enqueue_audit_pay(uow: UnitOfWork, entry: JournalEntry, *, at: float) -> list[OutboxLeg]:
-    """After an entry that pays runners from ``audit_pool`` (``audit.paid``, or a disputed
-    job's settle entry): queue one transfer from the audit vault (same transaction).
+#: the protocol pools whose payouts to keys leave a vault, and the outbox kind of each
+POOL_PAYOUTS: Final = {AUDIT_POOL: OutboxKind.AUDIT_PAY, REWARDS_POOL: OutboxKind.EMISSION}
 
-    Like a node's pay, what reaches a runner's wallet is then in its own token account, so
-    it moves ``wallet → onchain`` in a ``settlement.released`` entry.
+
+def enqueue_pool_payouts(uow: UnitOfWork, entry: JournalEntry, *, pools: Sequence[str],
+                         at: float) -> list[OutboxLeg]:
+    """After an entry that pays keys out of one of ``pools`` (``audit.paid`` or a disputed
+    job's settle entry from ``audit_pool``; an ``emission`` entry from ``rewards_pool``):
+    queue one transfer per pool from its vault (same transaction).
+
+    Like a node's pay, what reaches a wallet is then in that key's own token account, so it
+    moves ``wallet → onchain`` in a ``settlement.released`` entry.
     """
-    legs = [OutboxLeg(p.dst.removeprefix("wallet:"), p.amount, p.dst) for p in entry.postings
-            if p.src == AUDIT_POOL and p.dst.startswith("wallet:") and p.amount > 0]
-    if not legs:
-        return []
-    OutboxRepo(uow.conn).add(kind=OutboxKind.AUDIT_PAY, entry_hash=entry.hash, legs=legs,
-                             at=at, source=entry.ref, job_id=entry.ref)
-    uow.ledger.append(RELEASED, entry.ref, entry.at,
-                      [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs],
-                      {"entry": entry.hash})
-    return legs
+    out: list[OutboxLeg] = []
+    for pool in pools:
+        legs = [OutboxLeg(p.dst.removeprefix("wallet:"), p.amount, p.dst)
+                for p in entry.postings
+                if p.src == pool and p.dst.startswith("wallet:") and p.amount > 0]
+        if not legs:
+            continue
+        job = entry.ref if pool == AUDIT_POOL else None
+        OutboxRepo(uow.conn).add(kind=POOL_PAYOUTS[pool], entry_hash=entry.hash, legs=legs,
+                                 at=at, source=entry.ref, job_id=job)
+        uow.ledger.append(RELEASED, entry.ref, entry.at,
+                          [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs],
+                          {"entry": entry.hash})
+        out += legs
+    return out
 
 
 STAKE_PREFIX: Final = stake_vault("")

@@ -33,7 +33,15 @@ from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
 from nosgrid.core.errors import Forbidden, InvalidInput
 from nosgrid.core.jobs.state import Job
-from nosgrid.core.ledger import STAKERS_POOL, TREASURY, JournalEntry, verify, wallet
+from nosgrid.core.ledger import (
+    REWARDS_POOL,
+    STAKERS_POOL,
+    TREASURY,
+    JournalEntry,
+    verify,
+    wallet,
+)
+from nosgrid.core.tokenomics import RESERVE
 from nosgrid.core.verification import AUDIT_POOL
 from nosgrid.settlement import mirror, spl
 from nosgrid.settlement.chain import LiteSVMChain, PreparedTransaction, RpcChain, SolanaChain
@@ -52,6 +60,8 @@ RELAY_PROGRAMS: Final = frozenset({
 LITESVM_CLIENT_SOL: Final = 10**9
 #: how ``reconcile`` names the sum of every ``stake:<pk>`` (the stake vault's ledger side)
 STAKES: Final = "stake:*"
+#: the reconcile row of the emissions vault: the ledger's undistributed reserve
+EMISSIONS: Final = "alloc:reserve+rewards_pool"
 
 
 class SolanaBackend:
@@ -59,8 +69,12 @@ class SolanaBackend:
 
     def __init__(self, settlement: SolanaSettlement, *, name: str = "solana",
                  cluster: str = "", batch_size: int = 1, anchor_every: int = 0,
-                 sender_interval_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+                 sender_interval_s: float = 1.0, clock: Callable[[], float] = time.time,
+                 mint_reserve: bool = False) -> None:
         self.settlement = settlement
+        #: the market bootstrapped its own mint: mint the ledger's reserve into the
+        #: emissions vault when the mirror opens
+        self.mint_reserve = mint_reserve
         self.chain: SolanaChain = settlement.chain
         self.name = name
         self.cluster = cluster or name
@@ -80,7 +94,8 @@ class SolanaBackend:
         authority = authority or Keypair()
         chain.airdrop_sol_now(authority.pubkey(), 10_000 * 10**9)
         settlement = await SolanaSettlement.bootstrap(chain, authority)
-        return cls(settlement, name="litesvm", cluster="litesvm (in-process)", **kwargs)
+        return cls(settlement, name="litesvm", cluster="litesvm (in-process)",
+                   mint_reserve=True, **kwargs)
 
     @classmethod
     async def rpc(cls, url: str, authority: Keypair, accounts_file: Path,
@@ -95,21 +110,24 @@ class SolanaBackend:
             if acc.authority != str(authority.pubkey()):
                 raise InvalidInput(f"{accounts_file} names authority {acc.authority}, but the "
                                    f"keypair is {authority.pubkey()}")
-            audit_vault = acc.audit_vault
-            if not audit_vault:  # a market from before audits settled on chain: add the vault
-                audit_vault = str(await chain.create_token_account(
-                    authority.pubkey(), spl.to_pubkey(acc.mint), authority))
-                acc = SettlementAccounts(**{**asdict(acc), "audit_vault": audit_vault})
+            added = {}
+            for vault in ("audit_vault", "emissions_vault"):  # vaults newer than the file
+                if not getattr(acc, vault):
+                    added[vault] = str(await chain.create_token_account(
+                        authority.pubkey(), spl.to_pubkey(acc.mint), authority))
+            if added:
+                acc = SettlementAccounts(**{**asdict(acc), **added})
                 accounts_file.write_text(json.dumps(asdict(acc), indent=2))
             settlement = SolanaSettlement(chain, mint=acc.mint, authority=authority,
                                           treasury=acc.treasury, stake_vault=acc.stake_vault,
                                           rewards_vault=acc.rewards_vault,
-                                          audit_vault=audit_vault)
-        else:
-            settlement = await SolanaSettlement.bootstrap(chain, authority)
-            accounts_file.parent.mkdir(parents=True, exist_ok=True)
-            accounts_file.write_text(json.dumps(asdict(settlement.accounts), indent=2))
-        return cls(settlement, name="solana", cluster=url, **kwargs)
+                                          audit_vault=acc.audit_vault,
+                                          emissions_vault=acc.emissions_vault)
+            return cls(settlement, name="solana", cluster=url, **kwargs)
+        settlement = await SolanaSettlement.bootstrap(chain, authority)
+        accounts_file.parent.mkdir(parents=True, exist_ok=True)
+        accounts_file.write_text(json.dumps(asdict(settlement.accounts), indent=2))
+        return cls(settlement, name="solana", cluster=url, mint_reserve=True, **kwargs)
 
     # -- in the services' unit of work --------------------------------------------------------
 
@@ -121,16 +139,21 @@ class SolanaBackend:
         legs = mirror.enqueue_payout(uow, job, entry, treasury=str(s.treasury),
                                      rewards_vault=str(s.rewards_vault),
                                      audit_vault=str(s.audit_vault or ""), at=self.clock())
-        if s.audit_vault is not None:  # a dispute's settle entry pays runners from the pool
-            legs += mirror.enqueue_audit_pay(uow, entry, at=self.clock())
+        # a dispute's settle entry pays runners from the pool
+        legs += mirror.enqueue_pool_payouts(uow, entry, pools=self._pools(), at=self.clock())
         if legs and self.sender is not None:
             self.sender.wake.set()  # runs after the caller commits (same event loop)
 
-    def on_audit_paid(self, uow: UnitOfWork, entry: JournalEntry) -> None:
-        if self.settlement.audit_vault is None:
-            return
-        if mirror.enqueue_audit_pay(uow, entry, at=self.clock()) and self.sender is not None:
+    def on_pool_payout(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+        legs = mirror.enqueue_pool_payouts(uow, entry, pools=self._pools(), at=self.clock())
+        if legs and self.sender is not None:
             self.sender.wake.set()
+
+    def _pools(self) -> list[str]:
+        """The protocol pools this market has vaults for."""
+        s = self.settlement
+        return [pool for pool, vault in ((AUDIT_POOL, s.audit_vault),
+                                         (REWARDS_POOL, s.emissions_vault)) if vault]
 
     def check_stake(self, uow: UnitOfWork, owner: str, amount: int) -> None:
         mirror.check_stake(uow, owner, amount)
@@ -148,11 +171,20 @@ class SolanaBackend:
     async def open(self, store: Store, now: int) -> None:
         """Start (or check) the ledger's mirror of this market's chain accounts."""
         s = self.settlement
-        keys = [s.treasury, s.rewards_vault, s.stake_vault, *([s.audit_vault]
-                                                              if s.audit_vault else [])]
-        infos = await self.chain.token_account_infos(keys)
-        names = ["treasury", "rewards_vault", "stake_vault", "audit_vault"]
-        baseline = {n: (0 if i is None else i.amount) for n, i in zip(names, infos, strict=False)}
+        with store.uow(write=False) as uow:
+            first = mirror.opening(uow) is None
+            reserve = uow.ledger.balance(RESERVE) + uow.ledger.balance(REWARDS_POOL)
+        if first and self.mint_reserve and s.emissions_vault is not None and reserve > 0:
+            await s.fund_emissions(reserve)
+        optional = {"audit_vault": s.audit_vault, "emissions_vault": s.emissions_vault}
+        named = {"treasury": s.treasury, "rewards_vault": s.rewards_vault,
+                 "stake_vault": s.stake_vault,
+                 **{n: key for n, key in optional.items() if key is not None}}
+        names = list(named)
+        infos = await self.chain.token_account_infos(list(named.values()))
+        baseline = {n: (0 if i is None else i.amount) for n, i in zip(names, infos, strict=True)}
+        if "emissions_vault" in baseline:  # the vault mirrors the reserve the ledger holds
+            baseline["emissions_vault"] -= reserve
         with store.uow() as uow:
             mirror.open_mirror(uow, asdict(s.accounts), baseline, now)
             uow.commit()
@@ -295,7 +327,8 @@ class SolanaBackend:
                 pending[into] = pending.get(into, 0) + leg.amount
             out_of = {OutboxKind.STAKE_WITHDRAW: STAKES, OutboxKind.SLASH: STAKES,
                       OutboxKind.REWARDS_CLAIM: STAKERS_POOL,
-                      OutboxKind.AUDIT_PAY: AUDIT_POOL}.get(row.kind)
+                      OutboxKind.AUDIT_PAY: AUDIT_POOL,
+                      OutboxKind.EMISSION: EMISSIONS}.get(row.kind)
             if out_of is not None:
                 leaving[out_of] = leaving.get(out_of, 0) + row.total
             if row.error:
@@ -310,6 +343,10 @@ class SolanaBackend:
         if s.audit_vault is not None:  # the pool, and the escrows of the runs it funds
             keys.append(s.audit_vault)
             vaults.append((AUDIT_POOL, "audit_vault", balances.get(AUDIT_POOL, 0) + pool_runs))
+        if s.emissions_vault is not None:  # the reserve not yet paid to providers
+            keys.append(s.emissions_vault)
+            vaults.append((EMISSIONS, "emissions_vault",
+                           balances.get(RESERVE, 0) + balances.get(REWARDS_POOL, 0)))
         infos = await self.chain.token_account_infos(keys)
         rows: list[dict[str, Any]] = []
         for (account, base_key, ledger), info in zip(vaults, infos, strict=True):

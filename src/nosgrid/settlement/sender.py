@@ -45,6 +45,7 @@ STAKE_ACTIONS: Final = {
     OutboxKind.REWARDS_CLAIM: "claim",
     OutboxKind.SLASH: "slash",
     OutboxKind.AUDIT_PAY: "audit",
+    OutboxKind.EMISSION: "emission",
 }
 
 

@@ -76,6 +76,7 @@ class SettlementAccounts:
     stake_vault: str
     rewards_vault: str
     audit_vault: str = ""  # "" in files written before audits settled on chain
+    emissions_vault: str = ""  # "" in files written before emissions settled on chain
 
 
 class SolanaSettlement:
@@ -95,6 +96,7 @@ class SolanaSettlement:
         stake_vault: str | Pubkey,
         rewards_vault: str | Pubkey | None = None,
         audit_vault: str | Pubkey | None = None,
+        emissions_vault: str | Pubkey | None = None,
         decimals: int = DECIMALS,
     ) -> None:
         self.chain = chain
@@ -109,6 +111,8 @@ class SolanaSettlement:
         #: holds the audit fees carved from payouts and pays audit runners (None: audit
         #: money stays on the ledger, as before the vault existed)
         self.audit_vault = spl.to_pubkey(audit_vault) if audit_vault else None
+        #: the on-chain home of the protocol reserve: pays epochs' provider rewards
+        self.emissions_vault = spl.to_pubkey(emissions_vault) if emissions_vault else None
         self.decimals = decimals
         self._token_accounts: dict[str, Pubkey] = {
             str(key): key for key in self.vaults
@@ -126,6 +130,7 @@ class SolanaSettlement:
         stake_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
         rewards_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
         audit_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
+        emissions_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
         log.info("bootstrapped solana settlement", extra={"mint": str(mint)})
         return cls(
             chain,
@@ -135,12 +140,14 @@ class SolanaSettlement:
             stake_vault=stake_vault,
             rewards_vault=rewards_vault,
             audit_vault=audit_vault,
+            emissions_vault=emissions_vault,
         )
 
     @property
     def vaults(self) -> tuple[Pubkey, ...]:
         """The token accounts the market itself holds (treasury and vaults)."""
-        keys = (self.treasury, self.stake_vault, self.rewards_vault, self.audit_vault)
+        keys = (self.treasury, self.stake_vault, self.rewards_vault, self.audit_vault,
+                self.emissions_vault)
         return tuple(k for k in keys if k is not None)
 
     @property
@@ -153,6 +160,7 @@ class SolanaSettlement:
             stake_vault=str(self.stake_vault),
             rewards_vault=str(self.rewards_vault),
             audit_vault=str(self.audit_vault or ""),
+            emissions_vault=str(self.emissions_vault or ""),
         )
 
     def token_account(self, owner: str | Pubkey) -> str:
@@ -169,6 +177,13 @@ class SolanaSettlement:
         """Mint ``amount`` to ``owner`` (dev markets, where the authority is mint authority)."""
         account = await self.ensure_account(owner)
         return await self.chain.mint_to(self.mint, account, amount, self._signer())
+
+    async def fund_emissions(self, amount: int) -> str:
+        """Mint ``amount`` into the emissions vault: the protocol reserve's on-chain home
+        (dev markets, where the authority is mint authority; a real market transfers it)."""
+        if self.emissions_vault is None:
+            raise SettlementFailed("this market has no emissions vault")
+        return await self.chain.mint_to(self.mint, self.emissions_vault, amount, self._signer())
 
     async def approve(self, client: Keypair, amount: int, fee_payer: Keypair | None = None) -> str:
         """Let the market settle up to ``amount`` from ``client``'s account (replaces any
@@ -398,18 +413,19 @@ class SolanaSettlement:
         ``action`` ``stake``: ``legs`` leave ``owner``'s NOS account (the authority as its
         approved delegate) for the stake vault; ``unstake``/``slash``: they leave the stake
         vault; ``claim``: the rewards vault; ``audit``: the audit vault (``owner`` is then
-        the audited job). Signed by :attr:`signer` alone. Raises
+        the audited job); ``emission``: the emissions vault (``owner``: ``epoch:<n>``).
+        Signed by :attr:`signer` alone. Raises
         :class:`AllowanceTooSmall`, ``InsufficientTokenBalance``, ``TokenAccountMissing``…
         """
         resolved = tuple([
             spl.Leg(await self._resolve(dest), check_amount(amount)) for dest, amount in legs
         ])
         source = (spl.ata(owner, self.mint) if action == "stake" else
-                  {"claim": self.rewards_vault, "audit": self.audit_vault}.get(
-                      action, self.stake_vault))
+                  {"claim": self.rewards_vault, "audit": self.audit_vault,
+                   "emission": self.emissions_vault}.get(action, self.stake_vault))
         if source is None:
-            raise SettlementFailed("this market has no audit vault; audit pay stays on the "
-                                   "ledger")
+            raise SettlementFailed(f"this market has no vault for {action} moves; they stay "
+                                   "on the ledger")
         memo = stakes.stake_memo_text(action, owner, entry_hash, job_id)
         move = stakes.StakeMove(source, self.mint, self.authority, resolved, memo, self.decimals)
         addresses = list(dict.fromkeys([source, *(leg.destination for leg in resolved)]))

@@ -10,9 +10,11 @@ owes the move and, for a slash, the job cited as evidence::
     nosgrid claim owner=<pk> entry=<hash>
     nosgrid slash node=<pk> job=<job id> entry=<hash>
     nosgrid audit job=<job id> entry=<hash>
+    nosgrid emission epoch=<n> entry=<hash>
 
 An ``audit`` move pays the runners of an audit of ``job`` out of the audit vault (which the
-audit fee legs of payouts fill).
+audit fee legs of payouts fill); an ``emission`` move pays an epoch's provider rewards out
+of the emissions vault (the on-chain home of the protocol reserve).
 
 >>> stake_memo_text("slash", "n1", "ab", job_id="job-1")
 'nosgrid slash node=n1 job=job-1 entry=ab'
@@ -32,7 +34,7 @@ from nosgrid.settlement import spl
 from nosgrid.settlement.spl import _field, _transfer  # shared with job settlements
 
 #: a deposit into the stake vault, and the moves out of the stake / rewards vault
-ACTIONS: Final = ("stake", "unstake", "claim", "slash", "audit")
+ACTIONS: Final = ("stake", "unstake", "claim", "slash", "audit", "emission")
 
 
 def stake_memo_text(action: str, owner: str, entry_hash: str, job_id: str = "") -> str:
@@ -41,6 +43,9 @@ def stake_memo_text(action: str, owner: str, entry_hash: str, job_id: str = "") 
         raise InvalidInput(f"unknown stake move {action!r}")
     if action == "audit":  # ``owner`` is the audited job
         return f"nosgrid audit job={_field('job_id', owner)} entry={_field('entry', entry_hash)}"
+    if action == "emission":  # ``owner`` is the journal ref ``epoch:<n>``
+        epoch = _field("epoch", owner.removeprefix("epoch:"))
+        return f"nosgrid emission epoch={epoch} entry={_field('entry', entry_hash)}"
     who = "node" if action == "slash" else "owner"
     job = f" job={_field('job_id', job_id)}" if job_id else ""
     return f"nosgrid {action} {who}={_field(who, owner)}{job} entry={_field('entry', entry_hash)}"

@@ -39,6 +39,7 @@ class OutboxKind(StrEnum):
     SLASH = "slash"  # stake vault → treasury (+ challenger)
     REWARDS_CLAIM = "rewards_claim"  # rewards vault → staker
     AUDIT_PAY = "audit_pay"  # audit vault → the runners of an audit (the fee came in a payout)
+    EMISSION = "emission"  # emissions vault → the nodes an epoch rewards
 
 
 #: kinds that spend from ``source``'s allowance (they count as reserved until confirmed)

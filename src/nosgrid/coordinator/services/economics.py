@@ -172,8 +172,10 @@ def run_emissions(uow: UnitOfWork, now: int,
         emission = tokenomics.epoch_emission(epoch, work, params,
                                              uow.ledger.balance(REWARDS_POOL))
         if emission.postings:
-            uow.ledger.append("emission", f"epoch:{epoch}", now, emission.postings,
-                              {"released": emission.released, "nodes": len(emission.paid)})
+            entry = uow.ledger.append("emission", f"epoch:{epoch}", now, emission.postings,
+                                      {"released": emission.released,
+                                       "nodes": len(emission.paid)})
+            settlement_of(uow).on_pool_payout(uow, entry)  # on Solana: the emissions vault
         applied.append(epoch)
     if applied:
         uow.economics.set_last_epoch(applied[-1])

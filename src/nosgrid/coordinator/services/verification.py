@@ -434,7 +434,7 @@ def _pay_runners(uow: UnitOfWork, job: Job, runners: Sequence[str], now: int) ->
     if postings:
         entry = uow.ledger.append("audit.paid", job.id, now, postings,
                                   {"runners": list(runners)})
-        settlement_of(uow).on_audit_paid(uow, entry)  # on Solana: from the audit vault
+        settlement_of(uow).on_pool_payout(uow, entry)  # on Solana: from the audit vault
 
 
 def _settle_verdict(uow: UnitOfWork, job: Job, v: dict[str, Any], outcome: DisputeOutcome,
