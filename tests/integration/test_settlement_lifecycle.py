@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from settlement_fixtures import (
@@ -331,3 +332,75 @@ async def test_epoch_rewards_leave_the_emissions_vault(chain_market: ChainMarket
     report = await solana_wallet.verify_onchain(m.alice)
     assert report["ok"], report["problems"]
     assert (await m.node.balance())["balance"] == 0  # paid out: on chain, not in the market
+
+
+async def test_a_dispute_on_chain_refunds_slashes_and_pays_the_panel(tmp_path: Path) -> None:
+    """A lying node on Solana: the client's refund needs no transaction, the slash leaves
+    the stake vault, the auditor and the panel are paid out of the audit vault, and
+    ``verify --onchain`` holds."""
+    m = await open_chain_market(tmp_path, auditor_min_clean_jobs=0, auditor_min_reputation=0.0,
+                                audit_rate_bps=10_000, audit_window_s=60)
+    s = m.backend.settlement
+    liar = m.node
+    honest = [m.client(), m.client()]
+    try:
+        await m.admin.create_market({"name": "audited", "price_per_second": 1000,
+                                     "max_timeout": 600, "fee_bps": 500, "audit_fee_bps": 1200})
+        await m.fund(m.alice, "100", approve=5 * NOS)
+        await m.fund(liar, "100", approve=20 * NOS)
+        await liar.request("POST", "/v1/stake", json_body={"action": "stake", "amount": "10",
+                                                           "days": 30})
+        await liar.register_node(HW, ["audited"])
+        spec = {**BUSYBOX_SPEC, "meta": {"nosgrid": {"verification": "deterministic"}}}
+        good, bad = await liar.upload_blob(b"42\n"), await liar.upload_blob(b"lies")
+        nodes = [liar]
+
+        async def take_and_finish(sha: str, among: list[Any]) -> Any:
+            for n in among:
+                got = await n.poll(wait=0)
+                if got["job"] is not None:
+                    await n.start_job(got["job"]["id"])
+                    m.clock.t += 5
+                    for beat in nodes:
+                        await beat.heartbeat()
+                    await n.finish_job(got["job"]["id"], seconds_used=5, outputs=[
+                        {"path": "/outputs/out.txt", "sha256": sha, "size": 3}])
+                    return n
+            raise AssertionError("nobody got the job")
+
+        # seed the audit pool: a job nobody can audit is released, its fee kept (600)
+        await m.alice.post_job(spec=spec, market="audited", timeout=100)
+        await take_and_finish(good, [liar])
+        m.coord.maintenance()
+        m.clock.t += 61
+        await liar.heartbeat()
+        m.coord.maintenance()
+        for n in honest:
+            await n.register_node(HW, ["audited"])
+            nodes.append(n)
+        await m.send()
+        client_before = await m.token_balance(m.alice.pubkey)
+
+        job = await m.alice.post_job(spec=spec, market="audited", timeout=100)
+        assert await take_and_finish(bad, [liar]) is liar
+        m.coord.maintenance()  # the audit run
+        auditor = await take_and_finish(good, honest)
+        m.coord.maintenance()  # outputs differ: disputed, a tiebreak run
+        await take_and_finish(good, [n for n in honest if n is not auditor])
+        m.coord.maintenance()  # verdict
+        v = await m.alice.request("GET", f"/v1/jobs/{job['id']}/verification")
+        assert v["verdict"] == "node_wrong" and v["slashed"] == [liar.pubkey]
+        stats = await m.send()
+        assert stats.failed == 0, stats.errors
+        with m.store.uow(write=False) as uow:
+            kinds = {r.kind for r in OutboxRepo(uow.conn).in_status(OutboxStatus.CONFIRMED)}
+        assert {OutboxKind.SLASH, OutboxKind.AUDIT_PAY} <= kinds
+        # the lie cost the client nothing: its refund never left its token account
+        assert await m.token_balance(m.alice.pubkey) == client_before
+        assert (await s.balances([str(s.stake_vault)]))[str(s.stake_vault)] == 5 * NOS
+        report = await solana_wallet.verify_onchain(m.alice)
+        assert report["ok"], report["problems"]
+    finally:
+        for n in honest:
+            await n.aclose()
+        await m.close()
