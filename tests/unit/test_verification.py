@@ -11,6 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nosgrid.core.audit_settlement import (
+    AuditWindowOpen,
+    hold_for_audit,
+    release_held,
+    settle_dispute,
+)
 from nosgrid.core.errors import IllegalTransition, InvalidInput
 from nosgrid.core.jobs.state import Job, JobState
 from nosgrid.core.ledger import balance_deltas, check_postings, escrow, wallet
@@ -20,7 +26,6 @@ from nosgrid.core.verification import (
     AUDIT_POOL,
     DEFAULT_VERIFICATION,
     AuditRecord,
-    AuditWindowOpen,
     Candidate,
     Tolerance,
     Verdict,
@@ -32,12 +37,9 @@ from nosgrid.core.verification import (
     choose_panel,
     compare_output_sets,
     compare_outputs,
-    hold_for_audit,
     job_audit_rate_bps,
     related,
-    release_held,
     resolve_dispute,
-    settle_dispute,
     should_audit,
 )
 
@@ -249,7 +251,7 @@ def test_hold_then_release_conserves_the_deposit() -> None:
 
 
 def _disputed() -> Job:
-    from nosgrid.core.verification import open_dispute
+    from nosgrid.core.audit_settlement import open_dispute
 
     return open_dispute(hold_for_audit(finished_job(), 100).job, 200, "aud").job
 

@@ -1,4 +1,4 @@
-"""Verification: which jobs are audited, by whom, how outputs compare, who pays on a dispute.
+"""Verification: which jobs are audited, by whom, how outputs compare, who wins a dispute.
 
 **Audit rate** (adaptive, like BOINC's adaptive replication). A node's record is the
 number of clean jobs since it joined or since its last fault, and its reputation::
@@ -25,6 +25,8 @@ JSON or ``.npy`` within ``abs_eps + rel_eps·max(|a|, |b|)``; ``none`` — never
 wrong only when the whole panel agrees with the other side; anything else is
 inconclusive and nobody is slashed. Payment to an audited node is held in the job's
 escrow for ``audit_window`` seconds (see ``docs/verification.md`` for the trade-off).
+The money and state transitions (hold, release, replicas, dispute settlement) are in
+:mod:`nosgrid.core.audit_settlement`.
 
 >>> rec = AuditRecord(clean_jobs=0, reputation=0.5)
 >>> audit_rate_bps(rec), audit_rate_bps(AuditRecord(clean_jobs=5_000, reputation=0.9))
@@ -40,18 +42,14 @@ import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from nosgrid.core.errors import Conflict, IllegalTransition, InvalidInput
-from nosgrid.core.jobs.state import Event, Job, JobState, Transition, can, payout, settle
-from nosgrid.core.ledger import STAKERS_POOL, TREASURY, Posting, escrow, wallet
-from nosgrid.core.money import bps_of
-from nosgrid.core.slashing import Evidence, Offence, SlashNode
+from nosgrid.core.errors import InvalidInput
 
 Mode = Literal["deterministic", "tolerance", "none"]
 IntArray = npt.NDArray[np.int64]
@@ -62,11 +60,6 @@ BoolArray = npt.NDArray[np.bool_]
 AUDIT_POOL: Final = "audit_pool"
 HOUR: Final = 3_600
 _NPY_MAGIC: Final = b"\x93NUMPY"
-
-
-class AuditWindowOpen(Conflict):
-    code = "audit_window_open"
-    default_message = "The job's audit window is still open; its payment is held until then."
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,154 +473,6 @@ def resolve_dispute(mode: Mode, first: bytes, audit: bytes,
     else:
         verdict = Verdict.INCONCLUSIVE
     return DisputeOutcome(verdict, sum(vf), sum(va), n)
-
-
-# --------------------------------------------------------------------- money
-
-
-def _advance(job: Job, action: str, target: JobState) -> Job:
-    if not can(job, action):
-        raise IllegalTransition(f"cannot {action} job {job.id}: it is {job.state.value}",
-                                job_id=job.id, state=job.state.value, action=action)
-    return replace(job, state=target)
-
-
-def gross_pay(job: Job) -> int:
-    """What the job's run is billed (price × seconds, capped by the deposit)."""
-    p = payout(job)
-    return p.node_pay + p.treasury_fee + p.stakers_fee
-
-
-def hold_for_audit(job: Job, now: int,
-                   params: VerificationParams = DEFAULT_VERIFICATION) -> Transition:
-    """completed → verifying: the node's pay stays in escrow until the window closes.
-
-    Every auditable job is held (not only the sampled ones), so holding reveals nothing.
-    """
-    new = _advance(job, "verify", JobState.VERIFYING)
-    finished = job.finished_at if job.finished_at is not None else now
-    ev = Event("JobHeldForAudit", job.id, now, {"release_at": finished + params.audit_window})
-    return Transition(new, (ev,))
-
-
-def settle_postings(job: Job, audit_fee_bps: int, stakers_account: str = STAKERS_POOL
-                    ) -> tuple[Posting, ...]:
-    """The job's normal settle postings with ``audit_fee_bps`` of gross carved from node pay.
-
-    >>> from nosgrid.core.jobs.state import Job
-    >>> j = Job("j", "c", "m", "h", 10, 1_000, 100, 500, seconds_used=10, node="n",
-    ...         state=JobState.VERIFYING)
-    >>> [(p.dst, p.amount) for p in settle_postings(j, 1_000)]
-    [('wallet:n', 850), ('treasury', 50), ('audit_pool', 100)]
-    """
-    pay = payout(job)
-    fee = min(bps_of(gross_pay(job), audit_fee_bps), pay.node_pay)
-    legs = [(wallet(job.node) if job.node else "", pay.node_pay - fee),
-            (TREASURY, pay.treasury_fee), (stakers_account, pay.stakers_fee),
-            (AUDIT_POOL, fee), (wallet(job.client), pay.refund)]
-    return tuple(Posting(escrow(job.id), dst, amt) for dst, amt in legs if dst and amt > 0)
-
-
-def release_held(job: Job, now: int, audit_fee_bps: int, *, audit_passed: bool = False,
-                 params: VerificationParams = DEFAULT_VERIFICATION) -> Transition:
-    """verifying → settled once the window has closed (or the audit passed): pay the node."""
-    finished = job.finished_at if job.finished_at is not None else 0
-    if not audit_passed and now < finished + params.audit_window:
-        raise AuditWindowOpen(f"job {job.id} is held until {finished + params.audit_window}",
-                              release_at=finished + params.audit_window)
-    new = _advance(job, "settle", JobState.SETTLED)
-    postings = settle_postings(job, audit_fee_bps)
-    return Transition(new, (Event("JobSettled", job.id, now, {"held": True}),), postings)
-
-
-def settle_replica(run: Job, now: int, *, agrees: bool) -> Transition:
-    """Settle a held replica the client paid for, once the verdict is in.
-
-    A run whose outputs agree with the winning result is paid like any job (node, treasury,
-    stakers, the rest back to the client); one that disagrees is refunded to the client
-    whole and its runner gets nothing.
-
-    >>> from nosgrid.core.jobs.state import Job
-    >>> r = Job("r", "c", "m", "h", 10, 1_000, 100, 500, seconds_used=4, node="n",
-    ...         state=JobState.VERIFYING)
-    >>> [(p.dst, p.amount) for p in settle_replica(r, 9, agrees=True).postings]
-    [('wallet:n', 380), ('treasury', 20), ('wallet:c', 600)]
-    >>> [(p.dst, p.amount) for p in settle_replica(r, 9, agrees=False).postings]
-    [('wallet:c', 1000)]
-    """
-    if agrees:
-        return settle(run, now)
-    new = _advance(run, "settle", JobState.SETTLED)
-    postings = (Posting(escrow(run.id), wallet(run.client), run.deposit),) if run.deposit else ()
-    ev = Event("JobSettled", run.id, now, {"refund": run.deposit, "agrees": False})
-    return Transition(new, (ev,), postings)
-
-
-def open_dispute(job: Job, now: int, auditor: str) -> Transition:
-    """verifying → disputed: the audit run's output differs from the node's."""
-    new = _advance(job, "dispute", JobState.DISPUTED)
-    return Transition(new, (Event("JobDisputed", job.id, now, {"auditor": auditor}),))
-
-
-def _pay_runs(runners: Sequence[str], each: int, pool_balance: int) -> list[Posting]:
-    out, left = [], pool_balance
-    for r in runners:
-        amt = min(each, left)
-        if amt > 0:
-            out.append(Posting(AUDIT_POOL, wallet(r), amt))
-            left -= amt
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class DisputeSettlement:
-    """The settled job and its postings, plus the slash commands for ``slashing.slash``."""
-
-    transition: Transition
-    slashes: tuple[SlashNode, ...] = ()
-    postings: tuple[Posting, ...] = field(default=())
-
-
-def settle_dispute(job: Job, outcome: DisputeOutcome, *, auditor: str,
-                   tiebreakers: Sequence[str], verdict_entry_hash: str, now: int,
-                   audit_fee_bps: int, pool_balance: int,
-                   auditor_paid_by_client: bool = False) -> DisputeSettlement:
-    """Settle a disputed job per the verdict (record the verdict entry first; cite its hash).
-
-    * ``node_wrong``: full refund to the client; the node is slashed for ``wrong_result``
-      with the auditor as challenger; auditor and panel are paid from ``audit_pool``.
-    * ``auditor_wrong``: the node is paid as usual; the auditor is slashed (the node is
-      the challenger) and unpaid; the panel is paid.
-    * ``inconclusive``: the node is paid, auditor and panel are paid, nobody is slashed.
-
-    Audit runs are paid the job's gross each, as far as ``pool_balance`` goes; an auditor
-    whose run the client paid for (a replica) is paid from that run's own escrow instead
-    (``settle_replica``), so the pool pays only the panel.
-    """
-    if job.node is None:
-        raise InvalidInput(f"job {job.id} has no node to settle")
-    new = _advance(job, "settle", JobState.SETTLED)
-    each = gross_pay(job)
-    pooled_auditor = [] if auditor_paid_by_client else [auditor]
-    evidence = Evidence(journal_hash=verdict_entry_hash, job_id=job.id)
-    slashes: tuple[SlashNode, ...] = ()
-    if outcome.verdict is Verdict.NODE_WRONG:
-        postings = [Posting(escrow(job.id), wallet(job.client), job.deposit)] if job.deposit else []
-        postings += _pay_runs([*pooled_auditor, *tiebreakers], each, pool_balance)
-        slashes = (SlashNode(job.node, Offence.WRONG_RESULT, evidence, now, each, auditor),)
-    elif outcome.verdict is Verdict.AUDITOR_WRONG:
-        postings = [*settle_postings(job, audit_fee_bps),
-                    *_pay_runs(tiebreakers, each, pool_balance)]
-        slashes = (SlashNode(auditor, Offence.WRONG_RESULT, evidence, now, each, job.node),)
-    elif outcome.verdict is Verdict.INCONCLUSIVE:
-        postings = [*settle_postings(job, audit_fee_bps),
-                    *_pay_runs([*pooled_auditor, *tiebreakers], each, pool_balance)]
-    else:
-        raise InvalidInput("an agreed audit is settled with release_held, not as a dispute")
-    ev = Event("AuditVerdictReached", job.id, now, {
-        "verdict": str(outcome.verdict), "auditor": auditor, "panel": list(tiebreakers),
-        "votes_first": outcome.votes_first, "votes_audit": outcome.votes_audit})
-    return DisputeSettlement(Transition(new, (ev,), tuple(postings)), slashes, tuple(postings))
 
 
 def next_record(record: AuditRecord, *, faulted: bool, reputation: float) -> AuditRecord:

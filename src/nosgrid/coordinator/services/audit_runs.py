@@ -25,6 +25,7 @@ from typing import Any, Final, cast
 from sqlalchemy import select
 
 from nosgrid.coordinator.services import jobs as job_services
+from nosgrid.core import audit_settlement as settle_rules
 from nosgrid.core import reputation as rep_rules
 from nosgrid.core import verification as rules
 from nosgrid.core.errors import Forbidden
@@ -104,7 +105,7 @@ def settle_run(uow: UnitOfWork, job: Job, now: int) -> Job | None:
                         "be cancelled")
     client_paid = run.get("paid_by") == "client"
     if client_paid and succeeded(job) and job.state is JobState.COMPLETED:
-        return job_services.record(uow, rules.hold_for_audit(job, now), kind="job.held")
+        return job_services.record(uow, settle_rules.hold_for_audit(job, now), kind="job.held")
     held = uow.ledger.balance(escrow(job.id))
     back = replica_reserve(str(run["of"])) if client_paid else AUDIT_POOL
     postings = (Posting(escrow(job.id), back, held),) if held else ()

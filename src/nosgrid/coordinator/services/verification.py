@@ -50,6 +50,7 @@ from nosgrid.coordinator.services.audit_runs import (
     succeeded,
     verification_of,
 )
+from nosgrid.core import audit_settlement as settle_rules
 from nosgrid.core import reputation as rep_rules
 from nosgrid.core import verification as rules
 from nosgrid.core.jobs.meta import MAX_REPLICAS
@@ -211,7 +212,7 @@ def after_completed(uow: UnitOfWork, job: Job, now: int) -> Job | None:
         "status": "held", "result_seq": entry.seq, "result_hash": entry.hash,
         "held_at": now, "runs": [],
     })
-    return job_services.record(uow, rules.hold_for_audit(job, now), kind="job.held")
+    return job_services.record(uow, settle_rules.hold_for_audit(job, now), kind="job.held")
 
 
 # --------------------------------------------------------------------- the maintenance pass
@@ -341,7 +342,8 @@ def _advance_audit(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int,
         v.update(status="passed", verdict=str(Verdict.AGREED))
         res.passed += 1
         return []
-    job_services.record(uow, rules.open_dispute(job, now, str(audit.node)), kind="job.disputed")
+    job_services.record(uow, settle_rules.open_dispute(job, now, str(audit.node)),
+                        kind="job.disputed")
     v["status"] = "disputed"
     res.disputed += 1
     return _advance_dispute(uow, uow.jobs.get(job.id), v, now, cfg, read_blob, res)
@@ -385,7 +387,7 @@ def _release(uow: UnitOfWork, job: Job, now: int, cfg: VerificationConfig, *,
              passed: bool) -> Job:
     """Pay the held job through the usual settle path (outbox hooks, stakers, reputation)."""
     fee = _audit_fee_bps(uow, job)
-    tr = rules.release_held(job, now, fee, audit_passed=passed, params=cfg.params)
+    tr = settle_rules.release_held(job, now, fee, audit_passed=passed, params=cfg.params)
     settled = job_services.record(uow, tr, kind="job.settled")
     economics.on_settled(uow, settled, now)
     _note_record(uow, str(job.node), now, faulted=False)
@@ -415,7 +417,7 @@ def _end_replicas(uow: UnitOfWork, job: Job, v: Mapping[str, Any], now: int, *,
             continue
         agrees = winner is None or compare_results(mode, winner, run.result, tol,
                                                    read_blob).match
-        settled = job_services.record(uow, rules.settle_replica(run, now, agrees=agrees),
+        settled = job_services.record(uow, settle_rules.settle_replica(run, now, agrees=agrees),
                                       kind="job.settled")
         if agrees:
             economics.on_settled(uow, settled, now)
@@ -425,7 +427,7 @@ def _end_replicas(uow: UnitOfWork, job: Job, v: Mapping[str, Any], now: int, *,
 
 def _pay_runners(uow: UnitOfWork, job: Job, runners: Sequence[str], now: int) -> None:
     """Pay audit runs the job's gross each from ``audit_pool``, as far as it goes."""
-    each, left, postings = rules.gross_pay(job), uow.ledger.balance(AUDIT_POOL), []
+    each, left, postings = settle_rules.gross_pay(job), uow.ledger.balance(AUDIT_POOL), []
     for r in runners:
         amount = min(each, left)
         if amount > 0:
@@ -451,11 +453,11 @@ def _settle_verdict(uow: UnitOfWork, job: Job, v: dict[str, Any], outcome: Dispu
         _end_replicas(uow, job, v, now, winner=job.result, read_blob=read_blob)
         v.update(status="passed", verdict=str(outcome.verdict), verdict_entry=verdict.hash)
         return
-    ds = rules.settle_dispute(job, outcome, auditor=auditor, tiebreakers=panel,
-                              verdict_entry_hash=verdict.hash, now=now,
-                              audit_fee_bps=_audit_fee_bps(uow, job),
-                              pool_balance=uow.ledger.balance(AUDIT_POOL),
-                              auditor_paid_by_client=paid_by_client(v))
+    ds = settle_rules.settle_dispute(job, outcome, auditor=auditor, tiebreakers=panel,
+                                     verdict_entry_hash=verdict.hash, now=now,
+                                     audit_fee_bps=_audit_fee_bps(uow, job),
+                                     pool_balance=uow.ledger.balance(AUDIT_POOL),
+                                     auditor_paid_by_client=paid_by_client(v))
     settled = job_services.record(uow, ds.transition, kind="job.settled")
     if outcome.verdict is not Verdict.NODE_WRONG:  # the node was paid: fees and reputation
         economics.on_settled(uow, settled, now)
