@@ -266,8 +266,11 @@ def replicated(k: int, mode: str = "deterministic") -> dict[str, Any]:
 
 @pytest_asyncio.fixture
 async def unsampled(tmp_path: Path) -> AsyncIterator[Grid]:
-    """Sampling off: only the replicas a client asks for are run."""
-    g = await make_grid(tmp_path, Clock(), audit_rate_bps=0)
+    """Sampling off: only the replicas a client asks for are run. The auditor bar is the
+    default (200 clean jobs): replica runners need not be established, so fresh nodes
+    serve."""
+    g = await make_grid(tmp_path, Clock(), audit_rate_bps=0, auditor_min_clean_jobs=200,
+                        auditor_min_reputation=0.5)
     yield g
     for c in g.clients:
         await c.aclose()

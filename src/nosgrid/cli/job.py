@@ -172,6 +172,25 @@ def status(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
         _show_job(job, json, shown)
 
 
+@app.command("verification")
+def verification(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
+                 json: JsonOpt = False) -> None:
+    """How a job is being checked: mode, replicas, audit decision, runs, verdict."""
+    with client(url, keypair) as c:
+        v = c.request("GET", f"/v1/jobs/{job_id}/verification")
+    if json:
+        print_json(v)
+        return
+    fields = ("mode", "status", "replicas", "audited", "rate_bps", "release_at", "auditor",
+              "verdict", "slashed", "reason")
+    console.print(table(f"verification of job {job_id}", ["field", "value"],
+                        [[k, str(v[k])] for k in fields if v.get(k) not in (None, "", [])]))
+    if v.get("runs"):
+        console.print(table("runs", ["job", "role", "node", "paid by", "paid"], [
+            [r["job"], f"{r['role']} {r.get('slot', 0)}", r["node"][:10], r.get("paid_by", "-"),
+             str(r["paid"]) if "paid" in r else "-"] for r in v["runs"]]))
+
+
 @app.command("logs")
 def logs(job_id: str,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="stream on")] = False,

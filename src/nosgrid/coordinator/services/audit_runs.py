@@ -156,8 +156,19 @@ def _recent(c: Candidate, row: Mapping[str, Any] | None, now: int, window: int) 
 
 
 def pick_runner(uow: UnitOfWork, v: Mapping[str, Any], job: Job, now: int,
-          cfg: VerificationConfig, *, exclude: Sequence[str], purpose: str,
-          ) -> Candidate | None:
+                cfg: VerificationConfig, *, exclude: Sequence[str], purpose: str,
+                ) -> Candidate | None:
+    """The node that runs ``job`` again, drawn from the beacon among unrelated candidates.
+
+    A sampled audit needs an established auditor (``auditor_min_clean_jobs``, reputation).
+    The runs of a job whose client asked for ``replicas`` only need to be online, staked as
+    the market asks and unrelated: the client chose to pay for redundancy, which must work
+    in a young market too (as BOINC replicates on any host); k agreeing runs on unrelated
+    nodes and the dispute panel are its protection.
+    """
+    params = cfg.params
+    if paid_by_client(v):
+        params = replace(params, auditor_min_clean_jobs=0, auditor_min_reputation=0.0)
     records = all_rows(uow, AUDIT_RECORD)
     pool = [_recent(c, records.get(c.node_id), now, cfg.partner_window_s)
             for c in candidates(uow, job.market, now)]
@@ -165,7 +176,7 @@ def pick_runner(uow: UnitOfWork, v: Mapping[str, Any], job: Job, now: int,
     audited = by_id.get(str(v["node"]), Candidate(str(v["node"])))
     excluded = [by_id.get(n, Candidate(n)) for n in exclude]
     min_stake = uow.markets.get(job.market).min_stake
-    return rules.choose_auditor(job.id, str(v["beacon"]), audited, pool, cfg.params,
+    return rules.choose_auditor(job.id, str(v["beacon"]), audited, pool, params,
                                 exclude=excluded, purpose=purpose, min_stake=min_stake)
 
 
