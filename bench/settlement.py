@@ -25,7 +25,7 @@ from solders.message import Message
 from solders.transaction import Transaction
 
 from nosgrid.settlement import spl
-from nosgrid.settlement.chain import LiteSVMChain
+from nosgrid.settlement.litesvm_chain import LiteSVMChain
 from nosgrid.settlement.solana import SettlementRequest, SolanaSettlement
 
 NOS = 1_000_000

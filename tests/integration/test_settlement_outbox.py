@@ -17,8 +17,9 @@ from solders.instruction import Instruction
 from solders.keypair import Keypair
 
 from nosgrid.settlement import wallet as solana_wallet
-from nosgrid.settlement.chain import LiteSVMChain, PreparedTransaction
+from nosgrid.settlement.chain import PreparedTransaction
 from nosgrid.settlement.errors import AllowanceTooSmall
+from nosgrid.settlement.litesvm_chain import LiteSVMChain
 from nosgrid.settlement.sender import Sender
 from nosgrid.store.outbox import OutboxRepo, OutboxStatus
 

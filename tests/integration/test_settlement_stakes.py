@@ -18,8 +18,9 @@ from nosgrid.core.slashing import Offence
 from nosgrid.core.staking import DAY
 from nosgrid.sdk.client import AsyncClient
 from nosgrid.settlement import wallet as solana_wallet
-from nosgrid.settlement.chain import LiteSVMChain, PreparedTransaction
+from nosgrid.settlement.chain import PreparedTransaction
 from nosgrid.settlement.errors import AllowanceTooSmall
+from nosgrid.settlement.litesvm_chain import LiteSVMChain
 from nosgrid.settlement.sender import Sender
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxRow, OutboxStatus
 

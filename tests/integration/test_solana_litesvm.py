@@ -15,7 +15,7 @@ from solders.pubkey import Pubkey
 
 from nosgrid.core.errors import SettlementFailed
 from nosgrid.settlement import spl
-from nosgrid.settlement.chain import LiteSVMChain, RpcChain, SolanaChain, TokenAccountState
+from nosgrid.settlement.chain import SolanaChain, TokenAccountState
 from nosgrid.settlement.errors import (
     AllowanceTooSmall,
     InsufficientTokenBalance,
@@ -24,6 +24,8 @@ from nosgrid.settlement.errors import (
     TokenOwnerMismatch,
     WrongMint,
 )
+from nosgrid.settlement.litesvm_chain import LiteSVMChain
+from nosgrid.settlement.rpc_chain import RpcChain
 from nosgrid.settlement.solana import SettlementRequest, SolanaSettlement
 
 NOS = 1_000_000

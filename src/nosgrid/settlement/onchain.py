@@ -44,7 +44,9 @@ from nosgrid.core.ledger import (
 from nosgrid.core.tokenomics import RESERVE
 from nosgrid.core.verification import AUDIT_POOL
 from nosgrid.settlement import mirror, spl
-from nosgrid.settlement.chain import LiteSVMChain, PreparedTransaction, RpcChain, SolanaChain
+from nosgrid.settlement.chain import PreparedTransaction, SolanaChain
+from nosgrid.settlement.litesvm_chain import LiteSVMChain
+from nosgrid.settlement.rpc_chain import RpcChain
 from nosgrid.settlement.sender import Sender
 from nosgrid.settlement.solana import SettlementAccounts, SolanaSettlement
 from nosgrid.store.db import Store, UnitOfWork

@@ -8,7 +8,7 @@ journal entry hash. Stakes sit in a stake vault owned by the authority.
 
 >>> import asyncio
 >>> from solders.keypair import Keypair
->>> from nosgrid.settlement.chain import LiteSVMChain
+>>> from nosgrid.settlement.litesvm_chain import LiteSVMChain
 >>> async def demo() -> int:
 ...     chain, authority, client, node = LiteSVMChain(), Keypair(), Keypair(), Keypair()
 ...     for key in (authority, client):

@@ -1,0 +1,26 @@
+"""The gateway's knobs, apart from the runtime so that every gateway module can read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nosgrid.integrations.openai_gateway.billing import Prices
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Knobs of the gateway; prices are NOS base units per token."""
+
+    flush_every: int = 64  # requests between journal entries
+    flush_interval_s: float = 2.0  # … or this long, whichever comes first
+    topup_chunk: int = 1_000_000  # moved wallet → hold at a time (1 NOS)
+    fee_bps: int = 1_000  # treasury's share of token revenue
+    default_prices: Prices = field(default_factory=Prices)
+    default_max_tokens: int = 256  # when a request names none (bounds the reservation)
+    max_tokens_limit: int = 8_192
+    idle_release_s: float = 300.0  # an unused key's hold returns to its owner
+    cold_start_timeout_s: float = 300.0
+    unhealthy_wait_s: float = 15.0  # how long a request waits for a flapping replica
+    tick_s: float = 1.0
+    scale_up_outstanding: int = 4  # start another replica above this per replica
+    upstream_timeout_s: float = 600.0
