@@ -10,6 +10,9 @@ import typer
 
 from nosgrid.coordinator.settings import CoordinatorSettings, default_data_dir
 
+#: seconds in-flight requests get after SIGTERM before waiting long-polls are cancelled
+GRACEFUL_SHUTDOWN_S = 3
+
 app = typer.Typer(help="Run a coordinator.", no_args_is_help=True)
 
 
@@ -68,4 +71,8 @@ def start(
         anchor_every=anchor_every, settlement_batch_size=batch_size,
         heartbeat_timeout_s=heartbeat_timeout, audit_window_s=audit_window)
     app_ = create_app(config)
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)
+    # SIGTERM/Ctrl-C: in-flight requests get a few seconds, then waiting long-polls are
+    # cancelled (they hold no transaction while they wait) instead of keeping the process
+    # up for their full wait
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
