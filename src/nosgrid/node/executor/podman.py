@@ -8,13 +8,12 @@ import logging
 import os
 import shutil
 import signal
-import stat
 import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Final
 
 from nosgrid.node.executor.args import EXECUTOR_LABEL, NAME_RE, run_args, validate_spec
@@ -25,28 +24,24 @@ from nosgrid.node.executor.base import (
     ContainerStatus,
     ExecResult,
     LogCallback,
-    LogStream,
     MiB,
     PodmanUnavailable,
 )
 from nosgrid.node.executor.config import ENGINE_FLAGS, default_state_dir, podman_env
 from nosgrid.node.executor.forward import LoopbackForwarder
+from nosgrid.node.executor.output import (
+    LogState,
+    collect_outputs,
+    podman_error,
+    read_stream,
+    start_failure,
+)
 from nosgrid.node.executor.seccomp import PODMAN_DEFAULT_PROFILE, write_strict_profile
 
 log = logging.getLogger(__name__)
 
-MAX_LINE_BYTES: Final = 64 * 1024
-_READ_CHUNK: Final = 64 * 1024
 #: podman's own exit codes (its error, cannot invoke, not found), not the container's
 _PODMAN_ERROR_EXITS: Final = (125, 126, 127)
-
-@dataclass
-class _LogState:
-    limit: int
-    forwarded: int = 0
-    truncated: bool = False
-    counts: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
-    callback_failed: bool = False
 
 
 @dataclass
@@ -58,7 +53,7 @@ class PodmanContainer:
     started_at: float
     _proc: asyncio.subprocess.Process
     _readers: list[asyncio.Task[None]]
-    _logs: _LogState
+    _logs: LogState
     _stderr_tail: deque[str]
     _work_dir: Path
     _own_work_dir: bool
@@ -254,12 +249,12 @@ class PodmanRuntime:
             if own:
                 shutil.rmtree(work_dir, ignore_errors=True)
             raise PodmanUnavailable("podman is not installed; run `make system`") from exc
-        logs = _LogState(limit=spec.log_limit_bytes)
+        logs = LogState(limit=spec.log_limit_bytes)
         tail: deque[str] = deque(maxlen=5)
         assert proc.stdout is not None and proc.stderr is not None
         readers = [
-            asyncio.create_task(_read_stream(proc.stdout, "stdout", logs, on_log, None)),
-            asyncio.create_task(_read_stream(proc.stderr, "stderr", logs, on_log, tail)),
+            asyncio.create_task(read_stream(proc.stdout, "stdout", logs, on_log, None)),
+            asyncio.create_task(read_stream(proc.stderr, "stderr", logs, on_log, tail)),
         ]
         handle = PodmanContainer(
             name=name,
@@ -328,7 +323,9 @@ class PodmanRuntime:
         except BaseException:
             await asyncio.shield(self._cleanup(handle, force=True))
             raise
-        outputs, outputs_truncated = await asyncio.to_thread(_collect_outputs, handle)
+        outputs, outputs_truncated = await asyncio.to_thread(
+            collect_outputs, handle.spec, handle._work_dir
+        )
         force = timed_out or handle._stopped or result.status == "failed_to_start"
         await asyncio.shield(self._cleanup(handle, force=force))
         result = ContainerResult(
@@ -379,8 +376,8 @@ class PodmanRuntime:
             status, reason = "timed_out", "deadline reached; the container was killed"
         elif handle._stopped:
             status, reason = "stopped", "stopped by the node"
-        elif rc in _PODMAN_ERROR_EXITS and _podman_error(handle._stderr_tail):
-            status, reason = "failed_to_start", _start_failure(handle._stderr_tail[-1], spec)
+        elif rc in _PODMAN_ERROR_EXITS and podman_error(handle._stderr_tail):
+            status, reason = "failed_to_start", start_failure(handle._stderr_tail[-1], spec)
         elif rc == 137:
             status = "oom_killed"
             reason = (
@@ -447,116 +444,3 @@ def _numeric_user(user: str) -> tuple[int | None, int | None]:
         int(uid) if uid.isdigit() else None,
         int(gid) if gid.isdigit() else None,
     )
-
-
-def _podman_error(tail: deque[str]) -> bool:
-    return bool(tail) and tail[-1].startswith("Error: ")
-
-
-def _start_failure(line: str, spec: ContainerSpec) -> str:
-    msg = line.removeprefix("Error: ").strip()
-    if "image not known" in msg or "no such image" in msg.lower():
-        return f"image {spec.image} is not on this node (nothing is pulled): {msg}"
-    if "executable file not found" in msg or "no such file or directory" in msg:
-        return f"the command was not found in the image: {msg}"
-    return f"the container failed to start: {msg}"
-
-
-async def _read_stream(
-    stream: asyncio.StreamReader,
-    name: LogStream,
-    logs: _LogState,
-    on_log: LogCallback | None,
-    tail: deque[str] | None,
-) -> None:
-    """Forward ``stream`` line by line within the byte budget; drain (and count) the rest."""
-    pending = b""
-    while True:
-        chunk = await stream.read(_READ_CHUNK)
-        if not chunk:
-            break
-        logs.counts[name] += len(chunk)
-        pending += chunk
-        lines = pending.split(b"\n")
-        pending = lines.pop()
-        while len(pending) > MAX_LINE_BYTES:  # a line without end is cut into pieces
-            lines.append(pending[:MAX_LINE_BYTES])
-            pending = pending[MAX_LINE_BYTES:]
-        for line in lines:
-            _emit(line, name, logs, on_log, tail)
-    if pending:
-        _emit(pending, name, logs, on_log, tail)
-
-
-def _emit(
-    line: bytes,
-    name: LogStream,
-    logs: _LogState,
-    on_log: LogCallback | None,
-    tail: deque[str] | None,
-) -> None:
-    text = line.decode(errors="replace")
-    if tail is not None:
-        tail.append(text[:2000])
-    if logs.truncated:
-        return
-    if logs.forwarded + len(line) + 1 > logs.limit:
-        logs.truncated = True
-        return
-    logs.forwarded += len(line) + 1
-    if on_log is None or logs.callback_failed:
-        return
-    try:
-        on_log(name, text)
-    except Exception:
-        logs.callback_failed = True
-        log.exception("log callback failed; further lines are not forwarded")
-
-
-def _collect_outputs(handle: PodmanContainer) -> tuple[tuple[Path, ...], bool]:
-    """Copy regular files matching the spec's output globs out of the work dir, safely.
-
-    Symlinks are never followed (a job could point one at a host file) and the total size
-    is capped by ``output_limit_bytes``.
-    """
-    spec = handle.spec
-    if not spec.outputs or spec.output_dir is None:
-        return (), False
-    root = handle._work_dir
-    dest_root = spec.output_dir
-    dest_root.mkdir(parents=True, exist_ok=True)
-    copied: list[Path] = []
-    total = 0
-    truncated = False
-    seen: set[Path] = set()
-    for pattern in spec.outputs:
-        if PurePosixPath(pattern).is_absolute() or ".." in PurePosixPath(pattern).parts:
-            continue
-        for path in sorted(root.glob(pattern)):
-            files = [path] if not path.is_dir() or path.is_symlink() else sorted(path.rglob("*"))
-            for file in files:
-                if file in seen:
-                    continue
-                seen.add(file)
-                rel = file.relative_to(root)
-                inside = [p for p in [file, *file.parents] if root in p.parents]
-                if any(p.is_symlink() for p in inside):
-                    continue
-                try:
-                    fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-                except OSError:
-                    continue
-                with os.fdopen(fd, "rb") as src:
-                    st = os.fstat(src.fileno())
-                    if not stat.S_ISREG(st.st_mode):
-                        continue
-                    if total + st.st_size > spec.output_limit_bytes:
-                        truncated = True
-                        continue
-                    target = dest_root / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1024 * 1024)
-                    total += st.st_size
-                    copied.append(target)
-    return tuple(copied), truncated

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import math
-import os
 import shutil
-import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +16,21 @@ import httpx
 from pydantic import ValidationError
 
 from nosgrid.core.errors import NosgridError
-from nosgrid.core.jobs.fields import HFResource
-from nosgrid.core.jobs.literals import LiteralContext, TemplateError, resolve_op_args
-from nosgrid.core.jobs.meta import DEFAULT_OUTPUTS, NosgridMeta
+from nosgrid.core.jobs.literals import TemplateError
+from nosgrid.core.jobs.meta import NosgridMeta
 from nosgrid.core.jobs.plan import effective_op, execution_groups, volume_name
-from nosgrid.core.jobs.results import ResultValue, extract_results
-from nosgrid.core.jobs.spec import (
-    CreateVolumeOperation,
-    HttpHealthCheck,
-    JobDefinition,
-    RunArgs,
-    RunOperation,
-)
-from nosgrid.integrations.huggingface import HFCache, ResourceError, prepare_hf_resource
-from nosgrid.node.executor import ContainerResult, PodmanContainer, PodmanRuntime
+from nosgrid.core.jobs.spec import CreateVolumeOperation, JobDefinition, RunOperation
+from nosgrid.integrations.huggingface import HFCache, ResourceError
+from nosgrid.node.executor import PodmanContainer, PodmanRuntime
 from nosgrid.node.executor.base import ContainerSpecInvalid, PodmanUnavailable
+from nosgrid.node.runner.files import (
+    BlobFetcher,
+    fetch_inputs,
+    make_output_dirs,
+    prepare_resources,
+)
+from nosgrid.node.runner.health import HealthChecker, free_port
+from nosgrid.node.runner.ops import OpRun, resolve_args, wait_first, wait_or_stop
 from nosgrid.node.runner.outcome import (
     Fault,
     JobOutcome,
@@ -45,7 +41,6 @@ from nosgrid.node.runner.outcome import (
 from nosgrid.node.runner.plan import (
     FLOW_LABEL,
     JOB_LABEL,
-    HealthCheck,
     PortPlan,
     RunnerLimits,
     container_spec,
@@ -60,24 +55,9 @@ log = logging.getLogger(__name__)
 
 #: ``on_log(op_id, stream, line)``; stream is ``stdout``, ``stderr`` or ``nodeerr``.
 JobLogSink = Callable[[str, str, str], None]
-BlobFetcher = Callable[[str], Awaitable[bytes]]
 #: ``on_service(op_id, {container_port: "http://127.0.0.1:HOST_PORT"}, healthy)``: an op's
 #: exposed ports passed their health checks (startup success) or flipped ONLINE/OFFLINE
 ServiceSink = Callable[[str, dict[str, str], bool], None]
-class _OpRun:
-    def __init__(self, index: int, op: RunOperation | CreateVolumeOperation, host: str) -> None:
-        self.index = index
-        self.op = op
-        self.host = host
-        self.logs: list[tuple[str, str]] = []
-        self.released = asyncio.Event()  # startup success or end: dependents may start
-        self.ended = asyncio.Event()
-        self.stop_requested = asyncio.Event()
-        self.endpoints: dict[str, str] = {}
-        self.outcome = OpOutcome(op.id)
-
-    def live_results(self) -> dict[str, ResultValue]:
-        return extract_results(self.op.results or {}, self.logs) if self.op.results else {}
 
 
 class JobRunner:
@@ -112,8 +92,8 @@ class JobRunner:
         self.on_service = on_service
         self.hf_cache = hf_cache
         self._pinned: list[Path] = []
-        self._ops: list[_OpRun] = []
-        self._by_id: dict[str, _OpRun] = {}
+        self._ops: list[OpRun] = []
+        self._by_id: dict[str, OpRun] = {}
         self._failed = False
         self._containers: list[str] = []
         #: a container of this job really ran (not refused at start): time is billable
@@ -145,7 +125,7 @@ class JobRunner:
         job_dir = self.work_root / flow
         volumes: list[str] = []
         self._ops = [
-            _OpRun(i, effective_op(defn, i, flow), op_host(flow, i, in_pod=in_pod))
+            OpRun(i, effective_op(defn, i, flow), op_host(flow, i, in_pod=in_pod))
             for i in range(len(defn.ops))
         ]
         self._by_id = {r.op.id: r for r in self._ops}
@@ -158,8 +138,8 @@ class JobRunner:
             try:
                 job_dir.mkdir(parents=True, exist_ok=True)
                 job_dir.chmod(0o711)
-                outputs = self._make_output_dirs(job_dir, meta)
-                inputs = await self._fetch_inputs(job_dir, meta)
+                outputs = make_output_dirs(job_dir, meta)
+                inputs = await fetch_inputs(job_dir, meta, self.fetch_blob)
                 if pod is not None:
                     await self.runtime.create_pod(pod, labels={JOB_LABEL: job_id,
                                                                 FLOW_LABEL: flow})
@@ -280,7 +260,7 @@ class JobRunner:
 
     async def _op_task(
         self,
-        run: _OpRun,
+        run: OpRun,
         job_id: str,
         flow: str,
         pod: str | None,
@@ -292,7 +272,7 @@ class JobRunner:
         try:
             deps = [self._by_id[d] for d in run.op.depends_on]
             if deps:
-                await _first(*(d.released.wait() for d in deps), run.stop_requested.wait())
+                await wait_first(*(d.released.wait() for d in deps), run.stop_requested.wait())
             if run.stop_requested.is_set():
                 run.outcome.status, run.outcome.reason = "skipped", "the job was stopped first"
                 return
@@ -317,22 +297,9 @@ class JobRunner:
             run.released.set()
             run.ended.set()
 
-    def _resolve(self, run: _OpRun, op: RunOperation, ctx_base: dict[str, Any]) -> RunArgs:
-        ops_ctx: dict[str, dict[str, Any]] = {}
-        for other in self._ops:
-            state: dict[str, Any] = {"host": other.host}
-            if other.op.results and other.logs:
-                state["results"] = other.live_results()
-            if other.endpoints:
-                state["endpoint"] = dict(other.endpoints)
-            ops_ctx[other.op.id] = state
-        ctx = LiteralContext(ops=ops_ctx, **ctx_base)
-        raw = op.args.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return RunArgs.model_validate(resolve_op_args(raw, ctx))
-
     async def _run_container_op(
         self,
-        run: _OpRun,
+        run: OpRun,
         op: RunOperation,
         job_id: str,
         flow: str,
@@ -340,10 +307,10 @@ class JobRunner:
         outputs: dict[str, Path],
         inputs: dict[str, Path],
         ctx_base: dict[str, Any],
-        deps: list[_OpRun],
+        deps: list[OpRun],
     ) -> None:
         try:
-            args = self._resolve(run, op, ctx_base)
+            args = resolve_args(op, self._ops, ctx_base)
         except TemplateError as exc:
             self._op_failed(run, exc.message, "client")
             return
@@ -351,14 +318,14 @@ class JobRunner:
             self._op_failed(run, f"args are not valid after templating: {exc}", "client")
             return
         try:
-            resources = await self._prepare_resources(args)
+            resources = await prepare_resources(args, self.hf_cache, self._pinned)
         except ResourceError as exc:  # the client named a model that is not there
             self._op_failed(run, f"resource: {exc.message}", "client")
             return
         except NosgridError as exc:  # the hub is unreachable, the cache is full
             self._op_failed(run, f"resource: {exc.message}", "node")
             return
-        port_plans = [PortPlan(p, _free_port(), checks) for p, checks in exposed_ports(args)]
+        port_plans = [PortPlan(p, free_port(), checks) for p, checks in exposed_ports(args)]
         run.endpoints = {str(p.port): f"http://127.0.0.1:{p.host_port}" for p in port_plans}
         spec = container_spec(
             args, flow=flow, index=run.index, job_id=job_id, limits=self.limits, pod=pod,
@@ -387,7 +354,10 @@ class JobRunner:
                 self.on_containers(list(self._containers))
             health = asyncio.create_task(self._health(run, handle, port_plans))
             try:
-                result = await self._wait_or_stop(run, handle, deps if stop_if else [])
+                result = await wait_or_stop(
+                    self.runtime, run, handle, deps if stop_if else [],
+                    grace_s=self.limits.stop_grace_s, note=lambda m: self._nodeerr(run, m),
+                )
             finally:
                 health.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -418,46 +388,14 @@ class JobRunner:
                 self._op_failed(run, result.reason, "client", result.exit_code)
             return
 
-    async def _wait_or_stop(
-        self, run: _OpRun, handle: PodmanContainer, deps: list[_OpRun]
-    ) -> ContainerResult:
-        wait = asyncio.ensure_future(self.runtime.wait(handle))
-        stop_reasons = [asyncio.ensure_future(run.stop_requested.wait())]
-        stop_reasons += [asyncio.ensure_future(d.ended.wait()) for d in deps]
-        try:
-            await asyncio.wait([wait, *stop_reasons], return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            wait.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await wait
-            raise
-        finally:
-            for fut in stop_reasons:
-                fut.cancel()
-        if wait.done():
-            return wait.result()
-        ended = [d.op.id for d in deps if d.ended.is_set()]
-        if ended:
-            self._nodeerr(run, f"stopping: dependency {ended[0]!r} ended (stop_if_dependent_stops)")
-        try:  # a stop sent before podman created the container is lost: then force it
-            result = await asyncio.wait_for(
-                self.runtime.stop(handle, grace_s=self.limits.stop_grace_s),
-                self.limits.stop_grace_s + 5.0,
-            )
-        except TimeoutError:
-            result = await self.runtime.wait(handle)
-        with contextlib.suppress(BaseException):
-            await wait
-        return result
-
-    def _op_failed(self, run: _OpRun, reason: str, fault: Fault, exit_code: int | None = None
+    def _op_failed(self, run: OpRun, reason: str, fault: Fault, exit_code: int | None = None
                    ) -> None:
         run.outcome.status, run.outcome.reason, run.outcome.fault = "failed", reason, fault
         run.outcome.exit_code = exit_code
         self._nodeerr(run, f"op failed: {reason}")
         self._fail_fast()
 
-    def _nodeerr(self, run: _OpRun | None, message: str) -> None:
+    def _nodeerr(self, run: OpRun | None, message: str) -> None:
         if run is not None:
             run.logs.append(("nodeerr", message))
         log.info("job runner: %s", message, extra={"op": run.op.id if run else None})
@@ -466,132 +404,35 @@ class JobRunner:
 
     # -------------------------------------------------------------------- health checks
 
-    async def _health(self, run: _OpRun, handle: PodmanContainer, ports: list[PortPlan]) -> None:
+    async def _health(self, run: OpRun, handle: PodmanContainer, ports: list[PortPlan]) -> None:
         if not ports:
             run.released.set()  # nothing exposed: started is startup success
             return
-        while True:
-            if all([await self._check(p, c) for p in ports for c in (p.checks or (None,))]):
-                break
-            await asyncio.sleep(self.limits.health_interval_s)
+        checker = HealthChecker(self._http, self.limits)
+        await checker.wait_until_healthy(ports)
         self._nodeerr(run, "startup success: every health check passed; endpoint ONLINE")
         if self.on_service is not None:
             self.on_service(run.op.id, dict(run.endpoints), True)
         self._billable = True
         run.released.set()
-        continuous = [(p, c) for p in ports for c in p.checks if c.continuous]
-        online = True
-        while continuous:
-            await asyncio.sleep(self.limits.continuous_interval_s)
-            ok = all([await self._check(p, c) for p, c in continuous])
-            if ok != online:
-                online = ok
-                self._nodeerr(run, f"endpoint {'ONLINE' if ok else 'OFFLINE'}")
-                if self.on_service is not None:
-                    self.on_service(run.op.id, dict(run.endpoints), ok)
 
-    async def _check(self, port: PortPlan, check: HealthCheck | None) -> bool:
-        if not isinstance(check, HttpHealthCheck):  # none or websocket: the port accepts
-            try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", port.host_port),
-                    self.limits.health_timeout_s,
-                )
-            except (OSError, TimeoutError):
-                return False
-            writer.close()
-            return True
-        assert self._http is not None
-        content: bytes | None = None
-        if check.method in ("POST", "PUT") and check.body is not None:
-            body = check.body
-            content = (body if isinstance(body, str) else json.dumps(body)).encode()
-        try:
-            resp = await self._http.request(
-                check.method, f"http://127.0.0.1:{port.host_port}{check.path}",
-                headers=check.headers or {}, content=content,
-            )
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == check.expected_status
+        def changed(ok: bool) -> None:
+            self._nodeerr(run, f"endpoint {'ONLINE' if ok else 'OFFLINE'}")
+            if self.on_service is not None:
+                self.on_service(run.op.id, dict(run.endpoints), ok)
+
+        await checker.watch(ports, changed)
 
     # -------------------------------------------------------------------- files
-
-    def _make_output_dirs(self, job_dir: Path, meta: NosgridMeta) -> dict[str, Path]:
-        dirs: dict[str, Path] = {}
-        paths = meta.outputs if meta.outputs is not None else list(DEFAULT_OUTPUTS)
-        for i, target in enumerate(paths):
-            host = job_dir / "outputs" / str(i)
-            host.mkdir(parents=True, exist_ok=True)
-            (job_dir / "outputs").chmod(0o711)
-            if os.geteuid() == 0:
-                os.chown(host, 1000, 1000)
-            host.chmod(0o700)
-            dirs[target] = host
-        return dirs
-
-    async def _prepare_resources(self, args: RunArgs) -> dict[str, Path]:
-        """Models and data the op names, fetched (or found cached) and pinned: target → dir.
-
-        Hugging Face resources come through the node's shared, hash-checked cache and are
-        mounted read-only; other kinds are refused with a clear reason, before any
-        container starts (so the client pays nothing).
-        """
-        mounts: dict[str, Path] = {}
-        for res in args.resources if isinstance(args.resources, list) else []:
-            if not isinstance(res, HFResource):
-                kind = getattr(res, "type", type(res).__name__)
-                raise ResourceError(f"{kind} resources are not supported by this node yet")
-            if self.hf_cache is None:
-                raise ResourceError("this node has no model cache for HF resources")
-            path = await prepare_hf_resource(res, self.hf_cache)
-            self._pinned.append(path)
-            mounts[res.target] = path
-        return mounts
 
     def release_resources(self) -> None:
         """Unpin the models this job used (the cache may evict them later)."""
         while self._pinned and self.hf_cache is not None:
             self.hf_cache.release(self._pinned.pop())
 
-    async def _fetch_inputs(self, job_dir: Path, meta: NosgridMeta) -> dict[str, Path]:
-        mounts: dict[str, Path] = {}
-        if not meta.inputs:
-            return mounts
-        if self.fetch_blob is None:
-            raise OSError("this runner cannot download input blobs")
-        root = job_dir / "inputs"
-        root.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o755)
-        for i, blob in enumerate(meta.inputs):
-            data = await self.fetch_blob(blob.sha256)
-            got = hashlib.sha256(data).hexdigest()
-            if got != blob.sha256:
-                raise OSError(f"input blob {blob.sha256} arrived with hash {got}")
-            host = root / f"{i}-{blob.sha256[:16]}"
-            host.write_bytes(data)
-            host.chmod(0o444)
-            mounts[blob.path] = host
-        return mounts
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _secs(started: float) -> int:
     return max(1, math.ceil(time.monotonic() - started))
-
-
-async def _first(*aws: Awaitable[Any]) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 __all__ = [
