@@ -303,6 +303,8 @@ async def test_replicas_run_on_distinct_nodes_and_the_client_pays_each(unsampled
     for n in others:
         assert (await n.balance())["balance"] == (950 if me(n) in runners else 0)
     assert before - (await g.alice.balance())["balance"] == 3 * 1000
+    # the client's list shows its job; the runs are in the verification view
+    assert [j["id"] for j in (await g.alice.jobs())["jobs"]] == [job["id"]]
     summary = await g.alice.request("GET", "/v1/verification/summary")
     assert summary["audit_pool"] == 0  # the pool paid for nothing
     await g.ledger_ok()

@@ -274,10 +274,19 @@ class JobRepo:
         return _job_from_row(row)
 
     def list_for_client(
-        self, client: str, *, limit: int = 20, cursor: int | None = None
+        self, client: str, *, limit: int = 20, cursor: int | None = None,
+        hide_marked: str | None = None,
     ) -> tuple[list[Job], int | None]:
-        """A page of the client's jobs, newest first, and the cursor of the next page."""
+        """A page of the client's jobs, newest first, and the cursor of the next page.
+
+        ``hide_marked``: leave out jobs that have a ``protocol_state`` row of that kind
+        (the verification runs the coordinator posts for a client's job).
+        """
         query = select(t.jobs).where(t.jobs.c.client == client)
+        if hide_marked is not None:
+            state = t.protocol_state
+            query = query.where(~select(state.c.key).where(
+                state.c.kind == hide_marked, state.c.key == t.jobs.c.id).exists())
         if cursor is not None:
             query = query.where(t.jobs.c.rowid_ < cursor)
         rows = list(self.conn.execute(query.order_by(t.jobs.c.rowid_.desc()).limit(limit + 1)))

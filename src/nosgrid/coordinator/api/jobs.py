@@ -23,6 +23,7 @@ from nosgrid.coordinator.api.schemas import (
 )
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.services import jobs as job_services
+from nosgrid.coordinator.services.audit_runs import AUDIT_RUN
 from nosgrid.core.errors import Forbidden, InvalidInput
 from nosgrid.core.jobs.load import canonical_json, load_job_definition, parse_job_definition
 from nosgrid.core.jobs.load import spec_hash as hash_of
@@ -68,7 +69,9 @@ async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> dict[s
 async def list_jobs(coord: Coord, signer: Signer, limit: int = Query(20, ge=1, le=200),
                     cursor: int | None = Query(None, ge=0, le=SQL_INT_MAX)) -> dict[str, Any]:
     with coord.store.uow(write=False) as uow:
-        jobs, nxt = uow.jobs.list_for_client(signer, limit=limit, cursor=cursor)
+        # the audit, replica and tiebreak runs of a job are shown by its verification view
+        jobs, nxt = uow.jobs.list_for_client(signer, limit=limit, cursor=cursor,
+                                             hide_marked=AUDIT_RUN)
     return {"jobs": [job_view(j) for j in jobs], "next": nxt}
 
 
