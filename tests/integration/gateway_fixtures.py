@@ -21,6 +21,10 @@ from nosgrid.coordinator.app import create_app
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.integrations.openai_gateway import GatewaySettings, issue_key
 from nosgrid.sdk.client import AsyncClient
+from nosgrid.settlement import wallet as solana_wallet
+from nosgrid.settlement.onchain import SolanaBackend
+from nosgrid.settlement.sender import Sender
+from nosgrid.store.db import Store
 
 HW = {"cpu_cores": 2, "memory_mb": 4096}
 SERVICE_SPEC = {
@@ -133,6 +137,8 @@ class GatewayWorld:
     admin: AsyncClient
     engine: FakeEngine
     engine_url: str
+    backend: SolanaBackend | None = None  # settlement="litesvm": the chain and its sender
+    sender: Sender | None = None
 
     @property
     def gw(self) -> Any:
@@ -156,21 +162,39 @@ class GatewayWorld:
 
 
 @contextlib.asynccontextmanager
-async def gateway_world(tmp_path: Path, **gw: Any) -> AsyncIterator[GatewayWorld]:
+async def gateway_world(tmp_path: Path, *, settlement: str = "local",
+                        **gw: Any) -> AsyncIterator[GatewayWorld]:
+    """A coordinator with the gateway (real uvicorn), a fake engine, a funded client and a
+    node; ``settlement="litesvm"`` settles on an in-process chain instead of the ledger."""
     admin_kp, alice_kp = Keypair(), Keypair()
     settings = CoordinatorSettings(db=str(tmp_path / "c.db"), data_dir=tmp_path,
-                                   admin_keys=frozenset({str(admin_kp.pubkey())}), faucet=True)
-    app = create_app(settings, background=False, gateway=GatewaySettings(**gw))
+                                   admin_keys=frozenset({str(admin_kp.pubkey())}), faucet=True,
+                                   settlement=settlement)
+    backend: SolanaBackend | None = None
+    extra: dict[str, Any] = {}
+    if settlement == "litesvm":
+        backend = await SolanaBackend.litesvm()
+        store = Store.open(settings.db_url)
+        await backend.open(store, int(time.time()))
+        extra = {"store": store, "settlement": backend}
+    app = create_app(settings, background=False, gateway=GatewaySettings(**gw), **extra)
+    sender = (Sender(app.state.coordinator.store, backend.settlement, retry_after_s=0)
+              if backend is not None else None)
     engine = FakeEngine()
     async with serve(app, free_port()) as url, serve(engine.app, free_port()) as engine_url:
         admin, alice = AsyncClient(url, admin_kp), AsyncClient(url, alice_kp)
         node = AsyncClient(url, Keypair())
         await admin.create_market({"name": "cpu", "price_per_second": 10, "max_timeout": 3600,
                                    "fee_bps": 500})
-        await alice.faucet("100")
+        if backend is None:
+            await alice.faucet("100")
+        else:
+            await solana_wallet.faucet(alice, "100")
+            await solana_wallet.approve(alice, 50 * 10**6)
         await node.register_node(HW, ["cpu"])
         try:
-            yield GatewayWorld(url, app, alice_kp, alice, node, admin, engine, engine_url)
+            yield GatewayWorld(url, app, alice_kp, alice, node, admin, engine, engine_url,
+                               backend, sender)
         finally:
             for c in (admin, alice, node):
                 await c.aclose()

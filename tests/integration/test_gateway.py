@@ -14,6 +14,7 @@ from solders.keypair import Keypair
 from nosgrid.core.ledger import TREASURY, wallet
 from nosgrid.integrations.openai_gateway import issue_key
 from nosgrid.integrations.openai_gateway.billing import hold_account
+from nosgrid.settlement import wallet as solana_wallet
 
 MSG = [{"role": "user", "content": "one two three"}]
 
@@ -180,3 +181,33 @@ async def test_insufficient_funds_is_a_429_and_wallet_never_negative(tmp_path: P
         kid = w.gw.authorize(f"Bearer {key}", None).kid
         got = balances(w, wallet(alice), hold_account(kid))
         assert got == {wallet(alice): 0, hold_account(kid): before}
+
+
+async def test_usage_is_paid_on_chain_from_the_key_owners_account(tmp_path: Path) -> None:
+    """On Solana a key's hold is a reservation of its owner's allowance, and each flush is
+    one payout from the owner's token account: the node's share and the treasury fee."""
+    async with gateway_world(tmp_path, settlement="litesvm", flush_every=1000,
+                             flush_interval_s=3600) as w:
+        assert w.backend is not None and w.sender is not None
+        s = w.backend.settlement
+        await w.add_replica(w.node)
+        alice, node = str(w.alice_kp.pubkey()), w.node.pubkey
+        oa = client(w, w.key())
+        reply = await oa.chat.completions.create(model="fake", messages=MSG, max_tokens=5)
+        assert reply.usage is not None
+        cost = 3 * 1 + 5 * 2
+        await _settled(w)
+        report = await solana_wallet.verify_onchain(w.alice)  # the hold is reserved
+        assert report["ok"], report["problems"]
+        [row] = [r for r in report["accounts_checked"] if r["account"] == wallet(alice)]
+        assert row["onchain"] == row["expected_onchain"] and row["reserved"] > 0, row
+        w.gw.flush(release_all=True)
+        alice_before = (await s.balances([s.token_account(alice)]))[s.token_account(alice)]
+        stats = await w.sender.pass_once()
+        assert stats.failed == 0, stats.errors
+        fee = cost * w.gw.settings.fee_bps // 10_000
+        assert (await s.balances([s.token_account(node)]))[s.token_account(node)] == cost - fee
+        alice_after = (await s.balances([s.token_account(alice)]))[s.token_account(alice)]
+        assert alice_before - alice_after == cost
+        report = await solana_wallet.verify_onchain(w.alice)
+        assert report["ok"], report["problems"]

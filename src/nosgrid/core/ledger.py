@@ -14,6 +14,7 @@ Accounts (names are strings; the prefix says the kind):
 ``wallet:<pubkey>``     a client's or node's spendable balance
 ``escrow:<job_id>``     a job's deposit while the job is open
 ``replicas:<job_id>``   the deposits a client reserved for its job's redundant runs
+``gwhold:<kid>``        a client's money held for the gateway requests of one API key
 ``stake:<pubkey>``      a node's stake vault
 ``treasury``            the protocol's fee income
 ``rewards_pool``        emissions for providers (funded from the reserve)
@@ -75,6 +76,14 @@ def escrow(job_id: str) -> str:
 def replica_reserve(job_id: str) -> str:
     """What a client reserved for the redundant runs of one job (``replicas`` > 1)."""
     return f"replicas:{job_id}"
+
+
+GATEWAY_HOLD_PREFIX: Final = "gwhold:"
+
+
+def gateway_hold(kid: str) -> str:
+    """The account that holds a gateway key's pre-paid, not yet charged money."""
+    return f"{GATEWAY_HOLD_PREFIX}{kid}"
 
 
 def stake_vault(pubkey: str) -> str:

@@ -48,6 +48,11 @@ class SettlementBackend(Protocol):
         and out of the stake and rewards vaults."""
         ...
 
+    def on_usage_entry(self, uow: UnitOfWork, entry: JournalEntry, owner: str) -> None:
+        """``entry`` (``gateway.usage``) pays nodes and the treasury for tokens served to
+        ``owner``'s keys, out of their holds: arrange the payout from ``owner``."""
+        ...
+
     def on_pool_payout(self, uow: UnitOfWork, entry: JournalEntry) -> None:
         """``entry`` pays keys out of a protocol pool (audit pay from ``audit_pool``, an
         epoch's rewards from ``rewards_pool``): arrange the transfers."""

@@ -30,6 +30,9 @@ class LocalSettlement:
     def on_stake_entry(self, uow: UnitOfWork, entry: JournalEntry) -> None:
         return None
 
+    def on_usage_entry(self, uow: UnitOfWork, entry: JournalEntry, owner: str) -> None:
+        return None
+
     def on_pool_payout(self, uow: UnitOfWork, entry: JournalEntry) -> None:
         return None
 

@@ -8,6 +8,7 @@ ledger account      on chain
 ``wallet:<pk>``     the part of ``pk``'s approved allowance not reserved by a job
 ``escrow:<job>``    a reservation: still in the client's token account
 ``replicas:<job>``  the same, for the job's redundant runs
+``gwhold:<kid>``    the same, for the gateway requests of a key of the client
 ``treasury``        the treasury token account (+ payouts not yet confirmed)
 ``stakers_pool``    the rewards vault (+ payouts not yet confirmed)
 ``stake:<pk>``      ``pk``'s part of the stake vault (+ moves not yet confirmed)
@@ -42,6 +43,7 @@ from nosgrid.core.ledger import (
     JournalEntry,
     Posting,
     escrow,
+    gateway_hold,
     replica_reserve,
     stake_vault,
     wallet,
@@ -127,9 +129,17 @@ def open_escrows(uow: UnitOfWork, client: str) -> int:
     return sum(int(b) for (b,) in total)
 
 
+def gateway_holds(uow: UnitOfWork, owner: str) -> int:
+    """NOS held for the gateway requests of ``owner``'s API keys (``gwhold:<kid>``)."""
+    kids = [str(k) for (k,) in uow.conn.execute(
+        select(t.gateway_keys.c.kid).where(t.gateway_keys.c.owner == owner))]
+    return sum(uow.ledger.balance(gateway_hold(kid)) for kid in kids)
+
+
 def reserved_for(uow: UnitOfWork, client: str) -> int:
     """What the market already counts on from ``client``'s allowance besides the wallet."""
-    return open_escrows(uow, client) + OutboxRepo(uow.conn).unconfirmed_for(client)
+    return (open_escrows(uow, client) + gateway_holds(uow, client)
+            + OutboxRepo(uow.conn).unconfirmed_for(client))
 
 
 def sync_allowance(uow: UnitOfWork, client: str, allowance: int, now: int) -> int:
@@ -184,6 +194,31 @@ def enqueue_payout(uow: UnitOfWork, job: Job, entry: JournalEntry, *, treasury: 
                 if leg.account.startswith("wallet:")]
     if released:
         uow.ledger.append(RELEASED, job.id, entry.at, released, {"entry": entry.hash})
+    return legs
+
+
+def enqueue_usage_payout(uow: UnitOfWork, entry: JournalEntry, owner: str, *, treasury: str,
+                         at: float) -> list[OutboxLeg]:
+    """After a ``gateway.usage`` entry for ``owner``'s keys: queue its payout (same
+    transaction), one transaction from ``owner``'s token account with the authority as
+    delegate, like a job's: the serving nodes' shares and the treasury fee.
+
+    As with a job, what reaches a node's wallet moves ``wallet → onchain``.
+    """
+    legs = []
+    for p in entry.postings:
+        if p.dst == TREASURY:
+            legs.append(OutboxLeg(treasury, p.amount, p.dst))
+        elif p.dst.startswith("wallet:") and p.dst != wallet(owner):
+            legs.append(OutboxLeg(p.dst.removeprefix("wallet:"), p.amount, p.dst))
+    if not legs:
+        return []
+    OutboxRepo(uow.conn).add(kind=OutboxKind.PAYOUT, entry_hash=entry.hash, legs=legs, at=at,
+                             job_id=f"gateway-usage-{entry.seq}", source=owner)
+    released = [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs
+                if leg.account.startswith("wallet:")]
+    if released:
+        uow.ledger.append(RELEASED, entry.ref, entry.at, released, {"entry": entry.hash})
     return legs
 
 

@@ -146,6 +146,13 @@ class SolanaBackend:
         if legs and self.sender is not None:
             self.sender.wake.set()  # runs after the caller commits (same event loop)
 
+    def on_usage_entry(self, uow: UnitOfWork, entry: JournalEntry, owner: str) -> None:
+        legs = mirror.enqueue_usage_payout(uow, entry, owner,
+                                           treasury=str(self.settlement.treasury),
+                                           at=self.clock())
+        if legs and self.sender is not None:
+            self.sender.wake.set()
+
     def on_pool_payout(self, uow: UnitOfWork, entry: JournalEntry) -> None:
         legs = mirror.enqueue_pool_payouts(uow, entry, pools=self._pools(), at=self.clock())
         if legs and self.sender is not None:

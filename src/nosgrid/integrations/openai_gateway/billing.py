@@ -33,14 +33,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from nosgrid.core.ledger import TREASURY, Posting, wallet
+from nosgrid.core.ledger import GATEWAY_HOLD_PREFIX, TREASURY, Posting, gateway_hold, wallet
 
-HOLD_PREFIX: Final = "gwhold:"
+HOLD_PREFIX: Final = GATEWAY_HOLD_PREFIX
 
 
 def hold_account(kid: str) -> str:
     """The ledger account that holds a key's pre-paid, not yet charged money."""
-    return f"{HOLD_PREFIX}{kid}"
+    return gateway_hold(kid)
 
 
 class QuotaExceeded(Exception):

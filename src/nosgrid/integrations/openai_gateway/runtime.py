@@ -43,6 +43,7 @@ from nosgrid.integrations.openai_gateway.replicas import (
 from nosgrid.integrations.openai_gateway.settings import GatewaySettings
 from nosgrid.integrations.openai_gateway.store import Deployment, GatewayRepo
 from nosgrid.integrations.openai_gateway.upstream import UpstreamPool
+from nosgrid.settlement.backend import settlement_of
 
 log = logging.getLogger(__name__)
 
@@ -261,11 +262,15 @@ class Gateway(ReplicasMixin):
         try:
             with self.coord.store.uow() as uow:
                 repo = GatewayRepo(uow.conn)
+                # one entry per key owner: on Solana each is one payout from that owner's
+                # token account (the hold was a reservation of its allowance)
+                for owner, paid in self._by_owner(postings).items():
+                    mine = [x for x in lines.values() if x.owner == owner]
+                    meta = {"requests": sum(x.requests for x in mine),
+                            "tokens": sum(x.prompt_tokens + x.completion_tokens for x in mine)}
+                    entry = uow.ledger.append("gateway.usage", owner, now, paid, meta)
+                    settlement_of(uow).on_usage_entry(uow, entry, owner)
                 if postings:
-                    meta = {"requests": sum(x.requests for x in lines.values()),
-                            "tokens": sum(x.prompt_tokens + x.completion_tokens
-                                          for x in lines.values())}
-                    uow.ledger.append("gateway.usage", "batch", now, postings, meta)
                     spend: dict[str, int] = {}
                     per_model: dict[tuple[str, str], Any] = {}
                     for (kid, model, _node), line in lines.items():
@@ -292,6 +297,14 @@ class Gateway(ReplicasMixin):
         for kid, _owner, amount in releases:
             self.meter.released(kid, amount)
         return len(postings)
+
+    def _by_owner(self, postings: list[Any]) -> dict[str, list[Any]]:
+        """Usage postings (``gwhold:<kid> → …``) grouped by the owner of each key."""
+        out: dict[str, list[Any]] = {}
+        for p in postings:
+            owner = self.meter.books[str(p.src).removeprefix(HOLD_PREFIX)].owner
+            out.setdefault(owner, []).append(p)
+        return dict(sorted(out.items()))
 
     def usage(self, owner: str) -> list[dict[str, Any]]:
         self.flush()
