@@ -189,6 +189,15 @@ class Stack:
                 p.wait()
 
 
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (a process manager, `kill`) like Ctrl-C, so the coordinator and the
+    nodes are stopped too instead of outliving this process."""
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def up(
     nodes: Annotated[int, typer.Option("--nodes", help="local node agents to start")] = 1,
     port: Annotated[int, typer.Option(help="coordinator port")] = 8700,
@@ -207,6 +216,7 @@ def up(
     data = data_dir or default_data_dir() / "up"
     stack = Stack(data, nodes, port, settlement=settlement,
                   heartbeat_timeout_s=heartbeat_timeout)
+    _stop_on_sigterm()
     try:
         if model is not None:
             from nosgrid.cli.gateway import check_model
@@ -250,6 +260,7 @@ def demo(
     """What `make run` shows: a marketplace, a job in a container, and who got paid."""
     data = data_dir or default_data_dir() / "demo"
     stack = Stack(data, 1, 0)
+    _stop_on_sigterm()
     try:
         console.rule("nosgrid demo")
         console.print(f"starting a coordinator and one node (state in {data})…")
