@@ -73,10 +73,14 @@ def test_cap_must_be_positive() -> None:
         make(Keypair(), cap=0)
 
 
-def test_durations() -> None:
-    assert parse_duration("30d") == 30 * 86_400
-    assert parse_duration("12h") == 43_200
-    assert parse_duration("90") == 90
-    for bad in ("", "d", "-1d", "1y"):
-        with pytest.raises(ValueError):
-            parse_duration(bad)
+# `--expires 30d` on `nosgrid keys create`: the parser of the flag's text, not a timing
+@pytest.mark.parametrize(("text", "seconds"), [("30d", 2_592_000), ("12h", 43_200),
+                                               ("15m", 900), ("90", 90)])
+def test_expiry_flag_text_is_parsed_to_seconds(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "d", "-1d", "1y"])
+def test_bad_expiry_flag_text_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from nosgrid.coordinator.services.verification import (
+from nosgrid.coordinator.services.comparison import (
     compare_results,
     output_hashes,
     resolve,

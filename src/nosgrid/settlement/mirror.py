@@ -32,18 +32,18 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.jobs.state import Job, JobState
 from nosgrid.core.ledger import (
+    GATEWAY_HOLD_PREFIX,
     REWARDS_POOL,
     STAKERS_POOL,
     TREASURY,
     JournalEntry,
     Posting,
     escrow,
-    gateway_hold,
     replica_reserve,
     stake_vault,
     wallet,
@@ -121,7 +121,9 @@ def open_escrows(uow: UnitOfWork, client: str) -> int:
     reserved for their redundant runs; not the pool-funded audits of them)."""
     ids = [r.id for r in uow.conn.execute(select(t.jobs.c.id).where(
         t.jobs.c.client == client, t.jobs.c.state != JobState.SETTLED.value))]
-    ids = [i for i in ids if i not in pool_funded_runs(uow, ids)] if ids else ids
+    if ids:  # the escrow of a run the audit pool funds is vault money
+        runs = pool_funded_runs(uow, ids)
+        ids = [i for i in ids if i not in runs]
     if not ids:
         return 0
     total = uow.conn.execute(select(t.accounts.c.balance).where(
@@ -131,9 +133,10 @@ def open_escrows(uow: UnitOfWork, client: str) -> int:
 
 def gateway_holds(uow: UnitOfWork, owner: str) -> int:
     """NOS held for the gateway requests of ``owner``'s API keys (``gwhold:<kid>``)."""
-    kids = [str(k) for (k,) in uow.conn.execute(
-        select(t.gateway_keys.c.kid).where(t.gateway_keys.c.owner == owner))]
-    return sum(uow.ledger.balance(gateway_hold(kid)) for kid in kids)
+    keys, accounts = t.gateway_keys, t.accounts
+    total = uow.conn.execute(select(func.coalesce(func.sum(accounts.c.balance), 0)).join(
+        keys, accounts.c.name == GATEWAY_HOLD_PREFIX + keys.c.kid).where(keys.c.owner == owner))
+    return int(total.scalar() or 0)
 
 
 def reserved_for(uow: UnitOfWork, client: str) -> int:
@@ -170,6 +173,22 @@ def check_allowance(uow: UnitOfWork, client: str, deposit: int) -> None:
             "(or more) and retry", allowance=have, needed=deposit)
 
 
+def _queue(uow: UnitOfWork, entry: JournalEntry, kind: OutboxKind, legs: list[OutboxLeg], *,
+           at: float, source: str, job_id: str | None) -> list[Posting]:
+    """Add one outbox row paying ``legs`` for ``entry``; return the ``wallet → onchain``
+    moves it implies (what reaches a wallet is then in that key's own token account)."""
+    OutboxRepo(uow.conn).add(kind=kind, entry_hash=entry.hash, legs=legs, at=at,
+                             source=source, job_id=job_id)
+    return [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs
+            if leg.account.startswith("wallet:")]
+
+
+def _release(uow: UnitOfWork, entry: JournalEntry, ref: str, moves: list[Posting]) -> None:
+    """Record ``moves`` (from :func:`_queue`) as one ``settlement.released`` entry."""
+    if moves:
+        uow.ledger.append(RELEASED, ref, entry.at, moves, {"entry": entry.hash})
+
+
 def enqueue_payout(uow: UnitOfWork, job: Job, entry: JournalEntry, *, treasury: str,
                    rewards_vault: str, at: float, audit_vault: str = "") -> list[OutboxLeg]:
     """After a ``job.settled`` entry: queue its on-chain legs (same transaction).
@@ -186,14 +205,9 @@ def enqueue_payout(uow: UnitOfWork, job: Job, entry: JournalEntry, *, treasury: 
         destinations[wallet(job.node)] = job.node
     legs = [OutboxLeg(destinations[p.dst], p.amount, p.dst) for p in entry.postings
             if p.src == escrow(job.id) and p.dst in destinations]
-    if not legs:
-        return []
-    OutboxRepo(uow.conn).add(kind=OutboxKind.PAYOUT, entry_hash=entry.hash, legs=legs, at=at,
-                             job_id=job.id, source=job.client)
-    released = [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs
-                if leg.account.startswith("wallet:")]
-    if released:
-        uow.ledger.append(RELEASED, job.id, entry.at, released, {"entry": entry.hash})
+    if legs:
+        _release(uow, entry, job.id, _queue(uow, entry, OutboxKind.PAYOUT, legs, at=at,
+                                           source=job.client, job_id=job.id))
     return legs
 
 
@@ -211,14 +225,10 @@ def enqueue_usage_payout(uow: UnitOfWork, entry: JournalEntry, owner: str, *, tr
             legs.append(OutboxLeg(treasury, p.amount, p.dst))
         elif p.dst.startswith("wallet:") and p.dst != wallet(owner):
             legs.append(OutboxLeg(p.dst.removeprefix("wallet:"), p.amount, p.dst))
-    if not legs:
-        return []
-    OutboxRepo(uow.conn).add(kind=OutboxKind.PAYOUT, entry_hash=entry.hash, legs=legs, at=at,
-                             job_id=f"gateway-usage-{entry.seq}", source=owner)
-    released = [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs
-                if leg.account.startswith("wallet:")]
-    if released:
-        uow.ledger.append(RELEASED, entry.ref, entry.at, released, {"entry": entry.hash})
+    if legs:
+        _release(uow, entry, entry.ref, _queue(uow, entry, OutboxKind.PAYOUT, legs, at=at,
+                                              source=owner,
+                                              job_id=f"gateway-usage-{entry.seq}"))
     return legs
 
 
@@ -236,19 +246,16 @@ def enqueue_pool_payouts(uow: UnitOfWork, entry: JournalEntry, *, pools: Sequenc
     moves ``wallet → onchain`` in a ``settlement.released`` entry.
     """
     out: list[OutboxLeg] = []
+    moves: list[Posting] = []
     for pool in pools:
         legs = [OutboxLeg(p.dst.removeprefix("wallet:"), p.amount, p.dst)
                 for p in entry.postings
                 if p.src == pool and p.dst.startswith("wallet:") and p.amount > 0]
-        if not legs:
-            continue
-        job = entry.ref if pool == AUDIT_POOL else None
-        OutboxRepo(uow.conn).add(kind=POOL_PAYOUTS[pool], entry_hash=entry.hash, legs=legs,
-                                 at=at, source=entry.ref, job_id=job)
-        uow.ledger.append(RELEASED, entry.ref, entry.at,
-                          [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs],
-                          {"entry": entry.hash})
-        out += legs
+        if legs:
+            moves += _queue(uow, entry, POOL_PAYOUTS[pool], legs, at=at, source=entry.ref,
+                            job_id=entry.ref if pool == AUDIT_POOL else None)
+            out += legs
+    _release(uow, entry, entry.ref, moves)
     return out
 
 
@@ -285,14 +292,9 @@ def enqueue_stake_moves(uow: UnitOfWork, entry: JournalEntry, *, stake_vault_acc
         moves.setdefault(kind, (owner, []))[1].append(leg)
     job_id = str(entry.meta.get("job_id", "")) if slash else None
     released: list[Posting] = []
-    outbox = OutboxRepo(uow.conn)
     for kind, (owner, legs) in moves.items():
-        outbox.add(kind=kind, entry_hash=entry.hash, legs=legs, at=at, source=owner,
-                   job_id=job_id or None)
-        released += [Posting(leg.account, ONCHAIN, leg.amount) for leg in legs
-                     if leg.account.startswith("wallet:")]
-    if released:
-        uow.ledger.append(RELEASED, entry.ref, entry.at, released, {"entry": entry.hash})
+        released += _queue(uow, entry, kind, legs, at=at, source=owner, job_id=job_id or None)
+    _release(uow, entry, entry.ref, released)
     return list(moves)
 
 

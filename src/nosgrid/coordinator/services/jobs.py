@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import Sequence
 
-from nosgrid.coordinator.services import audit_runs, economics, verification
+from nosgrid.coordinator.services import audit_runs, comparison, economics, verification
 from nosgrid.core.errors import Forbidden, IllegalTransition, InsufficientFunds, InvalidInput
 from nosgrid.core.jobs import state as rules
 from nosgrid.core.jobs.state import Job, JobState, Transition
@@ -73,7 +73,7 @@ def post_job(
         if not uow.blobs.may_read(sha, client):
             raise InvalidInput(f"input blob {sha} is not uploaded by you; upload it first "
                                "(SDK: upload_blob)")
-    _mode, _tol, replicas = verification.spec_terms(spec_body)
+    _mode, _tol, replicas = comparison.spec_terms(spec_body)
     tr = rules.post(job_id=job_id or new_job_id(), client=client, market=market,
                     spec_hash=spec_hash, timeout=timeout, max_price=max_price, now=now,
                     replicas=replicas)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, cast
 
@@ -50,10 +50,16 @@ from nosgrid.coordinator.services.audit_runs import (
     succeeded,
     verification_of,
 )
+from nosgrid.coordinator.services.comparison import (
+    ReadBlob,
+    compare_results,
+    output_hashes,
+    resolve,
+    spec_terms,
+)
 from nosgrid.core import audit_settlement as settle_rules
 from nosgrid.core import reputation as rep_rules
 from nosgrid.core import verification as rules
-from nosgrid.core.jobs.meta import MAX_REPLICAS
 from nosgrid.core.jobs.state import Job, JobState
 from nosgrid.core.ledger import Posting, wallet
 from nosgrid.core.verification import (
@@ -61,7 +67,6 @@ from nosgrid.core.verification import (
     AuditRecord,
     DisputeOutcome,
     Mode,
-    Tolerance,
     Verdict,
 )
 from nosgrid.settlement.backend import settlement_of
@@ -76,9 +81,6 @@ BEACON_ENTRY: Final = "verification.beacon"
 VERDICT_ENTRY: Final = "audit.verdict"
 AUDITABLE: Final = ("deterministic", "tolerance")
 PARTNER_MEMORY: Final = 50
-
-ReadBlob = Callable[[str], bytes]
-
 
 # --------------------------------------------------------------------- node records
 
@@ -106,87 +108,6 @@ def _note_record(uow: UnitOfWork, node: str, now: int, *, faulted: bool | None,
 def _record_audit(uow: UnitOfWork, node: str, now: int, *, passed: bool) -> None:
     rep = rep_rules.record_audit(uow.economics.reputation(node), now, passed=passed)
     uow.economics.save_reputation(node, rep)
-
-
-# --------------------------------------------------------------------- pure helpers
-
-
-def spec_terms(spec_body: str | None) -> tuple[Mode, Tolerance, int]:
-    """``(mode, tolerance, replicas)`` from a stored definition's ``meta.nosgrid``.
-
-    >>> spec_terms('{"meta": {"nosgrid": {"verification": "tolerance", "rel_eps": 0.1}}}')
-    ('tolerance', Tolerance(abs_eps=1e-09, rel_eps=0.1), 1)
-    >>> spec_terms(None)[0]
-    'none'
-    """
-    try:
-        meta = json.loads(spec_body or "{}").get("meta") or {}
-    except (ValueError, AttributeError):
-        meta = {}
-    extra = meta.get("nosgrid") if isinstance(meta, dict) else None
-    extra = extra if isinstance(extra, dict) else {}
-    mode = extra.get("verification") or "none"
-    if mode not in ("deterministic", "tolerance", "none"):
-        mode = "none"
-    tol = Tolerance.of(extra.get("abs_eps"), extra.get("rel_eps"))
-    replicas = extra.get("replicas")
-    ok = isinstance(replicas, int) and 1 <= replicas <= MAX_REPLICAS and mode != "none"
-    return cast(Mode, mode), tol, int(cast(int, replicas)) if ok else 1
-
-
-def output_hashes(result: Mapping[str, Any]) -> dict[str, str]:
-    """``path → sha256`` of a reported result's output files.
-
-    >>> output_hashes({"outputs": [{"path": "/o/a", "sha256": "ab"}]})
-    {'/o/a': 'ab'}
-    """
-    outputs = result.get("outputs") or []
-    return {str(o["path"]): str(o["sha256"]) for o in outputs
-            if isinstance(o, Mapping) and "path" in o and "sha256" in o}
-
-
-def compare_results(mode: Mode, a: Mapping[str, Any], b: Mapping[str, Any], tol: Tolerance,
-                    read_blob: ReadBlob) -> rules.Comparison:
-    """Compare two runs' reported outputs: hashes for ``deterministic``, numbers (read from
-    the blob store) for ``tolerance``.
-
-    >>> r = {"outputs": [{"path": "/o", "sha256": "aa"}]}
-    >>> compare_results("deterministic", r, r, Tolerance(), lambda s: b"").match
-    True
-    """
-    ha, hb = output_hashes(a), output_hashes(b)
-    if mode == "deterministic" or ha == hb:
-        return rules.compare_output_sets("deterministic", {k: v.encode() for k, v in ha.items()},
-                                         {k: v.encode() for k, v in hb.items()})
-    if ha.keys() != hb.keys():
-        return rules.Comparison(False, "output files differ")
-    return rules.compare_output_sets(mode, {k: read_blob(v) for k, v in ha.items()},
-                                     {k: read_blob(v) for k, v in hb.items()}, tol)
-
-
-def resolve(mode: Mode, first: Mapping[str, Any], audit: Mapping[str, Any],
-            panel: Sequence[Mapping[str, Any]], tol: Tolerance,
-            read_blob: ReadBlob) -> DisputeOutcome:
-    """:func:`rules.resolve_dispute` over whole output sets; no panel → inconclusive.
-
-    >>> good, bad = {"outputs": [{"path": "/o", "sha256": "g"}]}, {"outputs": []}
-    >>> resolve("deterministic", bad, good, [good], Tolerance(), bytes.fromhex).verdict
-    <Verdict.NODE_WRONG: 'node_wrong'>
-    """
-    def same(x: Mapping[str, Any], y: Mapping[str, Any]) -> bool:
-        return compare_results(mode, x, y, tol, read_blob).match
-
-    if same(first, audit):
-        return DisputeOutcome(Verdict.AGREED)
-    if not panel:
-        return DisputeOutcome(Verdict.INCONCLUSIVE)
-    # Map each run to a token so the core rule decides with its own (unanimity) logic.
-    vf = [same(p, first) for p in panel]
-    va = [same(p, audit) for p in panel]
-    tokens = [b"first" if f and not a else b"audit" if a and not f else
-              b"both" if f else b"other" for f, a in zip(vf, va, strict=True)]
-    outcome = rules.resolve_dispute("deterministic", b"first", b"audit", tokens)
-    return replace(outcome, votes_first=sum(vf), votes_audit=sum(va))
 
 
 # --------------------------------------------------------------------- completion hooks
@@ -287,7 +208,7 @@ def _advance(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int, cfg: Verifi
     status = v["status"]
     if status == "waiting":
         if now >= int(v["release_at"]):
-            _release(uow, job, now, cfg, passed=False)
+            _release(uow, job, v, now, cfg, passed=False)
             v["status"] = "released"
             res.released += 1
         return []
@@ -318,7 +239,7 @@ def _advance_audit(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int,
         return started  # none: nobody is eligible yet; try again on the next pass
     ok = [r for r in filled.values() if r is not None]
     if not ok:  # nobody could audit within the window (or every try failed): pay as unaudited
-        _release(uow, job, now, cfg, passed=False)
+        _release(uow, job, v, now, cfg, passed=False)
         v.update(status="released", reason="no auditor could run the job")
         res.released += 1
         _end_replicas(uow, job, v, now, winner=None, read_blob=read_blob)
@@ -332,7 +253,7 @@ def _advance_audit(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int,
     v["comparison"] = {"match": cmp.match, "reason": cmp.reason,
                        "max_abs_error": cmp.max_abs_error}
     if cmp.match:  # every run agrees with the node
-        _release(uow, job, now, cfg, passed=True)
+        _release(uow, job, v, now, cfg, passed=True)
         if not paid_by_client(v):
             _pay_runners(uow, job, [str(audit.node)], now)
         _end_replicas(uow, job, v, now, winner=job.result, read_blob=read_blob)
@@ -383,10 +304,11 @@ def _advance_dispute(uow: UnitOfWork, job: Job, v: dict[str, Any], now: int,
     return []
 
 
-def _release(uow: UnitOfWork, job: Job, now: int, cfg: VerificationConfig, *,
+def _release(uow: UnitOfWork, job: Job, v: Mapping[str, Any], now: int,
+             cfg: VerificationConfig, *,
              passed: bool) -> Job:
     """Pay the held job through the usual settle path (outbox hooks, stakers, reputation)."""
-    fee = _audit_fee_bps(uow, job)
+    fee = _audit_fee_bps(uow, job, v)
     tr = settle_rules.release_held(job, now, fee, audit_passed=passed, params=cfg.params)
     settled = job_services.record(uow, tr, kind="job.settled")
     economics.on_settled(uow, settled, now)
@@ -394,10 +316,9 @@ def _release(uow: UnitOfWork, job: Job, now: int, cfg: VerificationConfig, *,
     return settled
 
 
-def _audit_fee_bps(uow: UnitOfWork, job: Job) -> int:
+def _audit_fee_bps(uow: UnitOfWork, job: Job, v: Mapping[str, Any]) -> int:
     """The market's audit fee, or none for a job whose client paid its own replicas."""
-    v = verification_of(uow, job.id)
-    return 0 if v is not None and paid_by_client(v) else uow.markets.get(job.market).audit_fee_bps
+    return 0 if paid_by_client(v) else uow.markets.get(job.market).audit_fee_bps
 
 
 def _end_replicas(uow: UnitOfWork, job: Job, v: Mapping[str, Any], now: int, *,
@@ -448,14 +369,14 @@ def _settle_verdict(uow: UnitOfWork, job: Job, v: dict[str, Any], outcome: Dispu
         "panel": list(panel), "votes_first": outcome.votes_first,
         "votes_audit": outcome.votes_audit})
     if outcome.verdict is Verdict.AGREED:  # the panel could not make this happen, but be safe
-        _release(uow, job, now, cfg, passed=True)
+        _release(uow, job, v, now, cfg, passed=True)
         _pay_runners(uow, job, [*([] if paid_by_client(v) else [auditor]), *panel], now)
         _end_replicas(uow, job, v, now, winner=job.result, read_blob=read_blob)
         v.update(status="passed", verdict=str(outcome.verdict), verdict_entry=verdict.hash)
         return
     ds = settle_rules.settle_dispute(job, outcome, auditor=auditor, tiebreakers=panel,
                                      verdict_entry_hash=verdict.hash, now=now,
-                                     audit_fee_bps=_audit_fee_bps(uow, job),
+                                     audit_fee_bps=_audit_fee_bps(uow, job, v),
                                      pool_balance=uow.ledger.balance(AUDIT_POOL),
                                      auditor_paid_by_client=paid_by_client(v))
     settled = job_services.record(uow, ds.transition, kind="job.settled")

@@ -264,8 +264,11 @@ class Gateway(ReplicasMixin):
                 repo = GatewayRepo(uow.conn)
                 # one entry per key owner: on Solana each is one payout from that owner's
                 # token account (the hold was a reservation of its allowance)
+                by_owner: dict[str, list[Any]] = {}
+                for line in lines.values():
+                    by_owner.setdefault(line.owner, []).append(line)
                 for owner, paid in self._by_owner(postings).items():
-                    mine = [x for x in lines.values() if x.owner == owner]
+                    mine = by_owner.get(owner, [])
                     meta = {"requests": sum(x.requests for x in mine),
                             "tokens": sum(x.prompt_tokens + x.completion_tokens for x in mine)}
                     entry = uow.ledger.append("gateway.usage", owner, now, paid, meta)

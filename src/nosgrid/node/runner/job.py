@@ -9,6 +9,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,18 @@ JobLogSink = Callable[[str, str, str], None]
 #: ``on_service(op_id, {container_port: "http://127.0.0.1:HOST_PORT"}, healthy)``: an op's
 #: exposed ports passed their health checks (startup success) or flipped ONLINE/OFFLINE
 ServiceSink = Callable[[str, dict[str, str], bool], None]
+
+
+@dataclass
+class _Flow:
+    """One assignment of a job on this node: its names, pod, host paths and volumes."""
+
+    job_id: str
+    name: str  # the flow id, ``nosgrid-<job>-a<attempt>``
+    pod: str | None
+    outputs: dict[str, Path]
+    inputs: dict[str, Path]
+    volumes: list[str]  # created by ``container/create-volume`` ops, removed at the end
 
 
 class JobRunner:
@@ -147,7 +160,7 @@ class JobRunner:
                 return JobOutcome("failed", f"could not prepare the job: {exc}", "node",
                                   exit_code=1, seconds_used=_secs(started))
             main = asyncio.create_task(
-                self._run_groups(defn, job_id, flow, pod, outputs, inputs, volumes)
+                self._run_groups(defn, _Flow(job_id, flow, pod, outputs, inputs, volumes))
             )
             waiters: set[asyncio.Future[Any]] = {main}
             abort_task = asyncio.create_task(abort.wait()) if abort is not None else None
@@ -211,26 +224,16 @@ class JobRunner:
 
     # -------------------------------------------------------------------- groups
 
-    async def _run_groups(
-        self,
-        defn: JobDefinition,
-        job_id: str,
-        flow: str,
-        pod: str | None,
-        outputs: dict[str, Path],
-        inputs: dict[str, Path],
-        volumes: list[str],
-    ) -> JobOutcome:
+    async def _run_groups(self, defn: JobDefinition, f: _Flow) -> JobOutcome:
         ctx_base = {
-            "job": job_id,
+            "job": f.job_id,
             "host": "127.0.0.1",
             "variables": dict((defn.global_.variables or {}) if defn.global_ else {}),
         }
         for group in execution_groups(defn):
             tasks = [
                 asyncio.create_task(
-                    self._op_task(self._ops[i], job_id, flow, pod, outputs, inputs, volumes,
-                                  ctx_base),
+                    self._op_task(self._ops[i], f, ctx_base),
                     name=f"op-{self._ops[i].op.id}",
                 )
                 for i in group.indices
@@ -258,17 +261,7 @@ class JobRunner:
 
     # -------------------------------------------------------------------- one op
 
-    async def _op_task(
-        self,
-        run: OpRun,
-        job_id: str,
-        flow: str,
-        pod: str | None,
-        outputs: dict[str, Path],
-        inputs: dict[str, Path],
-        volumes: list[str],
-        ctx_base: dict[str, Any],
-    ) -> None:
+    async def _op_task(self, run: OpRun, f: _Flow, ctx_base: dict[str, Any]) -> None:
         try:
             deps = [self._by_id[d] for d in run.op.depends_on]
             if deps:
@@ -278,20 +271,19 @@ class JobRunner:
                 return
             op = run.op
             if isinstance(op, CreateVolumeOperation):
-                name = volume_name(flow, op.args.name)
+                name = volume_name(f.name, op.args.name)
                 try:
                     await self.runtime.create_volume(
-                        name, labels={JOB_LABEL: job_id, FLOW_LABEL: flow},
+                        name, labels={JOB_LABEL: f.job_id, FLOW_LABEL: f.name},
                         options={"o": "uid=1000,gid=1000"},
                     )
                 except NosgridError as exc:
                     self._op_failed(run, f"could not create volume {name}: {exc}", "node")
                     return
-                volumes.append(name)
+                f.volumes.append(name)
                 run.outcome.status, run.outcome.reason = "finished", f"volume {name} created"
                 return
-            await self._run_container_op(run, op, job_id, flow, pod, outputs, inputs, ctx_base,
-                                         deps)
+            await self._run_container_op(run, op, f, ctx_base, deps)
         finally:
             run.outcome.results = run.live_results()
             run.released.set()
@@ -301,11 +293,7 @@ class JobRunner:
         self,
         run: OpRun,
         op: RunOperation,
-        job_id: str,
-        flow: str,
-        pod: str | None,
-        outputs: dict[str, Path],
-        inputs: dict[str, Path],
+        f: _Flow,
         ctx_base: dict[str, Any],
         deps: list[OpRun],
     ) -> None:
@@ -328,9 +316,9 @@ class JobRunner:
         port_plans = [PortPlan(p, free_port(), checks) for p, checks in exposed_ports(args)]
         run.endpoints = {str(p.port): f"http://127.0.0.1:{p.host_port}" for p in port_plans}
         spec = container_spec(
-            args, flow=flow, index=run.index, job_id=job_id, limits=self.limits, pod=pod,
-            ports={p.port: p.host_port for p in port_plans}, output_mounts=outputs,
-            input_mounts={**inputs, **resources},
+            args, flow=f.name, index=run.index, job_id=f.job_id, limits=self.limits, pod=f.pod,
+            ports={p.port: p.host_port for p in port_plans}, output_mounts=f.outputs,
+            input_mounts={**f.inputs, **resources},
         )
         stop_if = bool(op.execution and op.execution.stop_if_dependent_stops)
         restarts = 0
