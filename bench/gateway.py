@@ -36,10 +36,10 @@ from solders.keypair import Keypair
 
 from nosgrid.cli.gateway import stop_deployment
 from nosgrid.cli.up import Stack
-from nosgrid.integrations.openai_gateway import issue_key
-from nosgrid.integrations.openai_gateway.catalog import LLAMA_IMAGE, packaged_spec
-from nosgrid.integrations.openai_gateway.model_hub import packaged_repos
+from nosgrid.core.apikeys import issue_key
 from nosgrid.node.executor.images import image_exists
+from nosgrid.node.resources.catalog import LLAMA_IMAGE, packaged_spec
+from nosgrid.node.resources.model_hub import packaged_repos
 from nosgrid.sdk.client import AsyncClient
 
 BODY = {"model": "smollm2", "max_tokens": 1, "temperature": 0,

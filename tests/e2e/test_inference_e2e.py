@@ -27,14 +27,15 @@ import uvicorn
 from solders.keypair import Keypair
 
 from nosgrid.coordinator.app import create_app
+from nosgrid.coordinator.gateway import GatewaySettings
 from nosgrid.coordinator.settings import CoordinatorSettings
+from nosgrid.core.apikeys import issue_key
 from nosgrid.core.ledger import TREASURY, wallet
-from nosgrid.integrations.openai_gateway import GatewaySettings, issue_key
-from nosgrid.integrations.openai_gateway.catalog import LLAMA_IMAGE, packaged_spec
-from nosgrid.integrations.openai_gateway.model_hub import hub_app, packaged_repos
 from nosgrid.node.agent import Agent
 from nosgrid.node.executor import PodmanRuntime
 from nosgrid.node.executor.images import image_exists
+from nosgrid.node.resources.catalog import LLAMA_IMAGE, packaged_spec
+from nosgrid.node.resources.model_hub import hub_app, packaged_repos
 from nosgrid.node.runner import RunnerLimits
 from nosgrid.node.runner.plan import JOB_LABEL
 from nosgrid.sdk.client import AsyncClient

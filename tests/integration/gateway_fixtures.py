@@ -18,10 +18,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from solders.keypair import Keypair
 
 from nosgrid.coordinator.app import create_app
+from nosgrid.coordinator.gateway import GatewaySettings
 from nosgrid.coordinator.settings import CoordinatorSettings
-from nosgrid.integrations.openai_gateway import GatewaySettings, issue_key
+from nosgrid.core.apikeys import issue_key
+from nosgrid.sdk import solana as solana_wallet
 from nosgrid.sdk.client import AsyncClient
-from nosgrid.settlement import wallet as solana_wallet
 from nosgrid.settlement.onchain import SolanaBackend
 from nosgrid.settlement.sender import Sender
 from nosgrid.store.db import Store

@@ -16,8 +16,8 @@ from solders.keypair import Keypair
 from nosgrid.coordinator.app import create_app
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
+from nosgrid.sdk import solana as solana_wallet
 from nosgrid.sdk.client import AsyncClient
-from nosgrid.settlement import wallet as solana_wallet
 from nosgrid.settlement.onchain import SolanaBackend
 from nosgrid.settlement.sender import Sender, SenderStats
 from nosgrid.store.db import Store

@@ -11,10 +11,10 @@ import pytest
 from gateway_fixtures import GatewayWorld, gateway_world
 from solders.keypair import Keypair
 
+from nosgrid.core.apikeys import issue_key
 from nosgrid.core.ledger import TREASURY, wallet
-from nosgrid.integrations.openai_gateway import issue_key
-from nosgrid.integrations.openai_gateway.billing import hold_account
-from nosgrid.settlement import wallet as solana_wallet
+from nosgrid.core.metering import hold_account
+from nosgrid.sdk import solana as solana_wallet
 
 MSG = [{"role": "user", "content": "one two three"}]
 

@@ -13,7 +13,7 @@ import pytest
 from hf_server import FakeHub
 from nosgrid.core.errors import InvalidInput, NosgridError
 from nosgrid.core.jobs.fields import HFResource
-from nosgrid.integrations.huggingface import (
+from nosgrid.node.resources import (
     HFCache,
     HFFileNotFound,
     HFHashMismatch,

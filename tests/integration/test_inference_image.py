@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from hf_server import FakeHub
-from nosgrid.integrations.huggingface import HFCache, prepare_hf_resource
 from nosgrid.node.executor import ContainerSpec, MiB, Mount, PodmanRuntime
 from nosgrid.node.executor.images import image_exists
 from nosgrid.node.executor.inference_image import (
@@ -29,6 +28,7 @@ from nosgrid.node.executor.inference_image import (
     SMOLLM2_REPO,
     packaged_smollm2,
 )
+from nosgrid.node.resources import HFCache, prepare_hf_resource
 
 pytestmark = pytest.mark.container
 

@@ -17,7 +17,7 @@ from settlement_fixtures import (
 
 from nosgrid.core.errors import Forbidden, InvalidInput, NotFound
 from nosgrid.core.ledger import wallet
-from nosgrid.settlement import wallet as solana_wallet
+from nosgrid.sdk import solana as solana_wallet
 from nosgrid.settlement.errors import AllowanceTooSmall
 from nosgrid.settlement.mirror import ONCHAIN
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxStatus

@@ -16,7 +16,7 @@ from settlement_fixtures import NOS, ChainMarket, chain_market, open_chain_marke
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 
-from nosgrid.settlement import wallet as solana_wallet
+from nosgrid.sdk import solana as solana_wallet
 from nosgrid.settlement.chain import PreparedTransaction
 from nosgrid.settlement.errors import AllowanceTooSmall
 from nosgrid.settlement.litesvm_chain import LiteSVMChain

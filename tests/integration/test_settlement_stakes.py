@@ -16,8 +16,8 @@ from nosgrid.coordinator.services import economics
 from nosgrid.core.ledger import stake_vault, wallet
 from nosgrid.core.slashing import Offence
 from nosgrid.core.staking import DAY
+from nosgrid.sdk import solana as solana_wallet
 from nosgrid.sdk.client import AsyncClient
-from nosgrid.settlement import wallet as solana_wallet
 from nosgrid.settlement.chain import PreparedTransaction
 from nosgrid.settlement.errors import AllowanceTooSmall
 from nosgrid.settlement.litesvm_chain import LiteSVMChain

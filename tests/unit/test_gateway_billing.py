@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from nosgrid.core.errors import InsufficientFunds
 from nosgrid.core.ledger import TREASURY, Posting, check_postings, wallet
-from nosgrid.integrations.openai_gateway.billing import (
+from nosgrid.core.metering import (
     Meter,
     Prices,
     QuotaExceeded,

@@ -8,7 +8,7 @@ import json
 import pytest
 from solders.keypair import Keypair
 
-from nosgrid.integrations.openai_gateway.keys import (
+from nosgrid.core.apikeys import (
     KeyRejected,
     issue_key,
     parse_claims,

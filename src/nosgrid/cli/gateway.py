@@ -17,7 +17,7 @@ from nosgrid.cli.output import console, print_json
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.jobs.load import load_job_definition
 from nosgrid.core.money import format_nos
-from nosgrid.integrations.openai_gateway.catalog import packaged_models, packaged_spec
+from nosgrid.node.resources.catalog import packaged_models, packaged_spec
 
 app = typer.Typer(help="The OpenAI-compatible gateway: deployments and the local model hub.",
                   no_args_is_help=True)
@@ -102,7 +102,7 @@ def hub(
     """Serve packaged models as a Hugging Face-compatible hub (point nodes' HF_ENDPOINT here)."""
     import uvicorn
 
-    from nosgrid.integrations.openai_gateway.model_hub import hub_app, packaged_repos
+    from nosgrid.node.resources.model_hub import hub_app, packaged_repos
 
     repos = packaged_repos()
     if not repos:
@@ -117,9 +117,9 @@ def hub(
 
 def check_model(model: str) -> None:
     """Fail early, with the fix, when `up --model` cannot serve ``model`` here."""
-    from nosgrid.integrations.openai_gateway.catalog import LLAMA_IMAGE
-    from nosgrid.integrations.openai_gateway.model_hub import packaged_repos
     from nosgrid.node.executor.images import image_exists
+    from nosgrid.node.resources.catalog import LLAMA_IMAGE
+    from nosgrid.node.resources.model_hub import packaged_repos
 
     if packaged_spec(model) is None:
         raise InvalidInput(f"{model} is not a packaged model; choose one of "

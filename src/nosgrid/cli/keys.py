@@ -14,9 +14,9 @@ from solders.keypair import Keypair
 
 from nosgrid.cli.common import JsonOpt, KeypairOpt, UrlOpt, client, table
 from nosgrid.cli.output import console, print_json
+from nosgrid.core.apikeys import issue_key, parse_duration
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.money import format_nos, parse_nos
-from nosgrid.integrations.openai_gateway.keys import issue_key, parse_duration
 from nosgrid.sdk.client import Client, default_url
 from nosgrid.sdk.wallet import load_keypair
 

@@ -9,8 +9,8 @@ import typer
 from nosgrid.cli.common import JsonOpt, KeypairOpt, UrlOpt, client, table
 from nosgrid.cli.output import console, print_json
 from nosgrid.core.money import format_nos, parse_nos
+from nosgrid.sdk import solana as solana_wallet
 from nosgrid.sdk.wallet import default_keypair_path, load_keypair, new_keypair, save_keypair
-from nosgrid.settlement import wallet as solana_wallet
 
 app = typer.Typer(help="Your keypair and NOS balance.", no_args_is_help=True)
 

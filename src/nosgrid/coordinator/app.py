@@ -33,13 +33,13 @@ from nosgrid.coordinator.api import (
     verification,
 )
 from nosgrid.coordinator.api import services as service_routes
+from nosgrid.coordinator.api.openai import GatewayDispatch
+from nosgrid.coordinator.api.openai import router as openai_router
 from nosgrid.coordinator.api.solana import router as solana_router
+from nosgrid.coordinator.gateway import Gateway, GatewaySettings
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.errors import InvalidInput, NosgridError, PayloadTooLarge
-from nosgrid.integrations.openai_gateway import Gateway, GatewaySettings
-from nosgrid.integrations.openai_gateway.routes import GatewayDispatch
-from nosgrid.integrations.openai_gateway.routes import router as openai_router
 from nosgrid.settlement.backend import SettlementBackend
 from nosgrid.store.db import Store
 

@@ -14,8 +14,13 @@ neither be replayed inside the window (nonce) nor after it (timestamp).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Final
+
+from solders.keypair import Keypair
+
+from nosgrid.core.errors import InvalidInput
 
 HEADER_PUBKEY: Final = "x-nosgrid-pubkey"
 HEADER_TIMESTAMP: Final = "x-nosgrid-timestamp"
@@ -31,3 +36,20 @@ def request_message(method: str, path: str, body: bytes, timestamp: int, nonce: 
         ["nosgrid-v1", method.upper(), path, hashlib.sha256(body).hexdigest(), str(timestamp),
          nonce]
     ).encode()
+
+
+def keypair_from_json(text: str, source: str = "the keypair") -> Keypair:
+    """A keypair from the ``solana-keygen`` ``id.json`` text (a JSON array of 64 bytes).
+
+    >>> kp = Keypair()
+    >>> keypair_from_json(json.dumps(list(bytes(kp)))) == kp
+    True
+    """
+    try:
+        raw = json.loads(text)
+        if not (isinstance(raw, list) and len(raw) == 64
+                and all(isinstance(b, int) and 0 <= b < 256 for b in raw)):
+            raise ValueError("expected a JSON array of 64 byte values")
+        return Keypair.from_bytes(bytes(raw))
+    except ValueError as exc:
+        raise InvalidInput(f"{source} is not a solana-keygen keypair file: {exc}") from None

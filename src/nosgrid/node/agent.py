@@ -29,10 +29,10 @@ from nosgrid.core.jobs.load import load_job_definition
 from nosgrid.core.jobs.plan import volume_name
 from nosgrid.core.jobs.spec import CreateVolumeOperation
 from nosgrid.core.markets import HardwareReport
-from nosgrid.integrations.huggingface import HFCache
 from nosgrid.node.benchmark import run_benchmark
 from nosgrid.node.executor import PodmanRuntime
 from nosgrid.node.hardware import probe_hardware
+from nosgrid.node.resources import HFCache
 from nosgrid.node.runner import JobOutcome, JobRunner, RunnerLimits, flow_id, pod_name
 from nosgrid.node.runner.plan import FLOW_LABEL
 from nosgrid.node.state import AgentState, InFlightJob, StateFile

@@ -22,6 +22,7 @@ from nosgrid.core.identity import (
     HEADER_PUBKEY,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
+    keypair_from_json,
     request_message,
 )
 
@@ -54,13 +55,7 @@ def load_keypair(path: Path | None = None) -> Keypair:
     path = path or default_keypair_path()
     if not path.exists():
         raise NotFound(f"no keypair at {path}; create one with `nosgrid wallet new`")
-    try:
-        raw = json.loads(path.read_text())
-        if not (isinstance(raw, list) and len(raw) == 64 and all(isinstance(b, int) for b in raw)):
-            raise ValueError("expected a JSON array of 64 byte values")
-        return Keypair.from_bytes(bytes(raw))
-    except ValueError as exc:
-        raise InvalidInput(f"{path} is not a solana-keygen keypair file: {exc}") from None
+    return keypair_from_json(path.read_text(), str(path))
 
 
 def sign_headers(kp: Keypair, method: str, path: str, body: bytes,

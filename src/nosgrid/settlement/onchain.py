@@ -32,6 +32,7 @@ from solders.transaction import Transaction
 from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
 from nosgrid.core.errors import Forbidden, InvalidInput
+from nosgrid.core.identity import keypair_from_json
 from nosgrid.core.jobs.state import Job
 from nosgrid.core.ledger import (
     REWARDS_POOL,
@@ -400,9 +401,11 @@ async def open_backend(kind: str, *, rpc_url: str, commitment: str,
                        batch_size: int = 1, anchor_every: int = 0,
                        clock: Callable[[], float] = time.time) -> SolanaBackend:
     """The configured non-local backend: ``litesvm`` or ``solana`` (RPC)."""
-    from nosgrid.sdk.wallet import load_keypair
-
-    authority = load_keypair(authority_keypair) if authority_keypair else None
+    authority = None
+    if authority_keypair is not None:
+        if not authority_keypair.exists():
+            raise InvalidInput(f"no authority keypair at {authority_keypair}")
+        authority = keypair_from_json(authority_keypair.read_text(), str(authority_keypair))
     options: dict[str, Any] = {"batch_size": batch_size, "anchor_every": anchor_every,
                                "clock": clock}
     if kind == "litesvm":

@@ -14,11 +14,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.gateway.runtime import Gateway
+from nosgrid.core.apikeys import KeyRejected, verify_key
 from nosgrid.core.errors import Forbidden, InvalidInput
 from nosgrid.core.money import format_nos
-from nosgrid.integrations.openai_gateway.keys import KeyRejected, verify_key
-from nosgrid.integrations.openai_gateway.runtime import Gateway
-from nosgrid.integrations.openai_gateway.store import Deployment
+from nosgrid.store.gateway import Deployment
 
 router = APIRouter(prefix="/v1", tags=["services"])
 
@@ -67,7 +67,7 @@ async def report_service(job_id: str, body: ServiceReport, gw: GW,
 @router.post("/keys", status_code=201)
 async def register_key(body: KeyRegistration, coord: Coord, gw: GW,
                        signer: Signer) -> dict[str, Any]:
-    from nosgrid.integrations.openai_gateway.store import GatewayRepo
+    from nosgrid.store.gateway import GatewayRepo
 
     try:
         claims = verify_key(body.key, now=coord.now())

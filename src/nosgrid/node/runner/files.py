@@ -14,7 +14,7 @@ from pathlib import Path
 from nosgrid.core.jobs.fields import HFResource
 from nosgrid.core.jobs.meta import DEFAULT_OUTPUTS, NosgridMeta
 from nosgrid.core.jobs.spec import RunArgs
-from nosgrid.integrations.huggingface import HFCache, ResourceError, prepare_hf_resource
+from nosgrid.node.resources import HFCache, ResourceError, prepare_hf_resource
 
 BlobFetcher = Callable[[str], Awaitable[bytes]]
 

@@ -21,9 +21,9 @@ from nosgrid.core.jobs.literals import TemplateError
 from nosgrid.core.jobs.meta import NosgridMeta
 from nosgrid.core.jobs.plan import effective_op, execution_groups, volume_name
 from nosgrid.core.jobs.spec import CreateVolumeOperation, JobDefinition, RunOperation
-from nosgrid.integrations.huggingface import HFCache, ResourceError
 from nosgrid.node.executor import PodmanContainer, PodmanRuntime
 from nosgrid.node.executor.base import ContainerSpecInvalid, PodmanUnavailable
+from nosgrid.node.resources import HFCache, ResourceError
 from nosgrid.node.runner.files import (
     BlobFetcher,
     fetch_inputs,

@@ -40,8 +40,8 @@ Example::
 
 from __future__ import annotations
 
-from nosgrid.integrations.huggingface.cache import HFCache, local_size
-from nosgrid.integrations.huggingface.errors import (
+from nosgrid.node.resources.cache import HFCache, local_size
+from nosgrid.node.resources.errors import (
     HFAccessDenied,
     HFFileNotFound,
     HFHashMismatch,
@@ -50,7 +50,7 @@ from nosgrid.integrations.huggingface.errors import (
     ResourceError,
     ResourceUnavailable,
 )
-from nosgrid.integrations.huggingface.files import (
+from nosgrid.node.resources.files import (
     DEFAULT_REVISION,
     CachedModel,
     RepoFile,
@@ -60,7 +60,7 @@ from nosgrid.integrations.huggingface.files import (
     iter_files,
     model_key,
 )
-from nosgrid.integrations.huggingface.resource import prepare_hf_resource
+from nosgrid.node.resources.resource import prepare_hf_resource
 
 __all__ = [
     "DEFAULT_REVISION",

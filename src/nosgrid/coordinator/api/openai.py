@@ -22,12 +22,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nosgrid.integrations.openai_gateway import errors as oe
-from nosgrid.integrations.openai_gateway.billing import Prices, Reservation
-from nosgrid.integrations.openai_gateway.keys import KeyClaims
-from nosgrid.integrations.openai_gateway.registry import Replica
-from nosgrid.integrations.openai_gateway.runtime import Gateway
-from nosgrid.integrations.openai_gateway.upstream import UpstreamError, UpstreamResponse
+from nosgrid.coordinator.gateway import errors as oe
+from nosgrid.coordinator.gateway.registry import Replica
+from nosgrid.coordinator.gateway.runtime import Gateway
+from nosgrid.coordinator.gateway.upstream import UpstreamError, UpstreamResponse
+from nosgrid.core.apikeys import KeyClaims
+from nosgrid.core.metering import Prices, Reservation
 
 log = logging.getLogger(__name__)
 Kind = Literal["chat", "completions", "embeddings"]

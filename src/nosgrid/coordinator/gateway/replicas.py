@@ -1,7 +1,7 @@
 """The gateway's replicas: the service registry that nodes' reports feed, deployments and
 scale to zero, and finding a healthy replica for a request.
 
-:class:`ReplicasMixin` is one half of :class:`~nosgrid.integrations.openai_gateway.runtime.
+:class:`ReplicasMixin` is one half of :class:`~nosgrid.coordinator.gateway.runtime.
 Gateway`, kept in its own module for size: its methods read and write the gateway's state
 directly, so the attributes they use are declared on the mixin and set by
 ``Gateway.__init__``.
@@ -18,17 +18,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from nosgrid.coordinator.gateway import errors as oe
+from nosgrid.coordinator.gateway.registry import Registry, Replica
+from nosgrid.coordinator.gateway.settings import GatewaySettings
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.services import economics
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.core.errors import NosgridError
 from nosgrid.core.jobs.load import canonical_json, parse_job_definition
 from nosgrid.core.jobs.load import spec_hash as hash_of
-from nosgrid.integrations.openai_gateway import errors as oe
-from nosgrid.integrations.openai_gateway.billing import Prices
-from nosgrid.integrations.openai_gateway.registry import Registry, Replica
-from nosgrid.integrations.openai_gateway.settings import GatewaySettings
-from nosgrid.integrations.openai_gateway.store import Deployment, GatewayRepo
+from nosgrid.core.metering import Prices
+from nosgrid.store.gateway import Deployment, GatewayRepo
 
 log = logging.getLogger(__name__)
 LIVE_STATES = frozenset({"queued", "assigned", "running"})

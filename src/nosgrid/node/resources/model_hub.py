@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from nosgrid.integrations.openai_gateway.catalog import SMOLLM2_FILE, SMOLLM2_REPO
+from nosgrid.node.resources.catalog import SMOLLM2_FILE, SMOLLM2_REPO
 
 _CHUNK = 1 << 20
 

@@ -13,8 +13,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from nosgrid.integrations.huggingface.errors import ResourceUnavailable
-from nosgrid.integrations.huggingface.files import CachedModel, _flock, _try_flock
+from nosgrid.node.resources.errors import ResourceUnavailable
+from nosgrid.node.resources.files import CachedModel, _flock, _try_flock
 
 log = logging.getLogger(__name__)
 

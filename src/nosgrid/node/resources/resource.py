@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from nosgrid.core.jobs.fields import HFResource
-from nosgrid.integrations.huggingface.cache import HFCache, local_size
-from nosgrid.integrations.huggingface.errors import HFFileNotFound, ResourceUnavailable
-from nosgrid.integrations.huggingface.files import (
+from nosgrid.node.resources.cache import HFCache, local_size
+from nosgrid.node.resources.errors import HFFileNotFound, ResourceUnavailable
+from nosgrid.node.resources.files import (
     DEFAULT_REVISION,
     RepoFile,
     _flock,
     check_repo_path,
     model_key,
 )
-from nosgrid.integrations.huggingface.hub import (
+from nosgrid.node.resources.hub import (
     _download,
     _etag_hash,
     _HubRepo,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nosgrid.integrations.openai_gateway.billing import Prices
+from nosgrid.core.metering import Prices
 
 
 @dataclass(frozen=True)

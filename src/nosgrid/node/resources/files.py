@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
 
-from nosgrid.integrations.huggingface.errors import ResourceError
+from nosgrid.node.resources.errors import ResourceError
 
 DEFAULT_REVISION: Final = "main"
 _COMMIT_RE: Final = re.compile(r"^[0-9a-f]{40}$")

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from nosgrid.integrations.openai_gateway.billing import UsageLine
-from nosgrid.integrations.openai_gateway.keys import KeyClaims
+from nosgrid.core.apikeys import KeyClaims
+from nosgrid.core.metering import UsageLine
 from nosgrid.store import tables as t
 
 

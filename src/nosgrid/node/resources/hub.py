@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nosgrid.integrations.huggingface.errors import (
+from nosgrid.node.resources.errors import (
     HFAccessDenied,
     HFFileNotFound,
     HFHashMismatch,
@@ -17,7 +17,7 @@ from nosgrid.integrations.huggingface.errors import (
     HFRevisionNotFound,
     ResourceUnavailable,
 )
-from nosgrid.integrations.huggingface.files import (
+from nosgrid.node.resources.files import (
     _COMMIT_RE,
     _SHA256_RE,
     RepoFile,

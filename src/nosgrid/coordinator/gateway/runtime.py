@@ -4,7 +4,7 @@ One :class:`Gateway` lives next to the :class:`~nosgrid.coordinator.runtime.Coor
 (``app.state.gateway``). It is the only writer of the ``gwhold:*`` ledger accounts, so
 its in-memory books (``Meter``) mirror them exactly; every money movement still goes
 through ``uow.ledger.append`` and the ledger's invariants. The service registry, deployments
-and scale to zero are the :class:`~nosgrid.integrations.openai_gateway.replicas.ReplicasMixin`
+and scale to zero are the :class:`~nosgrid.coordinator.gateway.replicas.ReplicasMixin`
 half of the class (``replicas.py``); its knobs are ``GatewaySettings`` (``settings.py``).
 """
 
@@ -19,11 +19,21 @@ from typing import Any
 
 import httpx
 
+from nosgrid.coordinator.gateway import errors as oe
+from nosgrid.coordinator.gateway.registry import Registry, Replica
+from nosgrid.coordinator.gateway.replicas import (
+    LIVE_STATES,
+    ColdStart,
+    ReplicasMixin,
+    model_from_spec,
+)
+from nosgrid.coordinator.gateway.settings import GatewaySettings
+from nosgrid.coordinator.gateway.upstream import UpstreamPool
 from nosgrid.coordinator.runtime import Coordinator
+from nosgrid.core.apikeys import KeyClaims, KeyRejected, verify_key
 from nosgrid.core.errors import NosgridError
 from nosgrid.core.ledger import wallet
-from nosgrid.integrations.openai_gateway import errors as oe
-from nosgrid.integrations.openai_gateway.billing import (
+from nosgrid.core.metering import (
     HOLD_PREFIX,
     Meter,
     Prices,
@@ -32,18 +42,8 @@ from nosgrid.integrations.openai_gateway.billing import (
     hold_account,
     release_postings,
 )
-from nosgrid.integrations.openai_gateway.keys import KeyClaims, KeyRejected, verify_key
-from nosgrid.integrations.openai_gateway.registry import Registry, Replica
-from nosgrid.integrations.openai_gateway.replicas import (
-    LIVE_STATES,
-    ColdStart,
-    ReplicasMixin,
-    model_from_spec,
-)
-from nosgrid.integrations.openai_gateway.settings import GatewaySettings
-from nosgrid.integrations.openai_gateway.store import Deployment, GatewayRepo
-from nosgrid.integrations.openai_gateway.upstream import UpstreamPool
 from nosgrid.settlement.backend import settlement_of
+from nosgrid.store.gateway import Deployment, GatewayRepo
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Gateway(ReplicasMixin):
     """Shared state of the OpenAI routes (see ``routes.py``) and the service-registry API.
 
     The registry, deployment and scaling methods live in ``replicas.py``
-    (:class:`~nosgrid.integrations.openai_gateway.replicas.ReplicasMixin`).
+    (:class:`~nosgrid.coordinator.gateway.replicas.ReplicasMixin`).
     """
 
     def __init__(self, coord: Coordinator, settings: GatewaySettings | None = None) -> None:

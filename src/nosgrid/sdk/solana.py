@@ -1,4 +1,4 @@
-"""The client side of Solana settlement: build and sign an approval locally, relay it.
+"""The client side of Solana settlement (SDK): build and sign an approval locally, relay it.
 
 The coordinator never sees a client key: :func:`approve_transaction` is pure (the
 message and the signature are made here), and :func:`approve` sends the signed bytes to
@@ -20,23 +20,35 @@ from typing import Any
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.message import Message
+from solders.pubkey import Pubkey
 from solders.transaction import Transaction
+from spl.token.constants import TOKEN_PROGRAM_ID
+from spl.token.instructions import approve_checked
+from spl.token.instructions import get_associated_token_address as ata
+from spl.token.models import ApproveCheckedParams
 
+from nosgrid.core.errors import InvalidInput
 from nosgrid.core.money import check_amount
 from nosgrid.sdk.client import AsyncClient
-from nosgrid.settlement import spl
+
+
+def _pubkey(value: str, what: str) -> Pubkey:
+    try:
+        return Pubkey.from_string(value)
+    except ValueError:
+        raise InvalidInput(f"the market's {what} {value!r} is not a base58 public key") from None
 
 
 def approve_transaction(info: dict[str, Any], owner: Keypair, amount: int) -> bytes:
     """A signed transaction approving the market's authority (from ``info``, the answer of
     ``GET /v1/solana/info``) as delegate of ``owner``'s NOS account for ``amount``."""
-    mint = spl.to_pubkey(str(info["mint"]))
-    source = spl.ata(owner.pubkey(), mint)
-    ixs = spl.approve_instructions(spl.Approve(
-        source, mint, spl.to_pubkey(str(info["authority"])), owner.pubkey(),
-        check_amount(amount), int(info["decimals"])))
+    mint = _pubkey(str(info["mint"]), "mint")
+    approve = approve_checked(ApproveCheckedParams(
+        program_id=TOKEN_PROGRAM_ID, source=ata(owner.pubkey(), mint), mint=mint,
+        delegate=_pubkey(str(info["authority"]), "authority"), owner=owner.pubkey(),
+        amount=check_amount(amount), decimals=int(info["decimals"])))
     blockhash = Hash.from_string(str(info["recent_blockhash"]))
-    message = Message.new_with_blockhash(ixs, owner.pubkey(), blockhash)
+    message = Message.new_with_blockhash([approve], owner.pubkey(), blockhash)
     return bytes(Transaction([owner], message, blockhash))
 
 
