@@ -44,7 +44,7 @@ class PureDriver:
         return tr.job
 
     def _settle_if_done(self, job: Job, at: int) -> None:
-        if job.state in rules.TERMINAL and job.state is not JobState.SETTLED:
+        if job.state in rules.ENDED and rules.can(job, "settle"):
             self._apply(rules.settle(job, at))
 
     def step(self, s: dict[str, Any]) -> None:

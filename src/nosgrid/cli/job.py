@@ -85,9 +85,6 @@ def schema(
 
 # --- client commands: post, status, logs, result, cancel, list ------------------------
 
-_TERMINAL = ("settled", "completed", "failed", "timed_out", "cancelled")
-
-
 def _job_row(j: dict[str, Any]) -> list[Any]:
     cost = j.get("settlement", {}).get("cost_nos", "")
     return [j["id"], j["market"], j["state"], (j.get("node") or "")[:10], j["deposit_nos"], cost,

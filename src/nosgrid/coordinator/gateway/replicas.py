@@ -27,11 +27,13 @@ from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.core.errors import NosgridError
 from nosgrid.core.jobs.load import canonical_json, parse_job_definition
 from nosgrid.core.jobs.load import spec_hash as hash_of
+from nosgrid.core.jobs.state import OPEN
 from nosgrid.core.metering import Prices
 from nosgrid.store.gateway import Deployment, GatewayRepo
 
 log = logging.getLogger(__name__)
-LIVE_STATES = frozenset({"queued", "assigned", "running"})
+#: a replica lives while its job is open (core's definition)
+LIVE_STATES = frozenset(s.value for s in OPEN)
 _ALIAS = re.compile(r"^--(model_alias|served-model-name|alias)$")
 
 

@@ -1,6 +1,7 @@
 """Jobs: the lifecycle state machine (``state``) and the job definition (``spec``)."""
 
 from nosgrid.core.jobs.state import (
+    ENDED,
     OPEN,
     TERMINAL,
     TRANSITIONS,
@@ -12,5 +13,5 @@ from nosgrid.core.jobs.state import (
     payout,
 )
 
-__all__ = ["OPEN", "TERMINAL", "TRANSITIONS", "Event", "Job", "JobState", "Payout",
+__all__ = ["ENDED", "OPEN", "TERMINAL", "TRANSITIONS", "Event", "Job", "JobState", "Payout",
            "Transition", "payout"]

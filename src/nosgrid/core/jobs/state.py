@@ -73,8 +73,14 @@ TRANSITIONS: Final[Mapping[str, tuple[frozenset[JobState], JobState | None]]] = 
         S.SETTLED,
     ),
 }
-TERMINAL: Final = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.SETTLED})
+#: the run is not over yet: the job waits for, or is with, a node
 OPEN: Final = frozenset({S.QUEUED, S.ASSIGNED, S.RUNNING})
+#: the run is over and the client has its answer (a result, a failure, a cancellation);
+#: ``verifying``/``disputed`` count: the result is in, only the node's pay is held for an
+#: audit (docs/verification.md). The one definition the SDK, the CLI and the node use.
+ENDED: Final = frozenset(set(S) - OPEN)
+#: nothing more happens to the job: its escrow is paid out
+TERMINAL: Final = frozenset({S.SETTLED})
 
 Fault = Literal["client", "node"]
 
