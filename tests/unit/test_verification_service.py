@@ -6,13 +6,8 @@ import io
 
 import numpy as np
 
-from nosgrid.coordinator.services.comparison import (
-    compare_results,
-    output_hashes,
-    resolve,
-    spec_terms,
-)
-from nosgrid.core.verification import Tolerance, Verdict
+from nosgrid.coordinator.services.comparison import spec_terms
+from nosgrid.core.verification import Tolerance, Verdict, compare_results, output_hashes, resolve
 
 
 def res(**files: str) -> dict[str, object]:

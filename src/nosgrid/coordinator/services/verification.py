@@ -50,13 +50,7 @@ from nosgrid.coordinator.services.audit_runs import (
     succeeded,
     verification_of,
 )
-from nosgrid.coordinator.services.comparison import (
-    ReadBlob,
-    compare_results,
-    output_hashes,
-    resolve,
-    spec_terms,
-)
+from nosgrid.coordinator.services.comparison import spec_terms
 from nosgrid.core import audit_settlement as settle_rules
 from nosgrid.core import reputation as rep_rules
 from nosgrid.core import verification as rules
@@ -67,7 +61,11 @@ from nosgrid.core.verification import (
     AuditRecord,
     DisputeOutcome,
     Mode,
+    ReadBlob,
     Verdict,
+    compare_results,
+    output_hashes,
+    resolve,
 )
 from nosgrid.settlement.backend import settlement_of
 from nosgrid.store import tables as t
