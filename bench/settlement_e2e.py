@@ -21,10 +21,10 @@ from typing import Any
 
 from solders.keypair import Keypair
 
+from nosgrid.coordinator.bootstrap import money_handlers, use_settlement
 from nosgrid.coordinator.services import jobs as svc
 from nosgrid.core.markets import MarketParams
 from nosgrid.settlement import spl
-from nosgrid.settlement.backend import SettlementStore
 from nosgrid.settlement.mirror import sync_allowance
 from nosgrid.settlement.onchain import SolanaBackend
 from nosgrid.settlement.sender import Sender
@@ -42,7 +42,9 @@ async def _market(tmp: Path, batch: int) -> tuple[SolanaBackend, Store, list[str
     backend = await SolanaBackend.litesvm(batch_size=batch)
     raw = Store.open(tmp / f"b{batch}.db")
     await backend.open(raw, 0)
-    store = SettlementStore.wrap(raw, backend)
+    store = raw
+    use_settlement(store, backend)  # what the coordinator's bootstrap wires
+    money_handlers(store.handlers)
     s = backend.settlement
     clients = []
     for _ in range(4):

@@ -24,12 +24,13 @@ def main() -> None:
     with Client(keypair=load_keypair(path)) as c:
         c.faucet("10")
         job = c.post_job(spec_text=SPEC.read_text(), market="cpu")
-        print(f"posted {job['id']}, escrowed {job['deposit_nos']} NOS")
-        for chunk in c.follow_logs(job["id"]):
-            print(chunk["data"], end="")
-        done = c.wait(job["id"])
-        print(f"{done['state']}: cost {done['settlement']['cost_nos']} NOS")
-        for out in done["result"].get("outputs", []):
+        print(f"posted {job.id}, escrowed {job.deposit_nos} NOS")
+        for chunk in c.follow_logs(job.id):
+            print(chunk.data, end="")
+        done = c.wait(job.id)  # returns once done.state is in nosgrid.sdk.ENDED
+        cost = done.settlement.cost_nos if done.settlement else "(held for an audit)"
+        print(f"{done.state}: cost {cost} NOS")
+        for out in done.result.get("outputs", []):
             print(out["path"], c.download_blob(out["sha256"]).decode().strip())
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from nosgrid.core.errors import NosgridError
 from nosgrid.core.jobs import state as rules
-from nosgrid.core.jobs.state import Job, JobState, Transition
+from nosgrid.core.jobs.state import DELIVERED_WORK, Job, JobState, Transition
+from nosgrid.core.jobs.terms import JobTerms
 from nosgrid.core.ledger import (
     Posting,
     check_postings,
@@ -20,6 +21,9 @@ from nosgrid.core.ledger import (
 from nosgrid.core.markets import MarketParams
 from nosgrid.core.money import parse_nos
 
+#: the definition the scenarios post (a scenario is about money and states, not containers)
+DEFINITION = {"version": "0.1", "type": "container",
+              "ops": [{"type": "container/run", "id": "main", "args": {"image": "busybox"}}]}
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.json"))
 
 
@@ -52,8 +56,8 @@ class PureDriver:
         if do == "post":
             max_price = parse_nos(s["max_price"]) if s.get("max_price") else None
             tr = rules.post(job_id=s["job"], client="CLIENT", market=self.market,
-                            spec_hash="0" * 64, timeout=s["timeout"], max_price=max_price,
-                            now=at)
+                            spec_hash="0" * 64,
+                            terms=JobTerms(self.market.name, s["timeout"], max_price), now=at)
             self._apply(tr)
             return
         if do == "expire":
@@ -65,6 +69,7 @@ class PureDriver:
         job = self.jobs[s["job"]]
         actions: dict[str, Callable[[], Transition]] = {
             "assign": lambda: rules.assign(job, s.get("node", "NODE"), at),
+            "requeue": lambda: rules.requeue(job, at, "the node stopped sending heartbeats"),
             "start": lambda: rules.start(job, at),
             "complete": lambda: rules.complete(job, at, s.get("seconds_used")),
             "fail": lambda: rules.fail(job, at, fault=s["fault"], reason="failed",
@@ -79,6 +84,18 @@ class PureDriver:
 
     def balance(self, account: str) -> int:
         return self.balances.get(account, 0)
+
+    def outcome_of(self, job_id: str) -> str | None:
+        outcome = self.jobs[job_id].outcome
+        return None if outcome is None else outcome.value
+
+    def compute_seconds(self) -> dict[str, int]:
+        """Delivered seconds per node, as emissions count them."""
+        out: dict[str, int] = {}
+        for j in self.jobs.values():
+            if j.state is JobState.SETTLED and j.outcome in DELIVERED_WORK and j.node:
+                out[j.node] = out.get(j.node, 0) + j.seconds_used
+        return out
 
 
 def run(path: Path, make_driver: Callable[[MarketParams, int], Any]) -> Any:
@@ -104,4 +121,9 @@ def run(path: Path, make_driver: Callable[[MarketParams, int], Any]) -> Any:
         assert driver.state_of(job_id) is None, f"{path.name}: {job_id} should not exist"
     for account, amount in sc["expect"]["balances"].items():
         assert driver.balance(account) == parse_nos(amount), f"{path.name}: {account}"
+    for job_id, outcome in sc["expect"].get("outcomes", {}).items():
+        assert driver.outcome_of(job_id) == outcome, f"{path.name}: outcome of {job_id}"
+    if "compute_seconds" in sc["expect"]:
+        assert driver.compute_seconds() == sc["expect"]["compute_seconds"], \
+            f"{path.name}: compute seconds per node"
     return driver

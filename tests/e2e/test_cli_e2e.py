@@ -34,7 +34,7 @@ def test_client_and_scripted_node(coordinator: tuple[str, Cli, Path], tmp_path: 
     with Client(url, Keypair()) as node:  # a scripted node: the SDK, no containers
         node.register_node({"cpu_cores": 2, "memory_mb": 2048}, ["cpu"])
         got = node.poll(wait=5)
-        assert got["job"]["id"] == job["id"]
+        assert got.job.id == job["id"]
         node.start_job(job["id"])
         sha = node.upload_blob(b"42\n")
         node.push_logs(job["id"], [{"stream": "stdout", "data": "hi\n"}])

@@ -193,12 +193,12 @@ async def test_openai_and_langchain_through_the_gateway(
         # billing: alice's wallet moved by exactly the metered cost, to nodes and treasury
         await _settled(w)
         w.gw.flush(release_all=True)
-        usage = (await w.alice.usage())["usage"]
-        cost = sum(r["cost"] for r in usage)
-        assert cost > 0 and {r["model"] for r in usage} == {"smollm2", "smollm2-embed"}
+        usage = (await w.alice.usage()).usage
+        cost = sum(r.cost for r in usage)
+        assert cost > 0 and {r.model for r in usage} == {"smollm2", "smollm2-embed"}
         after = w.balance(wallet(alice), treasury)
         assert before[wallet(alice)] - after[wallet(alice)] == cost
-        assert (await w.alice.ledger_verify())["ok"]
+        assert (await w.alice.ledger_verify()).ok
 
         # a replica killed mid-stream: the client gets an error, pays only what it received
         spent = cost
@@ -222,14 +222,14 @@ async def test_openai_and_langchain_through_the_gateway(
 
         await _settled(w)
         w.gw.flush(release_all=True)
-        usage = {r["model"]: r for r in (await w.alice.usage())["usage"]}
+        by_model = {r.model: r for r in (await w.alice.usage()).usage}
         last = w.balance(wallet(alice))[wallet(alice)]
         charged = after[wallet(alice)] - last
-        assert charged == sum(r["cost"] for r in usage.values()) - spent
+        assert charged == sum(r.cost for r in by_model.values()) - spent
         prices = w.gw.prices("smollm2")
         assert charged <= prices.prompt * 64 + prices.completion * received
         assert received >= 5
-        assert (await w.alice.ledger_verify())["ok"]
+        assert (await w.alice.ledger_verify()).ok
 
 
 async def _settled(w: World) -> None:

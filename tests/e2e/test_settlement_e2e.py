@@ -49,11 +49,11 @@ def test_job_paid_in_spl_tokens_end_to_end(
     node_kp = Keypair()
     with Client(url, node_kp) as node:
         node.register_node({"cpu_cores": 2, "memory_mb": 2048}, ["cpu"])
-        assert node.poll(wait=5)["job"]["id"] == job["id"]
+        assert node.poll(wait=5).job.id == job["id"]
         node.start_job(job["id"])
         done = node.finish_job(job["id"], seconds_used=3, exit_code=0)
-        assert done["state"] == "settled"
-        pay = done["settlement"]
+        assert done.state == "settled"
+        pay = done.settlement
         deadline = time.monotonic() + 20
         while True:  # the sender pays right after the settle commits
             rows = node.request("GET", f"/v1/solana/payouts/{job['id']}")["payouts"]
@@ -62,14 +62,14 @@ def test_job_paid_in_spl_tokens_end_to_end(
             assert time.monotonic() < deadline, rows
             time.sleep(0.05)
         node_chain = node.request("GET", "/v1/solana/account")
-    assert node_chain["onchain_balance"] == pay["node_pay"]  # exactly what the ledger says
+    assert node_chain["onchain_balance"] == pay.node_pay  # exactly what the ledger says
     info = httpx.get(f"{url}/v1/solana/info").json()
     report = cli.json("ledger", "verify", "--onchain")
     assert report["ok"], report["problems"]
     treasury = next(r for r in report["accounts_checked"] if r["account"] == "treasury")
-    assert treasury["onchain"] == pay["treasury_fee"] and treasury["ledger"] == pay["treasury_fee"]
+    assert treasury["onchain"] == pay.treasury_fee and treasury["ledger"] == pay.treasury_fee
     assert info["treasury"] and report["mint"] == info["mint"]
     mine = cli.json("wallet", "balance", keypair=me)
-    cost = pay["node_pay"] + pay["treasury_fee"] + pay["stakers_fee"]
+    cost = pay.node_pay + pay.treasury_fee + pay.stakers_fee
     assert mine["onchain"]["onchain_balance"] == 20_000_000 - cost
     assert mine["onchain"]["allowance"] == 5_000_000 - cost

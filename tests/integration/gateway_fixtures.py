@@ -112,9 +112,11 @@ class FakeEngine:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any, port: int) -> AsyncIterator[str]:
+async def serve(app: Any, port: int, lifespan: str = "on") -> AsyncIterator[str]:
+    """``app`` on real uvicorn in this event loop (``lifespan="off"``: its start-up and
+    shutdown never run, as in a process that is killed)."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                                           lifespan="on"))
+                                           lifespan=lifespan))
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 20
     while not server.started:
@@ -155,11 +157,11 @@ class GatewayWorld:
                           endpoint: str | None = None) -> str:
         job = await self.alice.post_job(spec=SERVICE_SPEC, market="cpu")
         polled = await client.poll(wait=1)
-        assert polled["job"]["id"] == job["id"]
-        await client.start_job(job["id"])
-        await client.report_service(job["id"], "llm", endpoint or self.engine_url, True,
+        assert polled.job.id == job.id
+        await client.start_job(job.id)
+        await client.report_service(job.id, "llm", endpoint or self.engine_url, True,
                                     model=model)
-        return str(job["id"])
+        return str(job.id)
 
 
 @contextlib.asynccontextmanager

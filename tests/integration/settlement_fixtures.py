@@ -18,6 +18,7 @@ from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.sdk import solana as solana_wallet
 from nosgrid.sdk.client import AsyncClient
+from nosgrid.sdk.models import JobView, SolanaSubmitted
 from nosgrid.settlement.onchain import SolanaBackend
 from nosgrid.settlement.sender import Sender, SenderStats
 from nosgrid.store.db import Store
@@ -44,7 +45,7 @@ class ChainMarket:
                            clock=self.clock)
 
     async def fund(self, c: AsyncClient, nos: str = "100", approve: int = 10 * NOS
-                   ) -> dict[str, Any]:
+                   ) -> SolanaSubmitted:
         await solana_wallet.faucet(c, nos)
         return await solana_wallet.approve(c, approve)
 
@@ -54,13 +55,13 @@ class ChainMarket:
     async def send(self) -> SenderStats:
         return await self.sender.pass_once()
 
-    async def run_job(self, c: AsyncClient, seconds: int, timeout: int = 100) -> dict[str, Any]:
+    async def run_job(self, c: AsyncClient, seconds: int, timeout: int = 100) -> JobView:
         job = await c.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=timeout)
         polled = await self.node.poll(wait=0)
-        assert polled["job"]["id"] == job["id"]
-        await self.node.start_job(job["id"])
+        assert polled.job.id == job.id
+        await self.node.start_job(job.id)
         self.clock.t += seconds
-        return dict(await self.node.finish_job(job["id"], seconds_used=seconds, exit_code=0))
+        return await self.node.finish_job(job.id, seconds_used=seconds, exit_code=0)
 
     async def close(self) -> None:
         for c in (self.admin, self.alice, self.node):

@@ -71,7 +71,7 @@ async def node(market: Market, tmp_path: Path, busybox_image: str) -> AsyncItera
 async def post(m: Market, spec: dict[str, Any], timeout: int = 60) -> str:
     await m.alice.faucet("100")
     job = await m.alice.post_job(spec=spec, market="cpu", timeout=timeout)
-    return str(job["id"])
+    return str(job.id)
 
 
 async def test_busybox_job_logs_outputs_settled_node_paid(market: Market,
@@ -79,14 +79,14 @@ async def test_busybox_job_logs_outputs_settled_node_paid(market: Market,
     job_id = await post(market, busybox_job(
         "echo hello from the job; echo result-data > /outputs/out.txt; echo bye >&2"))
     done = await market.alice.wait(job_id, poll_s=0.2, timeout_s=60)
-    assert done["state"] == "settled", done
-    assert done["fault"] is None and done["result"]["exit_code"] == 0
-    [out] = done["result"]["outputs"]
+    assert done.state == "settled", done
+    assert done.fault is None and done.result["exit_code"] == 0
+    [out] = done.result["outputs"]
     assert out["path"] == "/outputs/out.txt" and out["size"] == len(b"result-data\n")
     assert await market.alice.download_blob(out["sha256"]) == b"result-data\n"
-    logs = "".join(c["data"] for c in (await market.alice.logs(job_id))["chunks"])
+    logs = "".join(c.data for c in (await market.alice.logs(job_id)).chunks)
     assert "hello from the job" in logs and "bye" in logs
-    assert (await node.client.balance())["balance"] > 0
+    assert (await node.client.balance()).balance > 0
     assert StateFile(node.state_dir).load().in_flight is None
 
 
@@ -94,27 +94,27 @@ async def test_failing_job_is_failed_with_client_fault(market: Market,
                                                        node: NodeUnderTest) -> None:
     job_id = await post(market, busybox_job("echo about to fail; exit 3"))
     done = await market.alice.wait(job_id, poll_s=0.2, timeout_s=60)
-    assert done["state"] == "settled" and done["fault"] == "client"
-    assert "exited with code 3" in done["reason"]
+    assert done.state == "settled" and done.fault == "client"
+    assert "exited with code 3" in done.reason
 
 
 async def test_timed_out_job_is_killed_and_reported(market: Market, node: NodeUnderTest) -> None:
     job_id = await post(market, busybox_job("echo started; sleep 60"), timeout=2)
     done = await market.alice.wait(job_id, poll_s=0.2, timeout_s=60)
-    assert done["state"] == "settled" and done["fault"] == "client", done
+    assert done.state == "settled" and done.fault == "client", done
     assert not [n for n in podman_names(node.state_dir / "executor") if job_id in n]
 
 
 async def test_three_op_pipeline(market: Market, node: NodeUnderTest, python_image: str) -> None:
     job_id = await post(market, json.loads(EXAMPLE.read_text()), timeout=120)
     done = await market.alice.wait(job_id, poll_s=0.2, timeout_s=120)
-    assert done["state"] == "settled" and done["fault"] is None, done
-    result = done["result"]
+    assert done.state == "settled" and done.fault is None, done
+    result = done.result
     assert result["results"]["prepare"]["token"][1] == "T-18"
     [out] = result["outputs"]
     body = await market.alice.download_blob(out["sha256"])
     assert body == b"hello-from-global T-18\n"
-    logs = "".join(c["data"] for c in (await market.alice.logs(job_id))["chunks"])
+    logs = "".join(c.data for c in (await market.alice.logs(job_id)).chunks)
     assert "[prepare] first try fails" in logs and "restarting (1)" in logs
     assert "startup success" in logs and "stop_if_dependent_stops" in logs
 
@@ -122,7 +122,7 @@ async def test_three_op_pipeline(market: Market, node: NodeUnderTest, python_ima
 async def test_cancelled_job_is_stopped(market: Market, node: NodeUnderTest) -> None:
     job_id = await post(market, busybox_job("echo running; sleep 60"))
     for _ in range(100):  # running, and its container exists (the start is reported first)
-        if (await market.alice.job(job_id))["state"] == "running" and [
+        if (await market.alice.job(job_id)).state == "running" and [
                 n for n in podman_names(node.state_dir / "executor") if job_id in n]:
             break
         await asyncio.sleep(0.1)
@@ -137,7 +137,7 @@ async def test_cancelled_job_is_stopped(market: Market, node: NodeUnderTest) -> 
             break
         await asyncio.sleep(0.1)
     assert StateFile(node.state_dir).load().in_flight is None
-    assert (await market.alice.job(job_id))["state"] == "settled"
+    assert (await market.alice.job(job_id)).state == "settled"
 
 
 async def test_restart_reports_in_flight_job_and_removes_leftovers(
@@ -148,7 +148,7 @@ async def test_restart_reports_in_flight_job_and_removes_leftovers(
     first = NodeUnderTest(m, tmp_path)
     await first.agent.register()
     taken = await first.client.poll(wait=1)
-    assert taken["job"]["id"] == job_id
+    assert taken.job.id == job_id
     await first.client.start_job(job_id)
     # containers left behind by the "crashed" agent: one it had recorded, one it had not yet
     # recorded (found by its flow label); and a later run of the same job by another node on
@@ -172,8 +172,8 @@ async def test_restart_reports_in_flight_job_and_removes_leftovers(
     again.start()
     done = await m.alice.wait(job_id, poll_s=0.2, timeout_s=30)
     await again.close()
-    assert done["state"] == "settled" and done["fault"] == "node"
-    assert done["reason"] == RESTART_REASON
+    assert done.state == "settled" and done.fault == "node"
+    assert done.reason == RESTART_REASON
     names = podman_names(again.state_dir / "executor")
     assert leftover not in names and unrecorded not in names
     assert other in names
@@ -192,7 +192,7 @@ async def test_requeued_job_runs_beside_the_dead_runs_container(
     job_id = await post(m, busybox_job("echo second run > /outputs/o.txt"))
     dead = NodeUnderTest(m, tmp_path)
     await dead.agent.register()
-    assert (await dead.client.poll(wait=1))["job"]["id"] == job_id
+    assert (await dead.client.poll(wait=1)).job.id == job_id
     await dead.client.start_job(job_id)
     orphan = f"{flow_id(job_id, 1)}-0"
     executor_dir = dead.state_dir / "executor"
@@ -212,8 +212,8 @@ async def test_requeued_job_runs_beside_the_dead_runs_container(
         done = await m.alice.wait(job_id, poll_s=0.2, timeout_s=60)
     finally:
         await second.close()
-    assert done["state"] == "settled" and done["fault"] is None, done
-    assert done["attempts"] == 2 and done["node"] == str(second.client.keypair.pubkey())
+    assert done.state == "settled" and done.fault is None, done
+    assert done.attempts == 2 and done.node == str(second.client.keypair.pubkey())
     assert orphan in podman_names(executor_dir)  # the other run's container: not ours to touch
     subprocess.run(["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "rm", "-f",
                     "-t", "0", orphan], capture_output=True, env=podman_env(executor_dir))
@@ -225,14 +225,14 @@ async def test_stop_hands_the_job_back(market: Market, tmp_path: Path,
     n.start()
     job_id = await post(market, busybox_job("echo long; sleep 60"))
     for _ in range(100):
-        if (await market.alice.job(job_id))["state"] == "running":
+        if (await market.alice.job(job_id)).state == "running":
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.3)
     await n.close()  # sets stop: grace 0.5 s, then the job is handed back
     done = await market.alice.job(job_id)
-    assert done["state"] == "settled" and done["fault"] == "node", done
-    assert done["reason"] == SHUTDOWN_REASON
+    assert done.state == "settled" and done.fault == "node", done
+    assert done.reason == SHUTDOWN_REASON
     assert not [x for x in podman_names(n.state_dir / "executor") if job_id in x]
 
 
@@ -245,5 +245,5 @@ async def test_lying_node_uploads_garbage(market: Market, tmp_path: Path,
         done = await market.alice.wait(job_id, poll_s=0.2, timeout_s=60)
     finally:
         await n.close()
-    [out] = done["result"]["outputs"]
+    [out] = done.result["outputs"]
     assert out["sha256"] != hashlib.sha256(b"truth\n").hexdigest()

@@ -52,8 +52,8 @@ async def test_model_is_fetched_once_and_mounted_read_only(
         for _ in range(2):
             job_id = await post(market, model_job(cmd))
             done = await market.alice.wait(job_id, poll_s=0.2, timeout_s=60)
-            assert done["state"] == "settled" and done["fault"] is None, done
-            logs = "".join(c["data"] for c in (await market.alice.logs(job_id))["chunks"])
+            assert done.state == "settled" and done.fault is None, done
+            logs = "".join(c.data for c in (await market.alice.logs(job_id)).chunks)
             assert '{"layers": 2}' in logs and "4096" in logs and "read-only" in logs
         assert hub.file_gets(REPO, "weights.bin") == 1  # the second job used the cache
     finally:
@@ -68,9 +68,9 @@ async def test_missing_model_fails_the_job_and_costs_nothing(
     try:
         job_id = await post(market, model_job("true", repo="acme/nope"))
         done = await market.alice.wait(job_id, poll_s=0.2, timeout_s=60)
-        assert done["state"] == "settled" and done["fault"] == "client", done
-        assert "resource" in done["reason"] and done["seconds_used"] <= 1
-        assert (await market.alice.balance())["balance_nos"] == "100"
+        assert done.state == "settled" and done.fault == "client", done
+        assert "resource" in done.reason and done.seconds_used <= 1
+        assert (await market.alice.balance()).balance_nos == "100"
     finally:
         await node.close()
 
@@ -85,8 +85,8 @@ async def test_missing_image_is_the_clients_fault_and_free(
             "type": "container/run", "id": "x", "args": {"image": "localhost/nope:1"}}]}
         job_id = await post(market, spec)
         done = await market.alice.wait(job_id, poll_s=0.2, timeout_s=60)
-        assert done["fault"] == "client" and "image" in done["reason"]
-        assert (await market.alice.balance())["balance_nos"] == "100"
-        assert (await market.alice.node(node.agent.node_id or ""))["offences"] == 0
+        assert done.fault == "client" and "image" in done.reason
+        assert (await market.alice.balance()).balance_nos == "100"
+        assert (await market.alice.node(node.agent.node_id or "")).offences == 0
     finally:
         await node.close()

@@ -106,10 +106,10 @@ async def world(market: Market) -> World:
     await m.node.register_node(HW, ["cpu"])
     await m.node2.register_node(HW, ["cpu"])
     running = await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
-    assert (await m.node.poll(wait=0))["job"]["id"] == running["id"]  # nobody else polls
-    assert (await m.node.start_job(running["id"]))["state"] == "running"
+    assert (await m.node.poll(wait=0)).job.id == running.id  # nobody else polls
+    assert (await m.node.start_job(running.id)).state == "running"
     queued = await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
-    return World(m, running["id"], queued["id"])
+    return World(m, running.id, queued.id)
 
 
 async def rejected(w: World, status: int, code: str | None, method: str, path: str,
@@ -294,7 +294,7 @@ async def test_non_admin_cannot_create_a_market(world: World) -> None:
     for who in (m.alice, m.node):
         await rejected(world, 403, "forbidden", "POST", "/v1/markets", params,
                        signer=kp_of(who))
-    assert [x["name"] for x in await m.alice.markets()] == ["cpu"]
+    assert [x.name for x in await m.alice.markets()] == ["cpu"]
 
 
 async def test_unknown_job_and_market(world: World) -> None:
@@ -384,11 +384,11 @@ async def test_faucet_over_the_hourly_cap(world: World) -> None:
     cap = m.coord.settings.faucet_cap_per_hour
     carol = m.client()
     whole = cap // 1_000_000
-    assert (await carol.faucet(str(whole)))["balance"] == cap
+    assert (await carol.faucet(str(whole))).balance == cap
     await rejected(world, 429, "rate_limited", "POST", "/v1/faucet", {"amount": "0.000001"},
                    signer=kp_of(carol))
     m.clock.t += 3601  # an hour later the key may ask again
-    assert (await carol.faucet("1"))["balance"] == cap + 1_000_000
+    assert (await carol.faucet("1")).balance == cap + 1_000_000
     await carol.aclose()
 
 

@@ -62,14 +62,14 @@ async def test_chat_stream_embeddings_and_exact_billing(tmp_path: Path) -> None:
 
         await _settled(w)
         w.gw.flush(release_all=True)
-        after = balances(w, wallet(alice), wallet(node), TREASURY, hold_account("x"))
+        after = balances(w, wallet(alice), wallet(node), TREASURY)
         assert before[wallet(alice)] - after[wallet(alice)] == cost
         fee = cost * w.gw.settings.fee_bps // 10_000
         assert after[wallet(node)] - before[wallet(node)] == cost - fee
         assert after[TREASURY] - before[TREASURY] == fee
-        usage_rows = (await w.alice.usage())["usage"]
-        assert [(r["model"], r["requests"], r["cost"]) for r in usage_rows] == [("fake", 3, cost)]
-        assert (await w.admin.ledger_verify())["ok"]
+        usage_rows = (await w.alice.usage()).usage
+        assert [(r.model, r.requests, r.cost) for r in usage_rows] == [("fake", 3, cost)]
+        assert (await w.admin.ledger_verify()).ok
         assert job in {r.job_id for r in w.gw.registry.replicas.values()}
 
 
@@ -97,9 +97,9 @@ async def test_a_broken_stream_errors_and_bills_only_what_arrived(tmp_path: Path
         assert got == "w0 w1 w2 "
         await _settled(w)
         w.gw.flush()
-        rows = (await w.alice.usage())["usage"]
-        assert rows[0]["completion_tokens"] == 3
-        assert rows[0]["cost"] == 3 * 1 + 3 * 2  # prompt (3 words) + the 3 tokens delivered
+        rows = (await w.alice.usage()).usage
+        assert rows[0].completion_tokens == 3
+        assert rows[0].cost == 3 * 1 + 3 * 2  # prompt (3 words) + the 3 tokens delivered
 
 
 async def test_retry_on_another_node_and_failed_requests_are_free(tmp_path: Path) -> None:
@@ -114,13 +114,13 @@ async def test_retry_on_another_node_and_failed_requests_are_free(tmp_path: Path
             assert r.choices[0].message.content == "w0 w1 "
         await _settled(w)
         w.gw.flush()
-        rows = (await w.alice.usage())["usage"]
-        assert rows[0]["requests"] == 3 and rows[0]["cost"] == 3 * (3 + 4)
+        rows = (await w.alice.usage()).usage
+        assert rows[0].requests == 3 and rows[0].cost == 3 * (3 + 4)
         w.engine.status = 500
         with pytest.raises(openai.InternalServerError):
             await oa.chat.completions.create(model="fake", messages=MSG, max_tokens=2)
         w.gw.flush()
-        assert (await w.alice.usage())["usage"][0]["requests"] == 3  # the failure is free
+        assert (await w.alice.usage()).usage[0].requests == 3  # the failure is free
         await node2.aclose()
 
 
@@ -155,7 +155,7 @@ async def test_openai_shaped_errors(tmp_path: Path) -> None:
             assert set(r.json()["error"]) == {"message", "type", "param", "code"}
         kid = w.gw.authorize(f"Bearer {good}", None).kid
         await w.alice.register_key(good, "test")
-        assert kid in [k["kid"] for k in (await w.alice.keys())["keys"]]
+        assert kid in [k.kid for k in (await w.alice.keys()).keys]
         await w.alice.revoke_key(kid)
         with pytest.raises(openai.AuthenticationError) as rv:
             await client(w, good).chat.completions.create(model="fake", messages=MSG)
@@ -179,8 +179,8 @@ async def test_insufficient_funds_is_a_429_and_wallet_never_negative(tmp_path: P
         # the whole wallet went to the key's hold (chunk > balance): spending it elsewhere
         # between flushes is impossible, so a batched flush can never push it negative
         kid = w.gw.authorize(f"Bearer {key}", None).kid
-        got = balances(w, wallet(alice), hold_account(kid))
-        assert got == {wallet(alice): 0, hold_account(kid): before}
+        got = balances(w, wallet(alice), hold_account(kid, w.gw.worker))
+        assert got == {wallet(alice): 0, hold_account(kid, w.gw.worker): before}
 
 
 async def test_usage_is_paid_on_chain_from_the_key_owners_account(tmp_path: Path) -> None:
@@ -198,9 +198,9 @@ async def test_usage_is_paid_on_chain_from_the_key_owners_account(tmp_path: Path
         cost = 3 * 1 + 5 * 2
         await _settled(w)
         report = await solana_wallet.verify_onchain(w.alice)  # the hold is reserved
-        assert report["ok"], report["problems"]
-        [row] = [r for r in report["accounts_checked"] if r["account"] == wallet(alice)]
-        assert row["onchain"] == row["expected_onchain"] and row["reserved"] > 0, row
+        assert report.ok, report.problems
+        [row] = [r for r in report.accounts_checked if r.account == wallet(alice)]
+        assert row.onchain == row.expected_onchain and row.reserved > 0, row
         w.gw.flush(release_all=True)
         alice_before = (await s.balances([s.token_account(alice)]))[s.token_account(alice)]
         stats = await w.sender.pass_once()
@@ -210,4 +210,4 @@ async def test_usage_is_paid_on_chain_from_the_key_owners_account(tmp_path: Path
         alice_after = (await s.balances([s.token_account(alice)]))[s.token_account(alice)]
         assert alice_before - alice_after == cost
         report = await solana_wallet.verify_onchain(w.alice)
-        assert report["ok"], report["problems"]
+        assert report.ok, report.problems

@@ -38,3 +38,21 @@ async def test_replays_are_refused_even_after_a_restart(tmp_path: Path) -> None:
             assert resp.json()["error"]["code"] == "replayed_nonce"
         me = sign_headers(kp, "GET", "/v1/accounts/me", b"", now=clock())
         assert (await c.get("/v1/accounts/me", headers=me)).json()["balance_nos"] == "1"
+
+
+async def test_a_request_replayed_to_a_second_coordinator_process_is_refused(
+        tmp_path: Path) -> None:
+    """Two coordinators on one database (as several processes would run): the nonce one of
+    them accepted is in the database, so the other refuses the replay and changes nothing."""
+    clock, kp = Clock(), Keypair()
+    body = json.dumps({"amount": "1"}).encode()
+    signed = {**sign_headers(kp, "POST", "/v1/faucet", body, now=clock()),
+              "content-type": "application/json"}
+    async with _app(tmp_path, clock) as a, _app(tmp_path, clock) as b:
+        me = sign_headers(kp, "GET", "/v1/accounts/me", b"", now=clock())
+        await b.get("/v1/accounts/me", headers=me)  # b has loaded its nonces: none yet
+        assert (await a.post("/v1/faucet", content=body, headers=signed)).status_code == 200
+        replay = await b.post("/v1/faucet", content=body, headers=signed)
+        assert replay.status_code == 401 and replay.json()["error"]["code"] == "replayed_nonce"
+        me = sign_headers(kp, "GET", "/v1/accounts/me", b"", now=clock())
+        assert (await b.get("/v1/accounts/me", headers=me)).json()["balance_nos"] == "1"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from settlement_fixtures import (
@@ -18,6 +17,7 @@ from settlement_fixtures import (
 from nosgrid.core.errors import Forbidden, InvalidInput, NotFound
 from nosgrid.core.ledger import wallet
 from nosgrid.sdk import solana as solana_wallet
+from nosgrid.sdk.client import AsyncClient
 from nosgrid.settlement.errors import AllowanceTooSmall
 from nosgrid.settlement.mirror import ONCHAIN
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxStatus
@@ -31,51 +31,51 @@ async def test_full_lifecycle_pays_on_chain_exactly_what_the_ledger_says(
     m = chain_market
     s = m.backend.settlement
     approved = await m.fund(m.alice, "100", approve=5 * NOS)
-    assert approved["allowance"] == 5 * NOS and approved["free"] == 5 * NOS
-    assert approved["onchain_balance"] == 100 * NOS
-    assert (await m.alice.balance())["balance"] == 5 * NOS  # the ledger mirrors the allowance
+    assert approved.allowance == 5 * NOS and approved.free == 5 * NOS
+    assert approved.onchain_balance == 100 * NOS
+    assert (await m.alice.balance()).balance == 5 * NOS  # the ledger mirrors the allowance
     node_before = await m.token_balance(m.node.pubkey)
     treasury_before = (await s.balances([str(s.treasury)]))[str(s.treasury)]
 
     done = await m.run_job(m.alice, seconds=30)
-    assert done["state"] == "settled"
-    pay = done["settlement"]
-    assert pay["node_pay"] + pay["treasury_fee"] + pay["stakers_fee"] == 30_000
+    assert done.state == "settled"
+    pay = done.settlement
+    assert pay.node_pay + pay.treasury_fee + pay.stakers_fee == 30_000
     # committed with the settle entry, not yet on chain
-    assert (await m.alice.request("GET", f"/v1/solana/payouts/{done['id']}"))["payouts"][0][
+    assert (await m.alice.request("GET", f"/v1/solana/payouts/{done.id}"))["payouts"][0][
         "status"] == "pending"
     assert await m.token_balance(m.node.pubkey) == node_before
 
     stats = await m.send()
     assert stats.confirmed == 1 and stats.transactions == 1
-    assert await m.token_balance(m.node.pubkey) - node_before == pay["node_pay"]
+    assert await m.token_balance(m.node.pubkey) - node_before == pay.node_pay
     treasury_after = (await s.balances([str(s.treasury)]))[str(s.treasury)]
-    assert treasury_after - treasury_before == pay["treasury_fee"]
-    assert (await s.balances([str(s.rewards_vault)]))[str(s.rewards_vault)] == pay["stakers_fee"]
+    assert treasury_after - treasury_before == pay.treasury_fee
+    assert (await s.balances([str(s.rewards_vault)]))[str(s.rewards_vault)] == pay.stakers_fee
     assert await m.token_balance(m.alice.pubkey) == 100 * NOS - 30_000
     assert await s.allowance(m.alice.pubkey) == 5 * NOS - 30_000
 
-    view = await m.alice.request("GET", f"/v1/solana/payouts/{done['id']}")
+    view = await m.alice.request("GET", f"/v1/solana/payouts/{done.id}")
     row = view["payouts"][0]
     assert row["status"] == "confirmed" and row["attempts"] == 1
     logs = m.backend.chain.logs(row["signature"])  # type: ignore[attr-defined]
-    assert any(f"job={done['id']}" in line and f"entry={row['entry_hash']}" in line
+    assert any(f"job={done.id}" in line and f"entry={row['entry_hash']}" in line
                for line in logs)
     report = await solana_wallet.verify_onchain(m.alice)
-    assert report["ok"], report["problems"]
-    assert (await m.alice.balance())["balance"] == 5 * NOS - 30_000  # refund stays approved
-    assert (await m.node.balance())["balance"] == 0  # paid out: on chain, not in the market
+    assert report.ok, report.problems
+    assert (await m.alice.balance()).balance == 5 * NOS - 30_000  # refund stays approved
+    assert (await m.node.balance()).balance == 0  # paid out: on chain, not in the market
 
 
 async def test_refund_needs_no_transaction(chain_market: ChainMarket) -> None:
     m = chain_market
     await m.fund(m.alice)
     job = await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
-    await m.alice.cancel(job["id"])
+    await m.alice.cancel(job.id)
     stats = await m.send()
     assert stats.transactions == 0
-    assert (await m.alice.request("GET", f"/v1/solana/payouts/{job['id']}"))["payouts"] == []
-    assert (await solana_wallet.verify_onchain(m.alice))["ok"]
+    assert (await m.alice.request("GET", f"/v1/solana/payouts/{job.id}"))["payouts"] == []
+    assert (await solana_wallet.verify_onchain(m.alice)).ok
 
 
 async def test_posting_without_allowance_is_refused_and_changes_nothing(
@@ -90,9 +90,9 @@ async def test_posting_without_allowance_is_refused_and_changes_nothing(
     mid = await m.alice.ledger_verify()
     with pytest.raises(AllowanceTooSmall):
         await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
-    assert (await m.alice.ledger_verify())["entries"] == mid["entries"] == before["entries"] + 1
-    assert (await m.alice.jobs())["jobs"] == []
-    assert (await m.node.poll(wait=0))["job"] is None
+    assert (await m.alice.ledger_verify()).entries == mid.entries == before.entries + 1
+    assert (await m.alice.jobs()).jobs == []
+    assert (await m.node.poll(wait=0)).job is None
 
 
 async def test_revoked_allowance_keeps_the_payout_pending_until_approved_again(
@@ -103,16 +103,16 @@ async def test_revoked_allowance_keeps_the_payout_pending_until_approved_again(
     job = await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=100)
     await solana_wallet.approve(m.alice, 0)  # the client takes the approval back on chain
     await m.node.poll(wait=0)
-    await m.node.start_job(job["id"])
+    await m.node.start_job(job.id)
     m.clock.t += 10
-    await m.node.finish_job(job["id"], seconds_used=10, exit_code=0)
+    await m.node.finish_job(job.id, seconds_used=10, exit_code=0)
     stats = await m.send()
     assert stats.confirmed == 0 and "approve" in stats.errors[0]
     report = await solana_wallet.verify_onchain(m.alice)
-    assert not report["ok"] and any("approve more" in p for p in report["problems"])
+    assert not report.ok and any("approve more" in p for p in report.problems)
     await solana_wallet.approve(m.alice, NOS)
     assert (await m.send()).confirmed == 1
-    assert (await solana_wallet.verify_onchain(m.alice))["ok"]
+    assert (await solana_wallet.verify_onchain(m.alice)).ok
 
 
 async def test_frozen_client_account_is_a_clear_error(chain_market: ChainMarket) -> None:
@@ -123,7 +123,7 @@ async def test_frozen_client_account_is_a_clear_error(chain_market: ChainMarket)
     done = await m.run_job(m.alice, seconds=5)
     stats = await m.send()
     assert stats.confirmed == 0 and "frozen" in stats.errors[0]
-    payout = (await m.alice.request("GET", f"/v1/solana/payouts/{done['id']}"))["payouts"][0]
+    payout = (await m.alice.request("GET", f"/v1/solana/payouts/{done.id}"))["payouts"][0]
     assert payout["status"] == "pending" and "frozen" in payout["error"]
 
 
@@ -148,8 +148,6 @@ async def test_local_coordinator_has_no_solana_routes(tmp_path: Path) -> None:
 
     from nosgrid.coordinator.app import create_app
     from nosgrid.coordinator.settings import CoordinatorSettings
-    from nosgrid.sdk.client import AsyncClient
-
     app = create_app(CoordinatorSettings(db=str(tmp_path / "l.db"), data_dir=tmp_path),
                      background=False)
     import httpx
@@ -167,11 +165,11 @@ async def test_batched_payouts_and_anchors(tmp_path: Path) -> None:
         stats = await m.send()
         assert stats.confirmed == 6 + stats.anchored and stats.anchored == 1
         assert stats.transactions < 6 + 1  # several jobs per transaction
-        owed = sum(j["settlement"]["node_pay"] for j in jobs)
+        owed = sum(j.settlement.node_pay for j in jobs)
         assert await m.token_balance(m.node.pubkey) == owed
         report = await solana_wallet.verify_onchain(m.alice)
-        assert report["ok"], report["problems"]
-        assert report["anchors_checked"] == 1
+        assert report.ok, report.problems
+        assert report.anchors_checked == 1
         with m.store.uow(write=False) as uow:
             assert uow.ledger.balance(ONCHAIN) > 0
             assert uow.ledger.balance(wallet(m.node.pubkey)) == 0
@@ -189,21 +187,21 @@ async def test_replicas_pay_each_runner_from_the_clients_token_account(tmp_path:
                                                      "replicas": 2}}}
         job = await m.alice.post_job(spec=spec, market="cpu", timeout=100)
         # both runs' deposits are reserved against the allowance
-        assert (await m.alice.balance())["balance"] == 5 * NOS - 2 * 100_000
+        assert (await m.alice.balance()).balance == 5 * NOS - 2 * 100_000
         sha = await m.node.upload_blob(b"42\n")
         outputs = [{"path": "/outputs/out.txt", "sha256": sha, "size": 3}]
         for runner in (m.node, second):
             if runner is second:
                 m.coord.maintenance()  # the replica run, assigned to the only other node
             polled = await runner.poll(wait=0)
-            await runner.start_job(polled["job"]["id"])
+            await runner.start_job(polled.job.id)
             m.clock.t += 5
             await runner.heartbeat()
-            held = await runner.finish_job(polled["job"]["id"], seconds_used=5,
+            held = await runner.finish_job(polled.job.id, seconds_used=5,
                                            outputs=outputs)
-            assert held["state"] == "verifying"
+            assert held.state == "verifying"
         m.coord.maintenance()  # they agree: both runs settle, two payouts
-        v = await m.alice.request("GET", f"/v1/jobs/{job['id']}/verification")
+        v = await m.alice.request("GET", f"/v1/jobs/{job.id}/verification")
         assert v["status"] == "passed" and v["runs"][0]["paid"]
         before = {n.pubkey: await m.token_balance(n.pubkey) for n in (m.node, second)}
         stats = await m.send()
@@ -211,9 +209,9 @@ async def test_replicas_pay_each_runner_from_the_clients_token_account(tmp_path:
         for n in (m.node, second):  # 5 s × 1000, 5% fee → 4750 each, on chain
             assert await m.token_balance(n.pubkey) - before[n.pubkey] == 4_750
         assert await m.token_balance(m.alice.pubkey) == 100 * NOS - 2 * 5_000
-        assert (await m.alice.balance())["balance"] == 5 * NOS - 2 * 5_000
+        assert (await m.alice.balance()).balance == 5 * NOS - 2 * 5_000
         report = await solana_wallet.verify_onchain(m.alice)
-        assert report["ok"], report["problems"]
+        assert report.ok, report.problems
     finally:
         await second.aclose()
         await m.close()
@@ -244,10 +242,10 @@ async def test_audit_fees_and_audit_pay_move_through_the_audit_vault(tmp_path: P
         async def take_and_finish() -> None:
             for n in nodes:
                 got = await n.poll(wait=0)
-                if got["job"] is not None:
-                    await n.start_job(got["job"]["id"])
+                if got.job is not None:
+                    await n.start_job(got.job.id)
                     await beat(5)
-                    await n.finish_job(got["job"]["id"], seconds_used=5, outputs=[
+                    await n.finish_job(got.job.id, seconds_used=5, outputs=[
                         {"path": "/outputs/out.txt", "sha256": sha, "size": 3}])
                     return
             raise AssertionError("nobody got the job")
@@ -255,7 +253,7 @@ async def test_audit_fees_and_audit_pay_move_through_the_audit_vault(tmp_path: P
         async def books_balance() -> None:
             await m.send()
             report = await solana_wallet.verify_onchain(m.alice)
-            assert report["ok"], report["problems"]
+            assert report.ok, report.problems
 
         # 1. nobody can audit: the job is released when the window closes, and its 12%
         #    audit fee (5 s × 1000 → 600) lands in the audit vault with the payout
@@ -264,7 +262,7 @@ async def test_audit_fees_and_audit_pay_move_through_the_audit_vault(tmp_path: P
         m.coord.maintenance()
         await beat(61)
         m.coord.maintenance()
-        assert (await m.alice.request("GET", f"/v1/jobs/{first['id']}/verification")
+        assert (await m.alice.request("GET", f"/v1/jobs/{first.id}/verification")
                 )["status"] == "released"
         await books_balance()
         assert (await s.balances([str(s.audit_vault)]))[str(s.audit_vault)] == 600
@@ -277,14 +275,14 @@ async def test_audit_fees_and_audit_pay_move_through_the_audit_vault(tmp_path: P
         job = await m.alice.post_job(spec=spec, market="audited", timeout=100)
         await take_and_finish()
         m.coord.maintenance()
-        [run] = (await m.alice.request("GET", f"/v1/jobs/{job['id']}/verification"))["runs"]
+        [run] = (await m.alice.request("GET", f"/v1/jobs/{job.id}/verification"))["runs"]
         with m.store.uow(write=False) as uow:
             assert uow.ledger.balance(f"escrow:{run['job']}") == 600
         await books_balance()
         auditor_before = await m.token_balance(run["node"])
         await take_and_finish()
         m.coord.maintenance()
-        assert (await m.alice.request("GET", f"/v1/jobs/{job['id']}/verification")
+        assert (await m.alice.request("GET", f"/v1/jobs/{job.id}/verification")
                 )["status"] == "passed"
         await books_balance()
         with m.store.uow(write=False) as uow:
@@ -295,7 +293,7 @@ async def test_audit_fees_and_audit_pay_move_through_the_audit_vault(tmp_path: P
         assert await m.token_balance(run["node"]) - auditor_before == 1200
         assert (await s.balances([str(s.audit_vault)]))[str(s.audit_vault)] == 0
         logs = m.backend.chain.logs(paid.signature or "")  # type: ignore[attr-defined]
-        assert any(f"nosgrid audit job={job['id']}" in line for line in logs)
+        assert any(f"nosgrid audit job={job.id}" in line for line in logs)
     finally:
         await other.aclose()
         await third.aclose()
@@ -311,7 +309,7 @@ async def test_epoch_rewards_leave_the_emissions_vault(chain_market: ChainMarket
     with m.store.uow(write=False) as uow:
         reserve = uow.ledger.balance("alloc:reserve") + uow.ledger.balance("rewards_pool")
     assert (await s.balances([vault]))[vault] == reserve == 25_000_000 * NOS
-    assert (await solana_wallet.verify_onchain(m.alice))["ok"]
+    assert (await solana_wallet.verify_onchain(m.alice)).ok
     await m.fund(m.alice)
     await m.run_job(m.alice, seconds=50)
     await m.send()
@@ -330,8 +328,8 @@ async def test_epoch_rewards_leave_the_emissions_vault(chain_market: ChainMarket
     logs = m.backend.chain.logs(row.signature or "")  # type: ignore[attr-defined]
     assert any("nosgrid emission epoch=0 entry=" in line for line in logs)
     report = await solana_wallet.verify_onchain(m.alice)
-    assert report["ok"], report["problems"]
-    assert (await m.node.balance())["balance"] == 0  # paid out: on chain, not in the market
+    assert report.ok, report.problems
+    assert (await m.node.balance()).balance == 0  # paid out: on chain, not in the market
 
 
 async def test_a_dispute_on_chain_refunds_slashes_and_pays_the_panel(tmp_path: Path) -> None:
@@ -355,15 +353,15 @@ async def test_a_dispute_on_chain_refunds_slashes_and_pays_the_panel(tmp_path: P
         good, bad = await liar.upload_blob(b"42\n"), await liar.upload_blob(b"lies")
         nodes = [liar]
 
-        async def take_and_finish(sha: str, among: list[Any]) -> Any:
+        async def take_and_finish(sha: str, among: list[AsyncClient]) -> AsyncClient:
             for n in among:
                 got = await n.poll(wait=0)
-                if got["job"] is not None:
-                    await n.start_job(got["job"]["id"])
+                if got.job is not None:
+                    await n.start_job(got.job.id)
                     m.clock.t += 5
                     for beat in nodes:
                         await beat.heartbeat()
-                    await n.finish_job(got["job"]["id"], seconds_used=5, outputs=[
+                    await n.finish_job(got.job.id, seconds_used=5, outputs=[
                         {"path": "/outputs/out.txt", "sha256": sha, "size": 3}])
                     return n
             raise AssertionError("nobody got the job")
@@ -388,7 +386,7 @@ async def test_a_dispute_on_chain_refunds_slashes_and_pays_the_panel(tmp_path: P
         m.coord.maintenance()  # outputs differ: disputed, a tiebreak run
         await take_and_finish(good, [n for n in honest if n is not auditor])
         m.coord.maintenance()  # verdict
-        v = await m.alice.request("GET", f"/v1/jobs/{job['id']}/verification")
+        v = await m.alice.request("GET", f"/v1/jobs/{job.id}/verification")
         assert v["verdict"] == "node_wrong" and v["slashed"] == [liar.pubkey]
         stats = await m.send()
         assert stats.failed == 0, stats.errors
@@ -399,7 +397,7 @@ async def test_a_dispute_on_chain_refunds_slashes_and_pays_the_panel(tmp_path: P
         assert await m.token_balance(m.alice.pubkey) == client_before
         assert (await s.balances([str(s.stake_vault)]))[str(s.stake_vault)] == 5 * NOS
         report = await solana_wallet.verify_onchain(m.alice)
-        assert report["ok"], report["problems"]
+        assert report.ok, report.problems
     finally:
         for n in honest:
             await n.aclose()

@@ -77,7 +77,7 @@ async def test_a_killed_sender_pays_exactly_once_after_restart(
     await m.fund(m.alice, approve=5 * NOS)
     await m.backend.settlement.ensure_account(m.node.pubkey)  # only the payout may crash
     done = await m.run_job(m.alice, seconds=20)
-    node_pay = done["settlement"]["node_pay"]
+    node_pay = done.settlement.node_pay
     sender, _ = _crashing_sender(m, when)
     with pytest.raises(Killed):
         await sender.pass_once()
@@ -96,7 +96,7 @@ async def test_a_killed_sender_pays_exactly_once_after_restart(
     assert await m.token_balance(m.node.pubkey) == node_pay  # once, never twice
     assert (await restarted.pass_once()).transactions == 0
     assert await m.token_balance(m.node.pubkey) == node_pay
-    assert (await solana_wallet.verify_onchain(m.alice))["ok"]
+    assert (await solana_wallet.verify_onchain(m.alice)).ok
 
 
 async def test_an_expired_unsent_transaction_is_rebuilt_not_duplicated(
@@ -116,7 +116,7 @@ async def test_an_expired_unsent_transaction_is_rebuilt_not_duplicated(
     [row] = _rows(m)
     assert row.signature != old.signature and row.attempts == 2
     assert not await m.backend.chain.confirmed(old.signature or "")
-    assert await m.token_balance(m.node.pubkey) == done["settlement"]["node_pay"]
+    assert await m.token_balance(m.node.pubkey) == done.settlement.node_pay
 
 
 async def test_a_crash_before_the_journal_commit_leaves_no_payout(
@@ -132,11 +132,11 @@ async def test_a_crash_before_the_journal_commit_leaves_no_payout(
         {"type": "container/run", "id": "x", "args": {"image": "i", "cmd": "true"}}]},
         market="cpu", timeout=50)
     with m.store.uow() as uow:
-        svc.cancel_job(uow, job["id"], m.alice.pubkey, int(m.clock()))
+        svc.cancel_job(uow, job.id, m.alice.pubkey, int(m.clock()))
         # no commit: the process dies here
     assert _rows(m) == []
     with m.store.uow(write=False) as uow:
-        assert uow.jobs.get(job["id"]).state.value == "queued"
+        assert uow.jobs.get(job.id).state.value == "queued"
 
 
 @settings(max_examples=10, deadline=None,
@@ -169,26 +169,26 @@ async def _random_sequence(tmp: Path, steps: list[tuple[str, int]]) -> None:
                     assert "approve" in str(err)
                     continue
                 if action == "cancel":
-                    await m.alice.cancel(job["id"])
+                    await m.alice.cancel(job.id)
                     continue
                 await m.node.poll(wait=0)
-                await m.node.start_job(job["id"])
+                await m.node.start_job(job.id)
                 m.clock.t += n
                 if action == "fail":
-                    done = await m.node.fail_job(job["id"], reason="exit 1", fault="client",
+                    done = await m.node.fail_job(job.id, reason="exit 1", fault="client",
                                                  seconds_used=n)
                 else:
-                    done = await m.node.finish_job(job["id"], seconds_used=n, exit_code=0)
-                paid += done["settlement"]["node_pay"]
+                    done = await m.node.finish_job(job.id, seconds_used=n, exit_code=0)
+                paid += done.settlement.node_pay
             else:
                 await m.send()
         await solana_wallet.approve(m.alice, 10 * NOS)  # whatever was revoked, pay it all
         await m.send()
         report = await solana_wallet.verify_onchain(m.alice)
-        assert report["ok"], report["problems"]
-        for row in report["accounts_checked"]:
-            assert row["onchain"] == row["expected_onchain"], row
-        assert report["outbox"] == {}
+        assert report.ok, report.problems
+        for row in report.accounts_checked:
+            assert row.onchain == row.expected_onchain, row
+        assert report.outbox == {}
         assert await m.token_balance(m.node.pubkey) == paid
     finally:
         await m.close()

@@ -18,6 +18,7 @@ from nosgrid.core.slashing import Offence
 from nosgrid.core.staking import DAY
 from nosgrid.sdk import solana as solana_wallet
 from nosgrid.sdk.client import AsyncClient
+from nosgrid.sdk.models import JobView, OnchainVerifyReport
 from nosgrid.settlement.chain import PreparedTransaction
 from nosgrid.settlement.errors import AllowanceTooSmall
 from nosgrid.settlement.litesvm_chain import LiteSVMChain
@@ -82,9 +83,9 @@ def _ledger(m: ChainMarket, account: str) -> int:
         return uow.ledger.balance(account)
 
 
-async def _verified(m: ChainMarket) -> dict[str, Any]:
+async def _verified(m: ChainMarket) -> OnchainVerifyReport:
     report = await solana_wallet.verify_onchain(m.alice)
-    assert report["ok"], report["problems"]
+    assert report.ok, report.problems
     return report
 
 
@@ -110,8 +111,8 @@ async def test_stake_moves_exactly_the_ledger_amount_into_the_vault(
     assert any(f"nosgrid stake owner={m.node.pubkey} entry={first.entry_hash}" in line
                for line in logs)
     report = await _verified(m)
-    vault_row = next(r for r in report["accounts_checked"] if r["account"] == "stake:*")
-    assert vault_row["onchain"] == vault_row["ledger"] == 5_500_000
+    vault_row = next(r for r in report.accounts_checked if r.account == "stake:*")
+    assert vault_row.onchain == vault_row.ledger == 5_500_000
 
 
 async def test_a_stake_beyond_the_allowance_is_refused_and_changes_nothing(
@@ -122,7 +123,7 @@ async def test_a_stake_beyond_the_allowance_is_refused_and_changes_nothing(
     before = await m.node.ledger_verify()
     with pytest.raises(AllowanceTooSmall, match="nosgrid wallet approve"):
         await _stake(m.node, "stake", amount="5", days=30)
-    assert (await m.node.ledger_verify())["entries"] == before["entries"]
+    assert (await m.node.ledger_verify()).entries == before.entries
     assert (await m.node.request("GET", "/v1/stake"))["staked"] is False
     assert _rows(m) == []
     assert (await m.send()).transactions == 0
@@ -159,14 +160,14 @@ async def test_unstake_and_withdraw_move_the_unlocked_part_back(
     await _verified(m)
 
 
-async def _missed_deadline(m: ChainMarket) -> dict[str, Any]:
+async def _missed_deadline(m: ChainMarket) -> JobView:
     job = await m.alice.post_job(spec=BUSYBOX_SPEC, market="cpu", timeout=60)
     await m.node.poll(wait=0)
-    await m.node.start_job(job["id"])
+    await m.node.start_job(job.id)
     m.clock.t += 100
     await m.node.heartbeat()
     assert m.coord.maintenance()["expired"] == 1
-    return dict(job)
+    return job
 
 
 async def test_a_missed_deadline_slash_moves_to_the_treasury_with_evidence(
@@ -186,13 +187,13 @@ async def test_a_missed_deadline_slash_moves_to_the_treasury_with_evidence(
     assert await _vault(m) == 99 * NOS
     assert await _vault(m, "treasury") - treasury_before == slashed
     [row] = _rows(m, OutboxKind.SLASH)
-    assert row.job_id == job["id"] and row.status is OutboxStatus.CONFIRMED
+    assert row.job_id == job.id and row.status is OutboxStatus.CONFIRMED
     logs = m.backend.chain.logs(row.signature)  # type: ignore[attr-defined]
-    memo = f"nosgrid slash node={m.node.pubkey} job={job['id']} entry={row.entry_hash}"
+    memo = f"nosgrid slash node={m.node.pubkey} job={job.id} entry={row.entry_hash}"
     assert any(memo in line for line in logs)
     with m.store.uow(write=False) as uow:
         entry = next(e for e in uow.ledger.entries() if e.hash == row.entry_hash)
-    assert entry.kind == "slash" and entry.meta["job_id"] == job["id"]
+    assert entry.kind == "slash" and entry.meta["job_id"] == job.id
     await _verified(m)
 
 
@@ -205,7 +206,7 @@ async def test_a_challengers_part_goes_to_their_own_account(chain_market: ChainM
     done = await m.run_job(m.alice, seconds=10)
     challenger = m.client()
     with m.store.uow() as uow:
-        job = uow.jobs.get(done["id"])
+        job = uow.jobs.get(done.id)
         evidence = uow.ledger.entries()[-1].hash
         amount = economics.slash_for(uow, job, Offence.WRONG_RESULT, int(m.clock()),
                                      journal_hash=evidence, challenger=challenger.pubkey)
@@ -229,7 +230,7 @@ async def test_claimed_rewards_leave_the_rewards_vault(chain_market: ChainMarket
     await _stake(m.node, "stake", amount="5", days=14)
     done = await m.run_job(m.alice, seconds=50)
     await m.send()
-    share = done["settlement"]["stakers_fee"]
+    share = done.settlement.stakers_fee
     assert await _vault(m, "rewards") == share > 0
     res = await m.node.request("POST", "/v1/rewards/claim")
     claimed = res["claimed"]
@@ -257,7 +258,7 @@ async def test_a_withdrawal_waits_for_the_stakes_deposit(chain_market: ChainMark
     [withdraw] = _rows(m, OutboxKind.STAKE_WITHDRAW)
     assert withdraw.status is OutboxStatus.PENDING and "waiting" in withdraw.error
     report = await solana_wallet.verify_onchain(m.alice)
-    assert not report["ok"] and any("approve more" in p for p in report["problems"])
+    assert not report.ok and any("approve more" in p for p in report.problems)
     await solana_wallet.approve(m.node, 10 * NOS)
     assert (await m.send()).stake_moves == 2  # deposit first, then the withdrawal
     assert await _vault(m) == 0 and await m.token_balance(m.node.pubkey) == 100 * NOS

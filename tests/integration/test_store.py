@@ -11,20 +11,22 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
+from nosgrid.coordinator.bootstrap import open_store
 from nosgrid.coordinator.services import accounts
 from nosgrid.coordinator.services import jobs as svc
 from nosgrid.core.errors import InsufficientFunds, InvalidInput, NosgridError
+from nosgrid.core.jobs.load import parse_job_definition
 from nosgrid.core.ledger import Posting, wallet
 from nosgrid.core.markets import MarketParams
 from nosgrid.core.money import parse_nos
 from nosgrid.store.db import Store
 from nosgrid.store.tables import metadata
-from scenario_runner import SCENARIOS, run
+from scenario_runner import DEFINITION, SCENARIOS, run
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store.open(tmp_path / "nosgrid.db")
+    return open_store(tmp_path / "nosgrid.db")
 
 
 class StoreDriver:
@@ -45,9 +47,8 @@ class StoreDriver:
                 svc.post_job(
                     uow,
                     client="CLIENT",
-                    market_name="cpu",
-                    spec_hash="0" * 64,
-                    spec_body="{}",
+                    definition=parse_job_definition(DEFINITION),
+                    market="cpu",
                     timeout=s["timeout"],
                     max_price=parse_nos(s["max_price"]) if s.get("max_price") else None,
                     now=at,
@@ -59,16 +60,18 @@ class StoreDriver:
                     uow, svc.rules.assign(job, s.get("node", "NODE"), at), kind="job.assigned"
                 )
             elif do == "start":
-                svc.start_job(uow, s["job"], "NODE", at)
+                svc.start_job(uow, s["job"], self._node(uow, s), at)
             elif do == "complete":
-                svc.finish_job(
-                    uow, s["job"], "NODE", at, seconds_used=s.get("seconds_used"), result={}
-                )
+                svc.finish_job(uow, s["job"], self._node(uow, s), at,
+                               seconds_used=s.get("seconds_used"), result={"exit_code": 0})
+            elif do == "requeue":
+                svc.requeue_or_refund(uow, uow.jobs.get(s["job"]), at,
+                                      "the node stopped sending heartbeats")
             elif do == "fail":
                 svc.fail_job(
                     uow,
                     s["job"],
-                    "NODE",
+                    self._node(uow, s),
                     at,
                     fault=s["fault"],
                     reason="failed",
@@ -79,6 +82,20 @@ class StoreDriver:
             elif do == "expire":
                 svc.expire_overdue(uow, at)
             uow.commit()
+
+    @staticmethod
+    def _node(uow: Any, s: dict[str, Any]) -> str:
+        """The node a step acts as: the job's own (the scenario may name it)."""
+        return str(s.get("node") or uow.jobs.get(s["job"]).node)
+
+    def outcome_of(self, job_id: str) -> str | None:
+        with self.store.uow(write=False) as uow:
+            outcome = uow.jobs.get(job_id).outcome
+        return None if outcome is None else outcome.value
+
+    def compute_seconds(self) -> dict[str, int]:
+        with self.store.uow(write=False) as uow:
+            return uow.jobs.compute_seconds(0, 2**62)
 
     def state_of(self, job_id: str) -> str | None:
         with self.store.uow(write=False) as uow:
@@ -94,7 +111,7 @@ class StoreDriver:
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_scenario_on_store(path: Path, tmp_path: Path) -> None:
-    store = Store.open(tmp_path / f"{path.stem}.db")
+    store = open_store(tmp_path / f"{path.stem}.db")
     run(path, lambda market, funds: StoreDriver(store, market, funds))
     with store.uow(write=False) as uow:
         report = accounts.verify_ledger(uow)
@@ -119,9 +136,8 @@ def test_a_failed_use_case_changes_nothing(store: Store) -> None:
             svc.post_job(
                 uow,
                 client="alice",
-                market_name="cpu",
-                spec_hash="h",
-                spec_body="{}",
+                definition=parse_job_definition(DEFINITION),
+                market="cpu",
                 now=1,
                 max_price=bad.get("max_price"),
                 timeout=int(bad["timeout"]),
@@ -190,3 +206,28 @@ def test_faucet_is_capped_per_hour(store: Store) -> None:
     with store.uow() as uow:
         accounts.faucet(uow, "bob", parse_nos("2000"), 3601)
         uow.commit()
+
+
+def test_a_failing_money_handler_rolls_back_the_whole_use_case(store: Store) -> None:
+    """Handlers of a money event run inside the use case's transaction: if one fails (say
+    the settlement backend cannot queue a payout), the job is not settled either."""
+    from nosgrid.core.events import JobSettled
+
+    def broken_payout(_uow: Any, _event: JobSettled) -> None:
+        raise InvalidInput("the payout could not be queued")
+
+    with store.uow() as uow:
+        svc.create_market(uow, MarketParams(name="cpu", price_per_second=10), 0)
+        accounts.faucet(uow, "alice", 10_000, 0)
+        job = svc.post_job(uow, client="alice", definition=parse_job_definition(DEFINITION),
+                           market="cpu", timeout=10, now=0)
+        uow.commit()
+    with store.uow(write=False) as uow:
+        before = (uow.ledger.balances(), uow.ledger.head())
+    store.handlers.on(JobSettled, broken_payout)
+    with pytest.raises(InvalidInput, match="payout"), store.uow() as uow:
+        svc.cancel_job(uow, job.id, "alice", 1)
+        uow.commit()
+    with store.uow(write=False) as uow:
+        assert (uow.ledger.balances(), uow.ledger.head()) == before
+        assert uow.jobs.get(job.id).state.value == "queued"

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -29,6 +29,9 @@ from nosgrid.core.errors import Forbidden, InsufficientFunds, InvalidJobSpec
 from nosgrid.node.agent import Agent
 from nosgrid.node.executor import BUSYBOX_IMAGE, PodmanRuntime
 from nosgrid.sdk.client import AsyncClient
+from nosgrid.sdk.models import JobView, VerificationView
+
+T = TypeVar("T")
 
 __all__ = ["busybox_image"]
 
@@ -57,12 +60,12 @@ class Grid:
         self.clients.append(c)
         return c
 
-    async def verification(self, job_id: str) -> dict[str, Any]:
-        return dict(await self.alice.request("GET", f"/v1/jobs/{job_id}/verification"))
+    async def verification(self, job_id: str) -> VerificationView:
+        return await self.alice.verification(job_id)
 
     async def ledger_ok(self) -> None:
         report = await self.alice.ledger_verify()
-        assert report["ok"], report["problems"]
+        assert report.ok, report.problems
 
 
 async def make_grid(tmp: Path, clock: Callable[[], float], **settings: Any) -> Grid:
@@ -100,11 +103,11 @@ async def node(g: Grid, stake: str | None = None) -> AsyncClient:
     return n
 
 
-async def run(n: AsyncClient, payload: bytes) -> dict[str, Any]:
+async def run(n: AsyncClient, payload: bytes) -> JobView:
     """Take the node's next job and report ``payload`` as its only output."""
     got = await n.poll(wait=0)
-    assert got["job"] is not None
-    job_id = got["job"]["id"]
+    assert got.job is not None
+    job_id = got.job.id
     sha = await n.upload_blob(payload)
     await n.start_job(job_id)
     return await n.finish_job(job_id, seconds_used=5, outputs=[
@@ -114,13 +117,13 @@ async def run(n: AsyncClient, payload: bytes) -> dict[str, Any]:
 async def who_got_work(nodes: list[AsyncClient]) -> AsyncClient:
     for n in nodes:
         got = await n.poll(wait=0)
-        if got["job"] is not None:
+        if got.job is not None:
             return n
     raise AssertionError("no node was given the audit run")
 
 
 async def post(g: Grid, mode: str) -> str:
-    return str((await g.alice.post_job(spec=spec(mode), market="cpu", timeout=60))["id"])
+    return str((await g.alice.post_job(spec=spec(mode), market="cpu", timeout=60)).id)
 
 
 def me(n: AsyncClient) -> str:
@@ -131,31 +134,31 @@ async def test_none_settles_at_once(grid: Grid) -> None:
     n1 = await node(grid)
     job_id = await post(grid, "none")
     done = await run(n1, b"42\n")
-    assert done["state"] == "settled"
-    assert (await grid.verification(job_id))["status"] == "not_verified"
+    assert done.state == "settled"
+    assert (await grid.verification(job_id)).status == "not_verified"
 
 
 async def test_honest_job_is_held_audited_and_paid_after_the_audit(grid: Grid) -> None:
     n1 = await node(grid)
     job_id = await post(grid, "deterministic")
     done = await run(n1, b"42\n")
-    assert done["state"] == "verifying"
-    assert (await n1.balance())["balance"] == 0  # held
+    assert done.state == "verifying"
+    assert (await n1.balance()).balance == 0  # held
     others = [await node(grid), await node(grid)]
     grid.coord.maintenance()  # the beacon entry, the decision, the audit run
     v = await grid.verification(job_id)
-    assert v["audited"] and v["status"] == "auditing" and v["rate_bps"] == 10_000
+    assert v.audited and v.status == "auditing" and v.rate_bps == 10_000
     auditor = await who_got_work(others)
     run_view = await run(auditor, b"42\n")
-    assert run_view["state"] == "settled" and run_view["client"] == me(grid.alice)
+    assert run_view.state == "settled" and run_view.client == me(grid.alice)
     grid.coord.maintenance()
     v = await grid.verification(job_id)
-    assert v["status"] == "passed" and v["auditor"] == me(auditor)
+    assert v.status == "passed" and v.auditor == me(auditor)
     job = await grid.alice.job(job_id)
-    assert job["state"] == "settled"
+    assert job.state == "settled"
     # the fake clock bills 1 s: 1000 gross, 5% fee, 12% audit fee → node 1000 − 50 − 120
-    assert (await n1.balance())["balance"] == 830
-    assert (await auditor.balance())["balance"] == 120  # the whole pool, as far as it goes
+    assert (await n1.balance()).balance == 830
+    assert (await auditor.balance()).balance == 120  # the whole pool, as far as it goes
     summary = await grid.alice.request("GET", "/v1/verification/summary")
     assert summary["audit_runs"] == 1 and summary["audit_overhead"] == 0.5
     await grid.ledger_ok()
@@ -163,31 +166,31 @@ async def test_honest_job_is_held_audited_and_paid_after_the_audit(grid: Grid) -
 
 async def test_liar_is_disputed_slashed_and_the_client_refunded(grid: Grid) -> None:
     liar = await node(grid, stake="100")
-    before = (await grid.alice.balance())["balance"]
+    before = (await grid.alice.balance()).balance
     job_id = await post(grid, "deterministic")
     await run(liar, b"garbage")
     honest = [await node(grid), await node(grid)]
-    rep_before = (await grid.alice.node(me(liar)))["reputation"]
+    rep_before = (await grid.alice.node(me(liar))).reputation
     grid.coord.maintenance()
     auditor = await who_got_work(honest)
     await run(auditor, b"42\n")
     grid.coord.maintenance()  # mismatch: disputed, a tiebreak run on the other node
-    assert (await grid.alice.job(job_id))["state"] == "disputed"
+    assert (await grid.alice.job(job_id)).state == "disputed"
     [tiebreaker] = [n for n in honest if n is not auditor]
     await run(tiebreaker, b"42\n")
     grid.coord.maintenance()
     v = await grid.verification(job_id)
-    assert v["verdict"] == "node_wrong" and v["slashed"] == [me(liar)]
-    assert v["panel"] == [me(tiebreaker)] and v["auditor"] == me(auditor)
-    assert (await grid.alice.balance())["balance"] == before  # full refund
+    assert v.verdict == "node_wrong" and v.slashed == [me(liar)]
+    assert v.panel == [me(tiebreaker)] and v.auditor == me(auditor)
+    assert (await grid.alice.balance()).balance == before  # full refund
     standing = await grid.alice.node(me(liar))
-    assert standing["stake"] == 50 * NOS and standing["jailed_until"] is not None
-    assert standing["reputation"] < rep_before
-    assert (await liar.balance())["balance"] == 0
-    assert (await auditor.balance())["balance"] == 25 * NOS  # challenger's half of the slash
+    assert standing.stake == 50 * NOS and standing.jailed_until is not None
+    assert standing.reputation < rep_before
+    assert (await liar.balance()).balance == 0
+    assert (await auditor.balance()).balance == 25 * NOS  # challenger's half of the slash
     with grid.coord.store.uow(write=False) as uow:
         [slash] = [e for e in uow.ledger.entries(0) if e.kind == "slash"]
-    assert v["verdict_entry"] in str(slash.meta["evidence"])  # the verdict entry is evidence
+    assert v.verdict_entry in str(slash.meta["evidence"])  # the verdict entry is evidence
     await grid.ledger_ok()
 
 
@@ -204,9 +207,9 @@ async def test_lying_auditor_is_slashed_and_the_node_paid(grid: Grid) -> None:
     await run(tiebreaker, b"42\n")
     grid.coord.maintenance()
     v = await grid.verification(job_id)
-    assert v["verdict"] == "auditor_wrong" and v["slashed"] == [me(auditor)]
-    assert (await n1.balance())["balance"] > 0
-    assert (await grid.alice.node(me(auditor)))["stake"] == 50 * NOS
+    assert v.verdict == "auditor_wrong" and v.slashed == [me(auditor)]
+    assert (await n1.balance()).balance > 0
+    assert (await grid.alice.node(me(auditor))).stake == 50 * NOS
     await grid.ledger_ok()
 
 
@@ -219,7 +222,7 @@ async def test_tolerance_compares_numbers(grid: Grid) -> None:
     await run(await who_got_work(others), b'{"loss": 0.50000000001}')
     grid.coord.maintenance()
     v = await grid.verification(job_id)
-    assert v["status"] == "passed" and v["comparison"]["max_abs_error"] > 0
+    assert v.status == "passed" and v.comparison.max_abs_error > 0
 
 
 async def test_client_cannot_cancel_an_audit_run(grid: Grid) -> None:
@@ -228,9 +231,9 @@ async def test_client_cannot_cancel_an_audit_run(grid: Grid) -> None:
     await run(n1, b"42\n")
     await node(grid)
     grid.coord.maintenance()
-    [audit] = (await grid.verification(job_id))["runs"]
+    [audit] = (await grid.verification(job_id)).runs
     with pytest.raises(Forbidden):
-        await grid.alice.cancel(audit["job"])
+        await grid.alice.cancel(audit.job)
     await grid.ledger_ok()
 
 
@@ -242,13 +245,13 @@ async def test_unsampled_job_is_released_when_the_window_closes(tmp_path: Path) 
         job_id = await post(g, "deterministic")
         await run(n1, b"42\n")
         g.coord.maintenance()
-        assert (await g.verification(job_id))["status"] == "waiting"
-        assert (await g.alice.job(job_id))["state"] == "verifying"
+        assert (await g.verification(job_id)).status == "waiting"
+        assert (await g.alice.job(job_id)).state == "verifying"
         clock.t += 31
         g.coord.maintenance()
-        assert (await g.verification(job_id))["status"] == "released"
-        assert (await g.alice.job(job_id))["state"] == "settled"
-        assert (await n1.balance())["balance"] == 830
+        assert (await g.verification(job_id)).status == "released"
+        assert (await g.alice.job(job_id)).state == "settled"
+        assert (await n1.balance()).balance == 830
         await g.ledger_ok()
     finally:
         for c in g.clients:
@@ -280,31 +283,31 @@ async def test_replicas_run_on_distinct_nodes_and_the_client_pays_each(unsampled
                                                                        ) -> None:
     g = unsampled
     n1 = await node(g)
-    before = (await g.alice.balance())["balance"]
+    before = (await g.alice.balance()).balance
     job = await g.alice.post_job(spec=replicated(3), market="cpu", timeout=60)
     # the deposit for three runs is reserved at once: 3 × 1000/s × 60 s
-    assert before - (await g.alice.balance())["balance"] == 3 * 60_000
+    assert before - (await g.alice.balance()).balance == 3 * 60_000
     await run(n1, b"42\n")
     others = [await node(g), await node(g), await node(g)]
     g.coord.maintenance()
-    v = await g.verification(job["id"])
-    assert v["replicas"] == 3 and v["rate_bps"] == 10_000 and v["status"] == "auditing"
-    runners = {r["node"] for r in v["runs"]}
-    assert len(v["runs"]) == 2 and len(runners) == 2 and me(n1) not in runners
+    v = await g.verification(job.id)
+    assert v.replicas == 3 and v.rate_bps == 10_000 and v.status == "auditing"
+    runners = {r.node for r in v.runs}
+    assert len(v.runs) == 2 and len(runners) == 2 and me(n1) not in runners
     for n in others:
         if me(n) in runners:
             held = await run(n, b"42\n")
-            assert held["state"] == "verifying"  # a replica is held like any verified job
+            assert held.state == "verifying"  # a replica is held like any verified job
     g.coord.maintenance()
-    v = await g.verification(job["id"])
-    assert v["status"] == "passed" and sorted(v["auditors"]) == sorted(runners)
+    v = await g.verification(job.id)
+    assert v.status == "passed" and sorted(v.auditors) == sorted(runners)
     # each run billed 1 s (the fake clock): 1000 gross, 5% fee, no audit fee
-    assert (await n1.balance())["balance"] == 950
+    assert (await n1.balance()).balance == 950
     for n in others:
-        assert (await n.balance())["balance"] == (950 if me(n) in runners else 0)
-    assert before - (await g.alice.balance())["balance"] == 3 * 1000
+        assert (await n.balance()).balance == (950 if me(n) in runners else 0)
+    assert before - (await g.alice.balance()).balance == 3 * 1000
     # the client's list shows its job; the runs are in the verification view
-    assert [j["id"] for j in (await g.alice.jobs())["jobs"]] == [job["id"]]
+    assert [j.id for j in (await g.alice.jobs()).jobs] == [job.id]
     summary = await g.alice.request("GET", "/v1/verification/summary")
     assert summary["audit_pool"] == 0  # the pool paid for nothing
     await g.ledger_ok()
@@ -313,7 +316,7 @@ async def test_replicas_run_on_distinct_nodes_and_the_client_pays_each(unsampled
 async def test_a_replica_that_disagrees_is_disputed_and_unpaid(unsampled: Grid) -> None:
     g = unsampled
     n1 = await node(g)
-    before = (await g.alice.balance())["balance"]
+    before = (await g.alice.balance()).balance
     job = await g.alice.post_job(spec=replicated(2), market="cpu", timeout=60)
     await run(n1, b"42\n")
     others = [await node(g, stake="100"), await node(g, stake="100")]
@@ -321,68 +324,68 @@ async def test_a_replica_that_disagrees_is_disputed_and_unpaid(unsampled: Grid) 
     liar = await who_got_work(others)
     await run(liar, b"lies")
     g.coord.maintenance()  # mismatch: disputed, a tiebreak run on the other node
-    assert (await g.alice.job(job["id"]))["state"] == "disputed"
+    assert (await g.alice.job(job.id)).state == "disputed"
     [tiebreaker] = [n for n in others if n is not liar]
     await run(tiebreaker, b"42\n")
     g.coord.maintenance()
-    v = await g.verification(job["id"])
-    assert v["verdict"] == "auditor_wrong" and v["slashed"] == [me(liar)]
+    v = await g.verification(job.id)
+    assert v.verdict == "auditor_wrong" and v.slashed == [me(liar)]
     # the node is paid its run, and as challenger half of the liar's slash
-    assert (await n1.balance())["balance"] == 950 + 25 * NOS
-    assert (await liar.balance())["balance"] == 0  # its replica was refunded to the client
+    assert (await n1.balance()).balance == 950 + 25 * NOS
+    assert (await liar.balance()).balance == 0  # its replica was refunded to the client
     # the client paid the node's run only (the tiebreak is the protocol's cost)
-    assert before - (await g.alice.balance())["balance"] == 1000
+    assert before - (await g.alice.balance()).balance == 1000
     await g.ledger_ok()
 
 
 async def test_a_lying_node_is_outvoted_by_the_replicas(unsampled: Grid) -> None:
     g = unsampled
     liar = await node(g, stake="100")
-    before = (await g.alice.balance())["balance"]
+    before = (await g.alice.balance()).balance
     job = await g.alice.post_job(spec=replicated(3), market="cpu", timeout=60)
     await run(liar, b"lies")
     honest = [await node(g), await node(g), await node(g)]
     g.coord.maintenance()
-    v = await g.verification(job["id"])
-    replicas = [n for n in honest if me(n) in {r["node"] for r in v["runs"]}]
+    v = await g.verification(job.id)
+    replicas = [n for n in honest if me(n) in {r.node for r in v.runs}]
     for n in replicas:
         await run(n, b"42\n")
     g.coord.maintenance()  # both replicas differ from the node: disputed, one tiebreak
     [tiebreaker] = [n for n in honest if n not in replicas]
     await run(tiebreaker, b"42\n")
     g.coord.maintenance()
-    v = await g.verification(job["id"])
-    assert v["verdict"] == "node_wrong" and v["slashed"] == [me(liar)]
-    assert all(r["paid"] for r in v["runs"] if r["role"] == "audit")
-    assert (await liar.balance())["balance"] == 0
+    v = await g.verification(job.id)
+    assert v.verdict == "node_wrong" and v.slashed == [me(liar)]
+    assert all(r.paid for r in v.runs if r.role == "audit")
+    assert (await liar.balance()).balance == 0
     # the client paid the two honest replicas, not the lie
-    assert before - (await g.alice.balance())["balance"] == 2 * 1000
+    assert before - (await g.alice.balance()).balance == 2 * 1000
     await g.ledger_ok()
 
 
 async def test_unused_replica_deposits_come_back(unsampled: Grid) -> None:
     g = unsampled
-    before = (await g.alice.balance())["balance"]
+    before = (await g.alice.balance()).balance
     job = await g.alice.post_job(spec=replicated(3), market="cpu", timeout=60)
-    await g.alice.cancel(job["id"])
-    assert (await g.alice.balance())["balance"] == before
+    await g.alice.cancel(job.id)
+    assert (await g.alice.balance()).balance == before
     # a job that fails is not compared: every reserved deposit but its own run's comes back
     n1 = await node(g)
     job = await g.alice.post_job(spec=replicated(2), market="cpu", timeout=60)
     got = await n1.poll(wait=0)
-    await n1.start_job(got["job"]["id"])
-    await n1.fail_job(job["id"], reason="exit code 3", fault="client", seconds_used=1)
-    assert before - (await g.alice.balance())["balance"] == 1000
+    await n1.start_job(got.job.id)
+    await n1.fail_job(job.id, reason="exit code 3", fault="client", seconds_used=1)
+    assert before - (await g.alice.balance()).balance == 1000
     # nobody else to run the replica: once the window closes the node is paid, unaudited
     job = await g.alice.post_job(spec=replicated(2), market="cpu", timeout=60)
     await run(n1, b"42\n")
     g.coord.maintenance()
-    assert (await g.verification(job["id"]))["status"] == "auditing"
+    assert (await g.verification(job.id)).status == "auditing"
     g.clock.t += 601  # type: ignore[attr-defined]
     g.coord.maintenance()
-    v = await g.verification(job["id"])
-    assert v["status"] == "released" and v["reason"] == "no auditor could run the job"
-    assert before - (await g.alice.balance())["balance"] == 2000
+    v = await g.verification(job.id)
+    assert v.status == "released" and v.reason == "no auditor could run the job"
+    assert before - (await g.alice.balance()).balance == 2000
     await g.ledger_ok()
 
 
@@ -391,7 +394,7 @@ async def test_replicas_need_the_funds_for_every_run(unsampled: Grid) -> None:
     await g_client.faucet("0.1")
     with pytest.raises(InsufficientFunds, match="× 3 replicas"):
         await poor.post_job(spec=replicated(3), market="cpu", timeout=60)
-    assert (await poor.balance())["balance"] == 100_000
+    assert (await poor.balance()).balance == 100_000
     with pytest.raises(InvalidJobSpec, match="replicas > 1 needs verification"):
         await poor.post_job(spec=replicated(2, "none"), market="cpu", timeout=60)
     await unsampled.ledger_ok()
@@ -423,7 +426,7 @@ class RealNode:
             await asyncio.wait_for(self.task, 30)
 
 
-async def until(check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+async def until(check: Callable[[], Awaitable[T | None]], timeout_s: float = 60.0) -> T:
     end = time.monotonic() + timeout_s
     while True:
         value = await check()
@@ -450,38 +453,38 @@ async def test_real_agents_liar_audited_slashed_honest_paid(tmp_path: Path,
         nodes.append(liar)
         liar.start()
         await until(lambda: _registered(g, liar.id))
-        before = (await g.alice.balance())["balance"]
+        before = (await g.alice.balance()).balance
         faked = await post(g, "deterministic")
         await until(lambda: _state_in(g, faked, {"verifying", "disputed", "settled"}))
-        assert (await g.alice.job(faked))["node"] == liar.id
+        assert (await g.alice.job(faked)).node == liar.id
         await g.ledger_ok()
         honest = [RealNode(g, tmp_path, f"honest{i}") for i in range(2)]
         nodes += honest
         for n in honest:
             n.start()
         v = await until(lambda: _verdict(g, faked), timeout_s=120)
-        assert v["verdict"] == "node_wrong" and v["slashed"] == [liar.id]
-        assert v["auditor"] in {n.id for n in honest} and len(v["panel"]) == 1
-        assert (await g.alice.job(faked))["state"] == "settled"
-        assert (await g.alice.balance())["balance"] == before  # refunded
+        assert v.verdict == "node_wrong" and v.slashed == [liar.id]
+        assert v.auditor in {n.id for n in honest} and len(v.panel) == 1
+        assert (await g.alice.job(faked)).state == "settled"
+        assert (await g.alice.balance()).balance == before  # refunded
         standing = await g.alice.node(liar.id)
-        assert standing["stake"] == 50 * NOS and standing["jailed_until"] is not None
-        honest_rep = (await g.alice.node(v["auditor"]))["reputation"]
-        assert standing["reputation"] < honest_rep
+        assert standing.stake == 50 * NOS and standing.jailed_until is not None
+        honest_rep = (await g.alice.node(v.auditor)).reputation
+        assert standing.reputation < honest_rep
         await g.ledger_ok()
 
         # an honest job under audit passes and its node is paid after the audit
         good = await post(g, "deterministic")
         v = await until(lambda: _verdict(g, good), timeout_s=120)
         done = await g.alice.job(good)
-        assert v["status"] == "passed" and done["state"] == "settled"
-        assert done["node"] in {n.id for n in honest} and v["auditor"] != done["node"]
-        assert (await g.alice.node(done["node"]))["balance"] > 0
+        assert v.status == "passed" and done.state == "settled"
+        assert done.node in {n.id for n in honest} and v.auditor != done.node
+        assert (await g.alice.node(done.node)).balance > 0
 
         # verification none settles at once
         plain = await post(g, "none")
         done = await until(lambda: _state_in(g, plain, {"settled"}))
-        assert (await g.verification(plain))["status"] == "not_verified"
+        assert (await g.verification(plain)).status == "not_verified"
         summary = await g.alice.request("GET", "/v1/verification/summary")
         assert summary["audit_runs"] >= 3
         print("verification summary:", summary)
@@ -501,11 +504,11 @@ async def _registered(g: Grid, node_id: str) -> bool:
         return any(n["id"] == node_id for n in uow.nodes.all())
 
 
-async def _state_in(g: Grid, job_id: str, states: set[str]) -> dict[str, Any] | None:
+async def _state_in(g: Grid, job_id: str, states: set[str]) -> JobView | None:
     job = await g.alice.job(job_id)
-    return job if job["state"] in states else None
+    return job if job.state in states else None
 
 
-async def _verdict(g: Grid, job_id: str) -> dict[str, Any] | None:
+async def _verdict(g: Grid, job_id: str) -> VerificationView | None:
     v = await g.verification(job_id)
-    return v if v.get("verdict") else None
+    return v if v.verdict else None

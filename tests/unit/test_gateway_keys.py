@@ -9,12 +9,12 @@ import pytest
 from solders.keypair import Keypair
 
 from nosgrid.core.apikeys import (
-    KeyRejected,
     issue_key,
     parse_claims,
     parse_duration,
     verify_key,
 )
+from nosgrid.core.errors import AuthError, InvalidApiKey, NosgridError
 
 NOW = 1_800_000_000
 
@@ -37,7 +37,7 @@ def test_round_trip() -> None:
 
 def test_expired() -> None:
     key = make(Keypair())
-    with pytest.raises(KeyRejected) as err:
+    with pytest.raises(InvalidApiKey) as err:
         verify_key(key, now=NOW + 3600)
     assert err.value.reason == "expired"
 
@@ -48,14 +48,14 @@ def test_altered_claims_fail_the_signature() -> None:
     raw = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     raw["cap"] = 10**12
     forged = base64.urlsafe_b64encode(json.dumps(raw).encode()).rstrip(b"=").decode()
-    with pytest.raises(KeyRejected) as err:
+    with pytest.raises(InvalidApiKey) as err:
         verify_key(f"ngk_{forged}.{sig}", now=NOW)
     assert err.value.reason == "bad_signature"
 
 
 def test_someone_elses_signature_fails() -> None:
     a, b = make(Keypair()), make(Keypair())
-    with pytest.raises(KeyRejected) as err:
+    with pytest.raises(InvalidApiKey) as err:
         verify_key(a.split(".")[0] + "." + b.split(".")[1], now=NOW)
     assert err.value.reason == "bad_signature"
 
@@ -63,9 +63,33 @@ def test_someone_elses_signature_fails() -> None:
 @pytest.mark.parametrize("key", ["", "sk-123", "ngk_", "ngk_abc", "ngk_a.b.c", "ngk_!!!.x",
                                  "ngk_" + "e30" + ".1111"])
 def test_malformed(key: str) -> None:
-    with pytest.raises(KeyRejected) as err:
+    with pytest.raises(InvalidApiKey) as err:
         verify_key(key, now=NOW)
     assert err.value.reason == "malformed"
+
+
+def test_a_rejected_key_is_a_401_in_the_error_tree() -> None:
+    with pytest.raises(InvalidApiKey) as err:
+        verify_key("sk-123", now=NOW)
+    assert isinstance(err.value, AuthError) and isinstance(err.value, NosgridError)
+    assert (err.value.http_status, err.value.code) == (401, "invalid_api_key")
+    again = NosgridError.from_dict(err.value.to_dict())  # as the SDK rebuilds it
+    assert isinstance(again, InvalidApiKey) and again.reason == "malformed"
+
+
+@pytest.mark.parametrize("kid", ["a:b", "", "x" * 65, "sp ace"])
+def test_a_key_id_is_a_plain_name(kid: str) -> None:
+    """Key ids are part of ledger account names (``gwhold:<kid>:<worker>``)."""
+    with pytest.raises(ValueError):
+        make(Keypair(), kid=kid)
+    forged = make(Keypair(), kid="ok")  # a key made by hand with such an id is refused too
+    claims, body, _sig = parse_claims(forged)
+    raw = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    raw["kid"] = kid
+    text = base64.urlsafe_b64encode(json.dumps(raw).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidApiKey) as err:
+        parse_claims(f"ngk_{text}.x")
+    assert err.value.reason == "malformed" and claims.kid == "ok"
 
 
 def test_cap_must_be_positive() -> None:

@@ -9,19 +9,20 @@ import pytest
 from nosgrid.core.errors import IllegalTransition, InvalidInput
 from nosgrid.core.jobs import state as rules
 from nosgrid.core.jobs.state import TRANSITIONS, JobState
+from nosgrid.core.jobs.terms import JobTerms
 from nosgrid.core.markets import MarketParams
 
 MARKET = MarketParams(name="gpu", price_per_second=100, max_timeout=1000, fee_bps=1000)
 
 
 def posted(timeout: int = 100, max_price: int | None = None) -> rules.Job:
-    return rules.post(job_id="j", client="c", market=MARKET, spec_hash="h", timeout=timeout,
-                      max_price=max_price, now=0).job
+    return rules.post(job_id="j", client="c", market=MARKET, spec_hash="h",
+                      terms=JobTerms("gpu", timeout, max_price), now=0).job
 
 
 def test_post_escrows_price_times_timeout_capped_by_max_price() -> None:
-    tr = rules.post(job_id="j", client="c", market=MARKET, spec_hash="h", timeout=100,
-                    max_price=None, now=0)
+    tr = rules.post(job_id="j", client="c", market=MARKET, spec_hash="h",
+                    terms=JobTerms("gpu", 100), now=0)
     assert tr.job.deposit == 10_000 and tr.job.state is JobState.QUEUED
     assert [(p.src, p.dst, p.amount) for p in tr.postings] == [("wallet:c", "escrow:j", 10_000)]
     assert posted(max_price=500).deposit == 500
@@ -59,8 +60,8 @@ def test_failure_rule(fault: rules.Fault, node_paid: bool) -> None:
 
 def test_stakers_share_comes_out_of_the_fee() -> None:
     market = MARKET.model_copy(update={"stakers_share_bps": 2_500})
-    job = rules.post(job_id="j", client="c", market=market, spec_hash="h", timeout=100,
-                     max_price=None, now=0).job
+    job = rules.post(job_id="j", client="c", market=market, spec_hash="h",
+                     terms=JobTerms("gpu", 100), now=0).job
     job = rules.complete(rules.start(rules.assign(job, "n", 0).job, 0).job, 100, 100).job
     pay = rules.payout(job)
     assert (pay.node_pay, pay.treasury_fee, pay.stakers_fee, pay.refund) == (9000, 750, 250, 0)

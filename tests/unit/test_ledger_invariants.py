@@ -17,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from nosgrid.core.errors import NosgridError
 from nosgrid.core.jobs import state as rules
 from nosgrid.core.jobs.state import Job, Transition
+from nosgrid.core.jobs.terms import JobTerms
 from nosgrid.core.ledger import (
     GENESIS,
     JournalEntry,
@@ -69,7 +70,7 @@ class LedgerMachine(RuleBasedStateMachine):
         job_id = f"j{len(self.jobs)}"
         try:
             tr = rules.post(job_id=job_id, client=client, market=MARKET, spec_hash="h",
-                            timeout=timeout, max_price=max_price, now=self.now)
+                            terms=JobTerms(MARKET.name, timeout, max_price), now=self.now)
             self._transition(tr)
         except NosgridError:
             assert job_id not in self.jobs

@@ -52,7 +52,7 @@ def test_wrong_result_split_and_score() -> None:
     assert s.account.score == 2_000 * NOS and s.pool.total_score == 2_000 * NOS
     names = [e.name for e in s.events]
     assert names == ["NodeSlashed", "NodeJailed"]
-    assert s.events[0].data["evidence"] == HASH
+    assert s.events[0].evidence == HASH  # type: ignore[attr-defined]
 
 
 def test_no_challenger_all_to_treasury() -> None:

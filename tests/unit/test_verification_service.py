@@ -1,12 +1,16 @@
-"""The verification service's pure helpers: spec terms, output comparison, verdicts."""
+"""The pure helpers verification relies on: job terms, output comparison, verdicts."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
+import pytest
 
-from nosgrid.coordinator.services.comparison import spec_terms
+from nosgrid.core.errors import InvalidJobSpec
+from nosgrid.core.jobs.load import parse_job_definition
+from nosgrid.core.jobs.spec import JobDefinition
+from nosgrid.core.jobs.terms import from_json, terms_of, to_json
 from nosgrid.core.verification import Tolerance, Verdict, compare_results, output_hashes, resolve
 
 
@@ -20,17 +24,33 @@ def npy(values: list[float]) -> bytes:
     return buf.getvalue()
 
 
-def test_spec_terms_defaults_and_garbage() -> None:
-    assert spec_terms('{"meta": {"nosgrid": {"verification": "deterministic"}}}')[0] == \
-        "deterministic"
-    # replicas need something to compare, and stay within the limit
-    assert spec_terms('{"meta": {"nosgrid": {"replicas": 3}}}') == ("none", Tolerance(), 1)
-    assert spec_terms('{"meta": {"nosgrid": {"replicas": 3, "verification": "tolerance"}}}'
-                      ) == ("tolerance", Tolerance(), 3)
-    assert spec_terms('{"meta": {"nosgrid": {"replicas": 99, "verification": "tolerance"}}}'
-                      )[2] == 1
-    assert spec_terms("not json")[0] == "none"
-    assert spec_terms('{"meta": {"nosgrid": {"verification": "bogus"}}}')[0] == "none"
+def definition(**nosgrid: object) -> JobDefinition:
+    return parse_job_definition({
+        "version": "0.1", "type": "container", "meta": {"nosgrid": nosgrid},
+        "ops": [{"type": "container/run", "id": "main", "args": {"image": "busybox"}}]})
+
+
+def test_job_terms_are_read_once_from_the_definition_and_the_request() -> None:
+    t = terms_of(definition(verification="deterministic"), market="cpu", max_timeout=300)
+    assert (t.verification, t.replicas, t.timeout, t.max_price) == ("deterministic", 1, 300, None)
+    t = terms_of(definition(verification="tolerance", replicas=3, rel_eps=0.5, timeout=40,
+                            max_price="2"), market="cpu", max_timeout=600)
+    assert (t.verification, t.replicas, t.tolerance, t.timeout, t.max_price) == (
+        "tolerance", 3, Tolerance(rel_eps=0.5), 40, 2_000_000)
+    # the request wins over the definition
+    t = terms_of(definition(timeout=40, max_price="2"), market="gpu", max_timeout=600,
+                 timeout=90, max_price=5)
+    assert (t.market, t.timeout, t.max_price, t.verified) == ("gpu", 90, 5, False)
+    assert from_json(to_json(t)) == t
+
+
+def test_terms_that_make_no_sense_are_refused_with_the_definition() -> None:
+    with pytest.raises(InvalidJobSpec, match="replicas > 1 needs verification"):
+        definition(replicas=3)
+    with pytest.raises(InvalidJobSpec, match="replicas"):
+        definition(replicas=99, verification="tolerance")
+    with pytest.raises(InvalidJobSpec, match="verification"):
+        definition(verification="bogus")
 
 
 def test_output_hashes_skips_malformed_entries() -> None:

@@ -62,29 +62,29 @@ def deploy(
 def usage(url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
     """Tokens and cost per API key and model."""
     with client(url, keypair) as c:
-        rows = c.usage()["usage"]
+        rows = c.usage().usage
     if json:
         print_json(rows)
         return
     console.print(table("gateway usage", ["key", "model", "requests", "prompt tokens",
                                           "completion tokens", "cost (NOS)"], [
-        [r["kid"], r["model"], r["requests"], r["prompt_tokens"], r["completion_tokens"],
-         format_nos(r["cost"])] for r in rows]))
+        [r.kid, r.model, r.requests, r.prompt_tokens, r.completion_tokens,
+         format_nos(r.cost)] for r in rows]))
 
 
 @app.command("deployments")
 def deployments(url: UrlOpt = None, json: JsonOpt = False) -> None:
     """Deployed models, their replicas and recent cold starts."""
     with client(url, None, need_key=False) as c:
-        rows = c.deployments()["deployments"]
+        rows = c.deployments().deployments
     if json:
         print_json(rows)
         return
     console.print(table("deployments", ["model", "owner", "min", "max", "replicas", "starting",
                                         "cold starts (s)"], [
-        [d["model"], d["owner"][:8] + "…", d["min"], d["max"],
-         sum(r["healthy"] for r in d["replicas"]), len(d["starting"]),
-         ", ".join(f"{s:.1f}" for s in d["cold_starts_s"])] for d in rows]))
+        [d.model, d.owner[:8] + "…", d.min, d.max,
+         sum(r.healthy for r in d.replicas), len(d.starting),
+         ", ".join(f"{s:.1f}" for s in d.cold_starts_s)] for d in rows]))
 
 
 @app.command("undeploy")
@@ -151,8 +151,8 @@ def deploy_and_print(url: str, model: str, data: Path, *, wait_s: float = 300.0)
                       "resource, mounted read-only)…")
         t0 = time.monotonic()
         while True:
-            rows = {d["model"]: d for d in c.deployments()["deployments"]}
-            if any(r["healthy"] for r in rows[model]["replicas"]):
+            rows = {d.model: d for d in c.deployments().deployments}
+            if any(r.healthy for r in rows[model].replicas):
                 break
             if time.monotonic() - t0 > wait_s:
                 raise InvalidInput(f"{model} did not become ready in {wait_s:g} s; see "
@@ -196,9 +196,9 @@ def stop_deployment(url: str, keypair: Any, model: str, *, wait_s: float = 30.0)
     from nosgrid.sdk.client import Client
 
     with Client(url, keypair) as c:
-        jobs = [r["job_id"] for d in c.deployments()["deployments"] if d["model"] == model
-                for r in d["replicas"]] + [j for d in c.deployments()["deployments"]
-                                            if d["model"] == model for j in d["starting"]]
+        mine = [d for d in c.deployments().deployments if d.model == model]
+        jobs = [r.job_id for d in mine for r in d.replicas] + [j for d in mine
+                                                              for j in d.starting]
         with contextlib.suppress(NosgridError):
             c.undeploy(model)
     podman = shutil.which("podman")

@@ -13,6 +13,9 @@ from nosgrid.cli.common import JsonOpt, KeypairOpt, UrlOpt, client, table
 from nosgrid.cli.output import console, err_console, fail, print_json
 from nosgrid.core.errors import InvalidJobSpec, NosgridError
 from nosgrid.core.jobs.load import job_definition_schema_text, load_job_definition, spec_hash
+from nosgrid.core.jobs.state import JobState
+from nosgrid.sdk.client import Client
+from nosgrid.sdk.models import JobView
 
 app = typer.Typer(help="Validate, post and follow jobs.", no_args_is_help=True)
 
@@ -85,13 +88,14 @@ def schema(
 
 # --- client commands: post, status, logs, result, cancel, list ------------------------
 
-def _job_row(j: dict[str, Any]) -> list[Any]:
-    cost = j.get("settlement", {}).get("cost_nos", "")
-    return [j["id"], j["market"], j["state"], (j.get("node") or "")[:10], j["deposit_nos"], cost,
-            j.get("reason") or ""]
+def _job_row(j: JobView) -> list[Any]:
+    cost = j.settlement.cost_nos if j.settlement else ""
+    return [j.id, j.market, j.state, j.outcome or "", (j.node or "")[:10], j.deposit_nos, cost,
+            j.reason]
 
 
-_JOB_COLUMNS = ["id", "market", "state", "node", "escrow (NOS)", "cost (NOS)", "reason"]
+_JOB_COLUMNS = ["id", "market", "state", "outcome", "node", "escrow (NOS)", "cost (NOS)",
+                "reason"]
 
 
 @app.command("post")
@@ -116,40 +120,41 @@ def post(
             if json:
                 print_json(job)
             else:
-                console.print(f"posted [bold]{job['id']}[/] in {job['market']}, escrowed "
-                              f"{job['deposit_nos']} NOS")
+                console.print(f"posted [bold]{job.id}[/] in {job.market}, escrowed "
+                              f"{job.deposit_nos} NOS")
             return
-        with console.status(f"job {job['id']} queued…", spinner="dots"):
-            job = _wait_started(c, job["id"])
-        for chunk in c.follow_logs(job["id"]):
+        with console.status(f"job {job.id} queued…", spinner="dots"):
+            job = _wait_started(c, job.id)
+        for chunk in c.follow_logs(job.id):
             if not json:
-                console.print(chunk["data"].rstrip("\n"), highlight=False, markup=False)
-        done = c.wait(job["id"])
+                console.print(chunk.data.rstrip("\n"), highlight=False, markup=False)
+        done = c.wait(job.id)
     _show_job(done, json)
-    if done.get("fault") or done["state"] in ("failed", "timed_out"):
+    if done.fault or done.state in (JobState.FAILED, JobState.TIMED_OUT):
         raise typer.Exit(1)
 
 
-def _wait_started(c: Any, job_id: str) -> dict[str, Any]:
+def _wait_started(c: Client, job_id: str) -> JobView:
     import time
 
     while True:
-        job: dict[str, Any] = c.job(job_id)
-        if job["state"] not in ("queued",):
+        job = c.job(job_id)
+        if job.state is not JobState.QUEUED:
             return job
         time.sleep(0.2)
 
 
-def _show_job(job: dict[str, Any], json: bool, verification: str = "-") -> None:
+def _show_job(job: JobView, json: bool, verification: str = "-") -> None:
     if json:
         print_json(job)
         return
-    console.print(table(f"job {job['id']}", ["field", "value"], [
-        ["state", job["state"]], ["market", job["market"]], ["node", job.get("node")],
-        ["escrow", f"{job['deposit_nos']} NOS"], ["seconds used", job["seconds_used"]],
-        ["cost", job.get("settlement", {}).get("cost_nos", "-")],
-        ["fault", job.get("fault") or "-"], ["reason", job.get("reason") or "-"],
-        ["outputs", ", ".join(o["path"] for o in job["result"].get("outputs", [])) or "-"],
+    console.print(table(f"job {job.id}", ["field", "value"], [
+        ["state", job.state], ["outcome", job.outcome or "-"], ["market", job.market],
+        ["node", job.node],
+        ["escrow", f"{job.deposit_nos} NOS"], ["seconds used", job.seconds_used],
+        ["cost", job.settlement.cost_nos if job.settlement else "-"],
+        ["fault", job.fault or "-"], ["reason", job.reason or "-"],
+        ["outputs", ", ".join(o["path"] for o in job.result.get("outputs", [])) or "-"],
         ["verification", verification],
     ]))
 
@@ -163,9 +168,8 @@ def status(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
         shown = "-"
         if not json:
             with contextlib.suppress(NosgridError):  # an older coordinator has no such route
-                v = c.request("GET", f"/v1/jobs/{job_id}/verification")
-                shown = " ".join(str(x) for x in (v.get("mode"), v.get("status"),
-                                                   v.get("verdict") or "") if x)
+                v = c.verification(job_id)
+                shown = " ".join(x for x in (v.mode, v.status, v.verdict or "") if x)
         _show_job(job, json, shown)
 
 
@@ -174,18 +178,19 @@ def verification(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
                  json: JsonOpt = False) -> None:
     """How a job is being checked: mode, replicas, audit decision, runs, verdict."""
     with client(url, keypair) as c:
-        v = c.request("GET", f"/v1/jobs/{job_id}/verification")
+        v = c.verification(job_id)
     if json:
         print_json(v)
         return
     fields = ("mode", "status", "replicas", "audited", "rate_bps", "release_at", "auditor",
               "verdict", "slashed", "reason")
+    shown = v.model_dump()
     console.print(table(f"verification of job {job_id}", ["field", "value"],
-                        [[k, str(v[k])] for k in fields if v.get(k) not in (None, "", [])]))
-    if v.get("runs"):
+                        [[k, str(shown[k])] for k in fields if shown[k] not in (None, "", [])]))
+    if v.runs:
         console.print(table("runs", ["job", "role", "node", "paid by", "paid"], [
-            [r["job"], f"{r['role']} {r.get('slot', 0)}", r["node"][:10], r.get("paid_by", "-"),
-             str(r["paid"]) if "paid" in r else "-"] for r in v["runs"]]))
+            [r.job, f"{r.role} {r.slot}", r.node[:10], r.paid_by,
+             "-" if r.paid is None else str(r.paid)] for r in v.runs]))
 
 
 @app.command("logs")
@@ -194,12 +199,12 @@ def logs(job_id: str,
          url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
     """The job's container logs."""
     with client(url, keypair) as c:
-        chunks = c.follow_logs(job_id) if follow else c.logs(job_id)["chunks"]
+        chunks = c.follow_logs(job_id) if follow else iter(c.logs(job_id).chunks)
         for chunk in chunks:
             if json:
                 print_json(chunk)
             else:
-                sys.stdout.write(chunk["data"])
+                sys.stdout.write(chunk.data)
                 sys.stdout.flush()
 
 
@@ -211,7 +216,7 @@ def result(job_id: str,
     """The job's result: exit code, extracted results, output files (downloaded with -o)."""
     with client(url, keypair) as c:
         res = c.result(job_id)
-        files = res["result"].get("outputs", [])
+        files = res.result.get("outputs", [])
         if output is not None:
             for f in files:
                 target = (output / f["path"].lstrip("/")).resolve()
@@ -222,8 +227,7 @@ def result(job_id: str,
     if json:
         print_json(res)
         return
-    console.print(f"job {res['id']}: {res['state']}"
-                  + (f" ({res['reason']})" if res.get("reason") else ""))
+    console.print(f"job {res.id}: {res.state}" + (f" ({res.reason})" if res.reason else ""))
     console.print(table("outputs", ["path", "bytes", "sha256"],
                         [[f["path"], f["size"], f["sha256"][:16]] for f in files]))
     if output is not None:
@@ -247,6 +251,6 @@ def list_(limit: int = 20, cursor: int | None = None, url: UrlOpt = None,
     if json:
         print_json(page)
         return
-    console.print(table("jobs", _JOB_COLUMNS, [_job_row(j) for j in page["jobs"]]))
-    if page["next"] is not None:
-        console.print(f"more: --cursor {page['next']}")
+    console.print(table("jobs", _JOB_COLUMNS, [_job_row(j) for j in page.jobs]))
+    if page.next is not None:
+        console.print(f"more: --cursor {page.next}")

@@ -35,7 +35,7 @@ def create_key(url: str | None, kp: Keypair, cap: str, expires: str,
                     models=models)
     with Client(url or default_url(), kp) as c:
         reg = c.register_key(key, label)
-    return {**reg, "key": key}
+    return {**reg.model_dump(mode="json"), "key": key}
 
 
 @app.command("create")
@@ -61,17 +61,17 @@ def create(
 def list_(url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
     """Your keys with their cap, spend, hold and state."""
     with client(url, keypair) as c:
-        rows = c.keys()["keys"]
+        rows = c.keys().keys
     if json:
         print_json(rows)
         return
     now = time.time()
     console.print(table("API keys", ["kid", "label", "models", "cap", "spent", "held",
                                      "expires", "state"], [
-        [k["kid"], k["label"], ", ".join(k["models"]) or "any", format_nos(k["cap"]),
-         format_nos(k["spent"]), format_nos(k["hold"]),
-         time.strftime("%Y-%m-%d %H:%M", time.gmtime(k["expires_at"])),
-         "revoked" if k["revoked_at"] else ("expired" if k["expires_at"] <= now else "active")]
+        [k.kid, k.label, ", ".join(k.models) or "any", format_nos(k.cap),
+         format_nos(k.spent), format_nos(k.hold),
+         time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.expires_at)),
+         "revoked" if k.revoked_at else ("expired" if k.expires_at <= now else "active")]
         for k in rows]))
 
 

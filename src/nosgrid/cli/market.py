@@ -22,9 +22,9 @@ def list_(url: UrlOpt = None, json: JsonOpt = False) -> None:
         print_json(markets)
         return
     console.print(table("markets", ["name", "NOS/s", "max timeout", "fee", "min stake", "GPUs"], [
-        [m["name"], format_nos(m["price_per_second"]), f"{m['max_timeout']}s",
-         f"{m['fee_bps'] / 100:g}%", format_nos(m["min_stake"]),
-         ", ".join(m["gpu_models"]) or "-"] for m in markets]))
+        [m.name, format_nos(m.price_per_second), f"{m.max_timeout}s",
+         f"{m.fee_bps / 100:g}%", format_nos(m.min_stake),
+         ", ".join(m.gpu_models) or "-"] for m in markets]))
 
 
 @app.command("show")
@@ -36,21 +36,21 @@ def show(name: str, url: UrlOpt = None, json: JsonOpt = False) -> None:
         print_json(m)
         return
     console.print(table(f"market {name}", ["field", "value"],
-                        [[k, v] for k, v in sorted(m.items())]))
+                        [[k, v] for k, v in sorted(m.model_dump(mode="json").items())]))
 
 
 @app.command("nodes")
 def nodes(name: str, url: UrlOpt = None, json: JsonOpt = False) -> None:
     """Nodes serving a market, best reputation × stake first."""
     with client(url, None, need_key=False) as c:
-        rows = c.request("GET", f"/v1/markets/{name}/nodes", signed=False)
+        rows = c.market_nodes(name)
     if json:
         print_json(rows)
         return
     console.print(table(f"nodes in {name}", ["node", "status", "reputation", "stake (NOS)",
                                               "jobs", "offences", "jailed until"], [
-        [r["id"], r["status"], f"{r['reputation']:.3f}", format_nos(r["stake"]),
-         r["jobs_done"], r["offences"], r["jailed_until"] or "-"] for r in rows]))
+        [r.id, r.status, f"{r.reputation:.3f}", format_nos(r.stake),
+         r.jobs_done, r.offences, r.jailed_until or "-"] for r in rows]))
 
 
 @app.command("create")
@@ -75,4 +75,4 @@ def create(
     if json:
         print_json(m)
     else:
-        console.print(f"market [bold]{m['name']}[/] created")
+        console.print(f"market [bold]{m.name}[/] created")

@@ -19,6 +19,7 @@ from nosgrid.node.agent import run_node
 from nosgrid.node.benchmark import run_benchmark
 from nosgrid.node.hardware import probe_hardware
 from nosgrid.sdk.client import AsyncClient, default_url
+from nosgrid.sdk.models import NodeView
 from nosgrid.sdk.wallet import load_keypair, new_keypair, save_keypair
 
 app = typer.Typer(help="Provide compute: probe this machine and run a node agent.",
@@ -127,7 +128,7 @@ def show(
 ) -> None:
     """Show a node as the coordinator knows it (hardware, markets, stake)."""
 
-    async def fetch() -> dict[str, Any]:
+    async def fetch() -> NodeView:
         async with AsyncClient(coordinator or default_url()) as client:
             return await client.node(node_id)
 
@@ -138,15 +139,13 @@ def show(
     if as_json:
         print_json(node)
         return
-    hw = node.get("hardware") or {}
+    hw = node.hardware
     table = Table("what", "value", show_header=False)
-    for key in ("id", "markets", "last_seen", "registered_at"):
-        if key in node:
-            table.add_row(key, str(node[key]))
-    table.add_row("stake", format_nos(int(node.get("stake") or 0)) + " NOS")
-    table.add_row("CPU", f"{hw.get('cpu_model', '')} ({hw.get('cpu_cores', '?')} cores), "
-                         f"score {hw.get('cpu_score', 0)}")
-    table.add_row("memory", f"{hw.get('memory_mb', 0)} MB")
-    gpus = hw.get("gpus") or []
-    table.add_row("GPUs", ", ".join(f"{g['model']} {g['vram_mb']} MB" for g in gpus) or "none")
+    for key, value in (("id", node.id), ("markets", node.markets),
+                       ("registered_at", node.registered_at)):
+        table.add_row(key, str(value))
+    table.add_row("stake", format_nos(node.stake) + " NOS")
+    table.add_row("CPU", f"{hw.cpu_model} ({hw.cpu_cores} cores), score {hw.cpu_score}")
+    table.add_row("memory", f"{hw.memory_mb} MB")
+    table.add_row("GPUs", ", ".join(f"{g.model} {g.vram_mb} MB" for g in hw.gpus) or "none")
     console.print(table)

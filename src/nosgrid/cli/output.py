@@ -7,7 +7,9 @@ import sys
 from typing import Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 
 from nosgrid.core.errors import NosgridError
 
@@ -16,13 +18,26 @@ err_console = Console(stderr=True)
 
 
 def print_json(value: Any) -> None:
-    """Print ``value`` as JSON on stdout (for `--json`)."""
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+    """Print ``value`` as JSON on stdout (for `--json`); SDK models as the API sent them."""
+    sys.stdout.write(json.dumps(_plain(value), indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a one-line error and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # escaped: messages hold literal brackets (pip install 'nosgrid[plot]', codes, paths);
+    # soft-wrapped: one line however narrow the terminal or pipe
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False,
+                      soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -31,7 +46,8 @@ def run_cli(app: typer.Typer) -> int:
     try:
         rc = app(standalone_mode=False)
     except NosgridError as exc:
-        err_console.print(f"[bold red]error[/] [{exc.code}]: {exc.message}", highlight=False)
+        err_console.print(f"[bold red]error[/] {escape(f'[{exc.code}]: {exc.message}')}",
+                          highlight=False, soft_wrap=True)
         return 1
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
@@ -48,7 +64,8 @@ def run_cli(app: typer.Typer) -> int:
         if callable(show) and isinstance(exit_code, int):  # click/typer usage errors
             show()
             return exit_code
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(f'{type(exc).__name__}: {exc}')}",
+                          highlight=False, soft_wrap=True)
         return 1
     # in standalone_mode=False click returns a typer.Exit's code instead of raising it
     return rc if isinstance(rc, int) else 0

@@ -170,7 +170,7 @@ class Stack:
     def wait_nodes(self, wait_s: float = 30.0) -> None:
         end = time.monotonic() + wait_s
         with Client(self.url, self.admin) as c:
-            while c.market("cpu")["nodes_online"] < self.nodes:
+            while c.market("cpu").nodes_online < self.nodes:
                 if time.monotonic() > end:
                     raise Unavailable(f"nodes did not register; see {self.data_dir}/logs")
                 time.sleep(0.2)
@@ -276,44 +276,45 @@ def demo(
 
 
 def _treasury(c: Client) -> int:
-    return int(c.request("GET", "/v1/ledger/summary", signed=False)["treasury"])
+    return c.ledger_summary().treasury
 
 
 def _run_demo_job(stack: Stack, data: Path) -> dict[str, Any]:
     client_kp = _keypair(data / "client.json")
     with Client(stack.url, client_kp) as c:
         c.faucet("100")
-        before = {"client": c.balance()["balance"], "treasury": _treasury(c)}
+        before = {"client": c.balance().balance, "treasury": _treasury(c)}
         console.print(f"client {c.pubkey[:8]}… has [bold]{format_nos(before['client'])} NOS[/]")
         job = c.post_job(spec=DEMO_JOB, market="cpu")
-        console.print(f"posted job [bold]{job['id']}[/] (escrowed {job['deposit_nos']} NOS); "
+        console.print(f"posted job [bold]{job.id}[/] (escrowed {job.deposit_nos} NOS); "
                       "logs from the container:")
-        for chunk in c.follow_logs(job["id"]):
-            console.print(f"  [dim]{chunk['stream']}[/] {chunk['data'].rstrip()}",
+        for chunk in c.follow_logs(job.id):
+            console.print(f"  [dim]{chunk.stream}[/] {chunk.data.rstrip()}",
                           highlight=False)
-        done = c.wait(job["id"], timeout_s=180)
-        if done["state"] != "settled" or done.get("fault"):
-            raise NosgridError(f"the demo job ended {done['state']}: {done['reason']}")
-        outputs = done["result"].get("outputs", [])
+        done = c.wait(job.id, timeout_s=180)
+        if done.outcome != "completed" or done.settlement is None:
+            raise NosgridError(f"the demo job ended {done.state} ({done.outcome}): "
+                               f"{done.reason}")
+        outputs = done.result.get("outputs", [])
         for out in outputs:
             body = c.download_blob(out["sha256"]).decode(errors="replace")
             console.print(f"output {out['path']} ({out['size']} bytes):\n{body.rstrip()}")
-        node = done["node"]
-        node_balance = int(c.request("GET", f"/v1/nodes/{node}", signed=False)["balance"])
-        after = {"client": c.balance()["balance"], "treasury": _treasury(c)}
+        node = str(done.node)
+        node_balance = c.node(node).balance
+        after = {"client": c.balance().balance, "treasury": _treasury(c)}
         verify = c.ledger_verify()
-    s = done["settlement"]
-    console.print(f"client paid [bold]{s['cost_nos']} NOS[/] for {done['seconds_used']}s "
+    s = done.settlement
+    console.print(f"client paid [bold]{s.cost_nos} NOS[/] for {done.seconds_used}s "
                   f"({format_nos(before['client'])} → {format_nos(after['client'])})")
-    console.print(f"node {node[:8]}… earned [bold]{format_nos(s['node_pay'])} NOS[/] "
+    console.print(f"node {node[:8]}… earned [bold]{format_nos(s.node_pay)} NOS[/] "
                   f"(balance {format_nos(node_balance)})")
-    console.print(f"treasury fee [bold]{format_nos(s['treasury_fee'])} NOS[/] "
+    console.print(f"treasury fee [bold]{format_nos(s.treasury_fee)} NOS[/] "
                   f"({format_nos(before['treasury'])} → {format_nos(after['treasury'])})")
-    console.print(("[green]ledger verified[/]" if verify["ok"] else "[red]ledger FAILED[/]")
-                  + f": {verify['entries']} entries, supply {verify['supply']} NOS")
-    if not verify["ok"]:
-        raise NosgridError("ledger verification failed: " + "; ".join(verify["problems"]))
-    return {"job": done["id"], "state": done["state"], "settlement": s,
+    console.print(("[green]ledger verified[/]" if verify.ok else "[red]ledger FAILED[/]")
+                  + f": {verify.entries} entries, supply {verify.supply} NOS")
+    if not verify.ok:
+        raise NosgridError("ledger verification failed: " + "; ".join(verify.problems))
+    return {"job": done.id, "state": str(done.state), "settlement": s.model_dump(mode="json"),
             "client_before": before["client"], "client_after": after["client"],
             "node_balance": node_balance, "treasury_before": before["treasury"],
-            "treasury_after": after["treasury"], "ledger_ok": verify["ok"]}
+            "treasury_after": after["treasury"], "ledger_ok": verify.ok}

@@ -44,18 +44,18 @@ def balance(url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = Fals
     """Your NOS balance (and stake) on the coordinator, and on chain when it settles there."""
     with client(url, keypair) as c:
         acct = c.balance()
-        if c.health().get("settlement", "local") != "local":
-            acct["onchain"] = c._call(solana_wallet.onchain_account(c.aio))
+        chain = (c.run(solana_wallet.onchain_account(c.aio))
+                 if c.health().settlement != "local" else None)
     if json:
-        print_json(acct)
+        print_json({**acct.model_dump(mode="json"),
+                    **({"onchain": chain.model_dump(mode="json")} if chain else {})})
         return
-    console.print(f"{acct['pubkey']}: [bold]{acct['balance_nos']} NOS[/]"
-                  f" (staked {acct['stake_nos']} NOS)")
-    if "onchain" in acct:
-        chain = acct["onchain"]
-        console.print(f"on chain: [bold]{chain['onchain_balance_nos']} NOS[/] in "
-                      f"{chain['token_account']}; approved {chain['allowance_nos']} NOS "
-                      f"({chain['reserved_nos']} reserved by open jobs and payouts)")
+    console.print(f"{acct.pubkey}: [bold]{acct.balance_nos} NOS[/]"
+                  f" (staked {acct.stake_nos} NOS)")
+    if chain is not None:
+        console.print(f"on chain: [bold]{chain.onchain_balance_nos} NOS[/] in "
+                      f"{chain.token_account}; approved {chain.allowance_nos} NOS "
+                      f"({chain.reserved_nos} reserved by open jobs and payouts)")
 
 
 @app.command("approve")
@@ -67,13 +67,13 @@ def approve(amount: Annotated[str, typer.Argument(help="NOS the market may settl
     earlier approval.
     """
     with client(url, keypair) as c:
-        acct = c._call(solana_wallet.approve(c.aio, parse_nos(amount)))
+        acct = c.run(solana_wallet.approve(c.aio, parse_nos(amount)))
     if json:
         print_json(acct)
     else:
-        console.print(f"approved [bold]{acct['allowance_nos']} NOS[/] for the market "
-                      f"(free {acct['free_nos']} NOS, on chain {acct['onchain_balance_nos']} NOS)"
-                      f"; signature {acct['signature']}")
+        console.print(f"approved [bold]{acct.allowance_nos} NOS[/] for the market "
+                      f"(free {acct.free_nos} NOS, on chain {acct.onchain_balance_nos} NOS)"
+                      f"; signature {acct.signature}")
 
 
 @app.command("journal")
@@ -81,12 +81,12 @@ def journal(url: UrlOpt = None, keypair: KeypairOpt = None, limit: int = 20,
             json: JsonOpt = False) -> None:
     """Recent ledger postings touching your wallet."""
     with client(url, keypair) as c:
-        rows = c.journal(limit=limit)["entries"]
+        rows = c.journal(limit=limit).entries
     if json:
         print_json(rows)
         return
     console.print(table("journal", ["seq", "kind", "ref", "change (NOS)"], [
-        [r["seq"], r["kind"], r["ref"], ("+" if r["delta"] > 0 else "") + format_nos(r["delta"])]
+        [r.seq, r.kind, r.ref, ("+" if r.delta > 0 else "") + format_nos(r.delta)]
         for r in rows]))
 
 
@@ -94,12 +94,15 @@ def faucet(amount: Annotated[str, typer.Argument(help="NOS to request, e.g. 100"
            url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
     """Get dev NOS from a local coordinator's faucet (minted on chain with litesvm)."""
     with client(url, keypair) as c:
-        if c.health().get("settlement", "local") == "litesvm":
-            minted = c._call(solana_wallet.faucet(c.aio, amount))
-            acct = {**minted, "balance_nos": minted["onchain_balance_nos"]}
+        if c.health().settlement == "litesvm":
+            minted = c.run(solana_wallet.faucet(c.aio, amount))
+            shown, balance_nos = ({**minted.model_dump(mode="json"),
+                                   "balance_nos": minted.onchain_balance_nos},
+                                  minted.onchain_balance_nos)
         else:
             acct = c.faucet(amount)
+            shown, balance_nos = acct.model_dump(mode="json"), acct.balance_nos
     if json:
-        print_json(acct)
+        print_json(shown)
     else:
-        console.print(f"balance is now [bold]{acct['balance_nos']} NOS[/]")
+        console.print(f"balance is now [bold]{balance_nos} NOS[/]")

@@ -36,8 +36,8 @@ from nosgrid.coordinator.api import services as service_routes
 from nosgrid.coordinator.api.openai import GatewayDispatch
 from nosgrid.coordinator.api.openai import router as openai_router
 from nosgrid.coordinator.api.solana import router as solana_router
+from nosgrid.coordinator.bootstrap import bootstrap, open_settlement
 from nosgrid.coordinator.gateway import Gateway, GatewaySettings
-from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.errors import InvalidInput, NosgridError, PayloadTooLarge
 from nosgrid.settlement.backend import SettlementBackend
@@ -112,15 +112,12 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     """Build the coordinator app. ``background=False`` leaves the maintenance loop (and the
     settlement sender) to tests; ``settlement`` is an already opened backend; ``gateway``
     tunes the OpenAI-compatible gateway mounted at ``/openai/v1``."""
-    store = store or Store.open(settings.db_url, now=clock)
-    coord = Coordinator(settings, store, clock)
-    if settlement is not None:
-        coord.use_settlement(settlement)
+    coord = bootstrap(settings, store=store, clock=clock, settlement=settlement)
     gw = Gateway(coord, gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await coord.open_settlement()
+        await open_settlement(coord)
         if background:
             await coord.settlement.start(coord.store)
         task = asyncio.create_task(coord.run_maintenance()) if background else None

@@ -1,4 +1,7 @@
-"""The running coordinator: store, clock, notifier, blob store, metrics, maintenance."""
+"""The running coordinator: store, clock, notifier, blob store, metrics, maintenance.
+
+Built by :func:`nosgrid.coordinator.bootstrap.bootstrap`, which wires its handlers.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Connection
 
 from nosgrid.coordinator.blobs import BlobStore
 from nosgrid.coordinator.notifier import WorkNotifier
@@ -17,10 +21,11 @@ from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.services.audit_runs import VerificationConfig
 from nosgrid.coordinator.settings import CoordinatorSettings
+from nosgrid.core.errors import ReplayedNonce
 from nosgrid.core.identity import SIGNATURE_WINDOW_S
 from nosgrid.core.reputation import WeightedMatcher
 from nosgrid.core.verification import VerificationParams
-from nosgrid.settlement.backend import SettlementBackend, SettlementStore
+from nosgrid.settlement.backend import SettlementBackend
 from nosgrid.settlement.local import LOCAL
 from nosgrid.store.db import Piggyback, Store
 from nosgrid.store.repositories import NonceRepo
@@ -56,28 +61,9 @@ class Coordinator:
         self.log_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._last_nonce_sweep = 0.0
         self._nonces: dict[tuple[str, str], float] | None = None
+        #: chosen once by ``bootstrap`` (local now, or the chain opened at start-up)
         self.settlement: SettlementBackend = LOCAL
-
-    def use_settlement(self, backend: SettlementBackend) -> None:
-        """Settle through ``backend``: every unit of work from ``store`` now carries it."""
-        self.settlement = backend
-        if backend.name != "local":
-            self.store = SettlementStore.wrap(self.store, backend)
-
-    async def open_settlement(self) -> None:
-        """Connect the configured chain (``litesvm`` / ``solana``) and open its mirror."""
-        s = self.settings
-        if s.settlement == "local" or self.settlement.name != "local":
-            return
-        from nosgrid.settlement.onchain import open_backend
-
-        backend = await open_backend(
-            s.settlement, rpc_url=s.solana_rpc_url, commitment=s.solana_commitment,
-            authority_keypair=s.solana_authority_keypair,
-            accounts_file=s.solana_accounts_file or s.data_dir / "solana-accounts.json",
-            batch_size=s.settlement_batch_size, anchor_every=s.anchor_every)
-        await backend.open(self.store, int(self.now()))
-        self.use_settlement(backend)
+        self.settlement_installed = False
 
     def now(self) -> float:
         return self.clock()
@@ -85,9 +71,13 @@ class Coordinator:
     def claim_nonce(self, pubkey: str, nonce: str, now: float) -> Piggyback | None:
         """Mark a request's nonce used; None if this key used it within the window (replay).
 
-        The check is in memory (loaded from the database at start, so a restart does not
-        reopen the window); the row itself is written in the request's own transaction
-        (see :class:`~nosgrid.store.db.Piggyback`), saving a commit per request.
+        The database is the authority: the nonce's row is written in the request's own
+        transaction (see :class:`~nosgrid.store.db.Piggyback`, saving a commit per request),
+        and a row that is already there (the nonce was used through another coordinator
+        process, or before a restart) fails the request as a replay before it changes
+        anything. Memory only remembers what this process saw, to refuse those replays
+        without asking the database; reads (GET) are remembered in memory only: a replayed
+        read changes nothing.
         """
         if self._nonces is None:
             self._nonces = self._load_nonces(now)
@@ -99,14 +89,25 @@ class Coordinator:
             horizon = now - 2 * SIGNATURE_WINDOW_S
             self._nonces = {k: t for k, t in self._nonces.items() if t >= horizon}
             self._last_nonce_sweep = now
-        return Piggyback(lambda conn: NonceRepo(conn).use(pubkey, nonce, now))
+        piggyback = Piggyback(lambda conn: None)
+
+        def write(conn: Connection) -> None:
+            if not NonceRepo(conn).use(pubkey, nonce, now):
+                piggyback.stored = True  # it is in the database already
+                raise ReplayedNonce()
+
+        piggyback.write = write
+        return piggyback
 
     def store_nonce(self, piggyback: Piggyback) -> None:
         """Write a nonce whose request committed nothing (it failed, or only read)."""
-        with self.store.uow() as uow:
-            piggyback.write(uow.conn)
-            uow.nonces.forget_before(self.now() - 2 * SIGNATURE_WINDOW_S)
-            uow.commit()
+        try:
+            with self.store.uow() as uow:
+                piggyback.write(uow.conn)
+                uow.nonces.forget_before(self.now() - 2 * SIGNATURE_WINDOW_S)
+                uow.commit()
+        except ReplayedNonce:
+            pass  # stored before (by another process): nothing to add
         piggyback.stored = True
 
     def _load_nonces(self, now: float) -> dict[tuple[str, str], float]:
@@ -127,11 +128,7 @@ class Coordinator:
             touched = node_services.mark_offline(uow, now, s.heartbeat_timeout_s,
                                                  s.max_attempts)
             epochs = economics.run_emissions(uow, int(now))
-            uow.commit()
-        for job in [*expired, *touched]:
-            self.wake_logs(job.id)
-            if job.state.value == "queued":
-                self.notifier.notify(job.market)
+            uow.commit()  # the handlers wake the nodes of requeued jobs and log followers
         return {"expired": len(expired), "requeued_or_refunded": len(touched),
                 "epochs": len(epochs), **self.verify(int(now))}
 
@@ -147,10 +144,7 @@ class Coordinator:
         with self.store.uow() as uow:
             res = verification.tick(uow, now, self.verification_config(),
                                     lambda sha: self.blobs.open(sha).read_bytes())
-            uow.commit()
-        for run in res.assigned:
-            if run.node is not None:
-                self.notifier.wake(run.node)
+            uow.commit()  # the handlers wake the runners of new audit runs
         return res.counts()
 
     async def run_maintenance(self) -> None:

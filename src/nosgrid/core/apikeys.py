@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,19 +33,14 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
+from nosgrid.core.errors import InvalidApiKey
+
 KEY_PREFIX: Final = "ngk_"
 KEY_DOMAIN: Final = b"nosgrid-api-key-v1:"
 MAX_KEY_CHARS: Final = 4096
-
-
-class KeyRejected(Exception):
-    """A key that does not verify; ``reason`` is one of ``malformed``, ``bad_signature``,
-    ``expired``, ``revoked``, ``model_not_allowed``, ``over_cap``."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+#: what a key id may be (``new_kid``'s alphabet): it is part of ledger account names
+#: (``gwhold:<kid>:<worker>``), so it never holds the ``:`` that separates them
+KID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +84,8 @@ def issue_key(keypair: Keypair, *, cap: int, expires_at: int, issued_at: int,
     """Sign a new key for ``keypair``'s wallet (pure apart from a random ``kid``)."""
     if isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0:
         raise ValueError("the spend cap is a positive number of base units")
+    if kid is not None and not KID_PATTERN.match(kid):
+        raise ValueError("a key id is 1-64 letters, digits, '-' or '_'")
     claims = KeyClaims(str(keypair.pubkey()), kid or new_kid(), cap, int(expires_at),
                        tuple(models), int(issued_at))
     body = encode_claims(claims)
@@ -98,8 +96,8 @@ def issue_key(keypair: Keypair, *, cap: int, expires_at: int, issued_at: int,
 def parse_claims(key: str) -> tuple[KeyClaims, str, str]:
     """Split and decode a key without checking its signature: (claims, body, signature)."""
     if not key.startswith(KEY_PREFIX) or len(key) > MAX_KEY_CHARS or key.count(".") != 1:
-        raise KeyRejected("malformed", "this is not a nosgrid API key (ngk_…); create one "
-                          "with `nosgrid keys create`")
+        raise InvalidApiKey("this is not a nosgrid API key (ngk_…); create one with "
+                            "`nosgrid keys create`", reason="malformed")
     body, sig = key[len(KEY_PREFIX):].split(".")
     try:
         raw = json.loads(_unb64(body))
@@ -112,26 +110,28 @@ def parse_claims(key: str) -> tuple[KeyClaims, str, str]:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (cap, exp, iat)):
             raise ValueError("cap, exp and iat are integers")
         claims = KeyClaims(str(raw["owner"]), str(raw["kid"]), cap, exp, tuple(models), iat)
+        if not KID_PATTERN.match(claims.kid):
+            raise ValueError("the key id is 1-64 letters, digits, '-' or '_'")
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise KeyRejected("malformed", f"the API key cannot be read: {exc}") from None
+        raise InvalidApiKey(f"the API key cannot be read: {exc}", reason="malformed") from None
     return claims, body, sig
 
 
 def verify_key(key: str, *, now: float) -> KeyClaims:
-    """The claims of a correctly signed, unexpired key; :class:`KeyRejected` otherwise."""
+    """The claims of a correctly signed, unexpired key; :class:`InvalidApiKey` otherwise."""
     claims, body, sig_text = parse_claims(key)
     try:
         owner = Pubkey.from_string(claims.owner)
         sig = Signature.from_string(sig_text)
     except ValueError:
-        raise KeyRejected("malformed", "the API key's owner or signature is not base58")\
-            from None
+        raise InvalidApiKey("the API key's owner or signature is not base58",
+                            reason="malformed") from None
     if not sig.verify(owner, KEY_DOMAIN + body.encode()):
-        raise KeyRejected("bad_signature", "the API key's signature does not match its "
-                          "owner; it was altered or made up")
+        raise InvalidApiKey("the API key's signature does not match its owner; it was "
+                            "altered or made up", reason="bad_signature")
     if now >= claims.expires_at:
-        raise KeyRejected("expired", f"the API key {claims.kid} expired; create a new one "
-                          "with `nosgrid keys create`")
+        raise InvalidApiKey(f"the API key {claims.kid} expired; create a new one with "
+                            "`nosgrid keys create`", reason="expired")
     return claims
 
 
@@ -150,5 +150,5 @@ def parse_duration(text: str) -> int:
     return int(number) * (mult or 1)
 
 
-__all__ = ["KEY_PREFIX", "KeyClaims", "KeyRejected", "issue_key", "parse_claims",
-           "parse_duration", "verify_key"]
+__all__ = ["KEY_PREFIX", "KID_PATTERN", "InvalidApiKey", "KeyClaims", "issue_key",
+           "parse_claims", "parse_duration", "verify_key"]

@@ -21,8 +21,8 @@ audited and *what* the verdict is); this module moves the job's state and its es
 >>> j = Job("j", "c", "m", "h", 10, 1_000, 100, 500, seconds_used=10, node="n",
 ...         state=JobState.COMPLETED, finished_at=10)
 >>> held = hold_for_audit(j, now=10)
->>> held.job.state.value, dict(held.events[0].data)  # released a day after it finished
-('verifying', {'release_at': 86410})
+>>> held.job.state.value, held.events[0].release_at  # released a day after it finished
+('verifying', 86410)
 """
 
 from __future__ import annotations
@@ -31,7 +31,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from nosgrid.core.errors import Conflict, IllegalTransition, InvalidInput
-from nosgrid.core.jobs.state import Event, Job, JobState, Transition, can, payout, settle
+from nosgrid.core.events import AuditVerdictReached, JobDisputed, JobHeldForAudit, RunSettled
+from nosgrid.core.jobs.state import (
+    Job,
+    JobState,
+    Outcome,
+    Transition,
+    can,
+    payout,
+    settle,
+    settled_event,
+)
 from nosgrid.core.ledger import STAKERS_POOL, TREASURY, Posting, escrow, wallet
 from nosgrid.core.money import bps_of
 from nosgrid.core.slashing import Evidence, Offence, SlashNode
@@ -49,11 +59,12 @@ class AuditWindowOpen(Conflict):
     default_message = "The job's audit window is still open; its payment is held until then."
 
 
-def _advance(job: Job, action: str, target: JobState) -> Job:
+def _advance(job: Job, action: str, target: JobState, outcome: Outcome | None = None) -> Job:
+    """A step of the job's own transition table (``core.jobs.state.TRANSITIONS``)."""
     if not can(job, action):
         raise IllegalTransition(f"cannot {action} job {job.id}: it is {job.state.value}",
                                 job_id=job.id, state=job.state.value, action=action)
-    return replace(job, state=target)
+    return replace(job, state=target, outcome=outcome or job.outcome)
 
 
 def gross_pay(job: Job) -> int:
@@ -70,7 +81,7 @@ def hold_for_audit(job: Job, now: int,
     """
     new = _advance(job, "verify", JobState.VERIFYING)
     finished = job.finished_at if job.finished_at is not None else now
-    ev = Event("JobHeldForAudit", job.id, now, {"release_at": finished + params.audit_window})
+    ev = JobHeldForAudit(at=now, job_id=job.id, release_at=finished + params.audit_window)
     return Transition(new, (ev,))
 
 
@@ -101,7 +112,7 @@ def release_held(job: Job, now: int, audit_fee_bps: int, *, audit_passed: bool =
                               release_at=finished + params.audit_window)
     new = _advance(job, "settle", JobState.SETTLED)
     postings = settle_postings(job, audit_fee_bps)
-    return Transition(new, (Event("JobSettled", job.id, now, {"held": True}),), postings)
+    return Transition(new, (settled_event(new, postings, now),), postings)
 
 
 def settle_replica(run: Job, now: int, *, agrees: bool) -> Transition:
@@ -121,16 +132,32 @@ def settle_replica(run: Job, now: int, *, agrees: bool) -> Transition:
     """
     if agrees:
         return settle(run, now)
-    new = _advance(run, "settle", JobState.SETTLED)
+    new = _advance(run, "settle", JobState.SETTLED, Outcome.REJECTED)
     postings = (Posting(escrow(run.id), wallet(run.client), run.deposit),) if run.deposit else ()
-    ev = Event("JobSettled", run.id, now, {"refund": run.deposit, "agrees": False})
+    return Transition(new, (settled_event(new, postings, now),), postings)
+
+
+def settle_run(run: Job, now: int, *, returned_to: str, held: int, of_job: str) -> Transition:
+    """Settle a verification run that pays nobody now: its escrow (``held``) goes back to
+    ``returned_to`` (``audit_pool``, or the ``replicas:`` reserve of the job it checks);
+    its runner is paid from the pool once the verdict is in.
+
+    >>> from nosgrid.core.jobs.state import Job
+    >>> r = Job("r", "c", "m", "h", 10, 1_000, 100, 500, node="n", state=JobState.COMPLETED)
+    >>> [(p.dst, p.amount) for p in settle_run(r, 9, returned_to="audit_pool", held=1_000,
+    ...                                        of_job="j").postings]
+    [('audit_pool', 1000)]
+    """
+    new = _advance(run, "settle", JobState.SETTLED)
+    postings = (Posting(escrow(run.id), returned_to, held),) if held else ()
+    ev = RunSettled(at=now, job_id=run.id, of_job=of_job, returned_to=returned_to, amount=held)
     return Transition(new, (ev,), postings)
 
 
 def open_dispute(job: Job, now: int, auditor: str) -> Transition:
     """verifying → disputed: the audit run's output differs from the node's."""
     new = _advance(job, "dispute", JobState.DISPUTED)
-    return Transition(new, (Event("JobDisputed", job.id, now, {"auditor": auditor}),))
+    return Transition(new, (JobDisputed(at=now, job_id=job.id, auditor=auditor),))
 
 
 def _pay_runs(runners: Sequence[str], each: int, pool_balance: int) -> list[Posting]:
@@ -170,7 +197,8 @@ def settle_dispute(job: Job, outcome: DisputeOutcome, *, auditor: str,
     """
     if job.node is None:
         raise InvalidInput(f"job {job.id} has no node to settle")
-    new = _advance(job, "settle", JobState.SETTLED)
+    rejected = outcome.verdict is Verdict.NODE_WRONG
+    new = _advance(job, "settle", JobState.SETTLED, Outcome.REJECTED if rejected else None)
     each = gross_pay(job)
     pooled_auditor = [] if auditor_paid_by_client else [auditor]
     evidence = Evidence(journal_hash=verdict_entry_hash, job_id=job.id)
@@ -188,7 +216,10 @@ def settle_dispute(job: Job, outcome: DisputeOutcome, *, auditor: str,
                     *_pay_runs([*pooled_auditor, *tiebreakers], each, pool_balance)]
     else:
         raise InvalidInput("an agreed audit is settled with release_held, not as a dispute")
-    ev = Event("AuditVerdictReached", job.id, now, {
-        "verdict": str(outcome.verdict), "auditor": auditor, "panel": list(tiebreakers),
-        "votes_first": outcome.votes_first, "votes_audit": outcome.votes_audit})
-    return DisputeSettlement(Transition(new, (ev,), tuple(postings)), slashes, tuple(postings))
+    verdict = AuditVerdictReached(at=now, job_id=job.id, verdict=str(outcome.verdict),
+                                  node=job.node, auditor=auditor, panel=tuple(tiebreakers),
+                                  votes_first=outcome.votes_first,
+                                  votes_audit=outcome.votes_audit)
+    booked = tuple(postings)
+    events = (verdict, settled_event(new, booked, now))
+    return DisputeSettlement(Transition(new, events, booked), slashes, booked)

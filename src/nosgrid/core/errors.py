@@ -10,29 +10,41 @@ Solana) are translated into this tree at the boundary with ``raise ... from exc`
     ├── InvalidInput                  400 invalid_input
     │   ├── InvalidAmount             400 invalid_amount
     │   ├── InvalidJobSpec            422 invalid_job_spec
-    │   └── InvalidMarketParams       400 invalid_market_params
+    │   ├── InvalidMarketParams       400 invalid_market_params
+    │   └── SchemaMismatch            400 schema_mismatch
     ├── AuthError                     401 unauthorized
     │   ├── BadSignature              401 bad_signature
     │   ├── StaleRequest              401 stale_request
-    │   └── ReplayedNonce             401 replayed_nonce
+    │   ├── ReplayedNonce             401 replayed_nonce
+    │   └── InvalidApiKey             401 invalid_api_key     (gateway; ``reason``)
     ├── Forbidden                     403 forbidden
+    │   └── ModelNotAllowed           403 model_not_allowed   (gateway)
     ├── NotFound                      404 not_found
     │   ├── JobNotFound               404 job_not_found
     │   ├── MarketNotFound            404 market_not_found
     │   ├── NodeNotFound              404 node_not_found
-    │   └── BlobNotFound              404 blob_not_found
+    │   ├── BlobNotFound              404 blob_not_found
+    │   └── ModelNotFound             404 model_not_found     (gateway)
     ├── Conflict                      409 conflict
     │   ├── IllegalTransition         409 illegal_transition
     │   ├── AlreadyExists             409 already_exists
     │   └── StakeLocked               409 stake_locked
     ├── PaymentRequired               402 payment_required
-    │   └── InsufficientFunds         402 insufficient_funds
+    │   ├── InsufficientFunds         402 insufficient_funds
+    │   └── QuotaExceeded             429 insufficient_quota  (gateway; ``reason``)
     ├── PayloadTooLarge               413 payload_too_large
     ├── RateLimited                   429 rate_limited
     ├── LedgerCorrupt                 500 ledger_corrupt
     └── Unavailable                   503 unavailable
         ├── SettlementFailed          503 settlement_failed
-        └── ExecutorError             503 executor_error
+        ├── ExecutorError             503 executor_error
+        ├── ModelUnavailable          503 model_unavailable   (gateway)
+        └── UpstreamFailed            502 upstream_error      (gateway)
+
+The gateway's errors use OpenAI's codes (the OpenAI routes render any of these in
+OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``; see
+``coordinator/api/openai.py``). ``QuotaExceeded`` is a payment error answered with 429,
+the status every OpenAI client reads as ``insufficient_quota``.
 
 Example::
 
@@ -110,6 +122,13 @@ class InvalidMarketParams(InvalidInput):
     default_message = "The market parameters are not valid."
 
 
+class SchemaMismatch(InvalidInput):
+    code = "schema_mismatch"
+    default_message = ("The database's schema is not the newest; run the migrations first "
+                       "(starting the coordinator on it does: "
+                       "`nosgrid coordinator start --db FILE`).")
+
+
 class AuthError(NosgridError):
     code = "unauthorized"
     http_status = 401
@@ -131,10 +150,33 @@ class ReplayedNonce(AuthError):
     default_message = "This nonce was already used; send each request with a fresh nonce."
 
 
+class InvalidApiKey(AuthError):
+    """A gateway API key that does not verify; ``reason`` is ``missing``, ``malformed``,
+    ``bad_signature``, ``expired`` or ``revoked``."""
+
+    code = "invalid_api_key"
+    default_message = "Send a valid API key (`nosgrid keys create` makes one)."
+
+    def __init__(self, message: str | None = None, *, reason: str = "malformed") -> None:
+        super().__init__(message, reason=reason)
+
+    @property
+    def reason(self) -> str:
+        return str(self.details.get("reason", "malformed"))
+
+
 class Forbidden(NosgridError):
     code = "forbidden"
     http_status = 403
     default_message = "Your key may not act on this resource."
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+    default_message = "This API key may not use that model; create one that names it."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, param="model")
 
 
 class NotFound(NosgridError):
@@ -161,6 +203,14 @@ class NodeNotFound(NotFound):
 class BlobNotFound(NotFound):
     code = "blob_not_found"
     default_message = "No blob with that sha256; upload it first."
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+    default_message = "No node serves or deploys that model; see GET /openai/v1/models."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, param="model")
 
 
 class Conflict(NosgridError):
@@ -195,6 +245,22 @@ class InsufficientFunds(PaymentRequired):
     default_message = "Not enough NOS; top up with `nosgrid faucet` (dev) or a deposit."
 
 
+class QuotaExceeded(PaymentRequired):
+    """A gateway request its key cannot pay for: ``reason`` is ``over_cap`` (the key's spend
+    cap) or ``insufficient_funds`` (its owner's wallet). 429, as OpenAI answers."""
+
+    code = "insufficient_quota"
+    http_status = 429
+    default_message = "The API key's cap or its wallet cannot cover this request."
+
+    def __init__(self, message: str | None = None, *, reason: str = "over_cap") -> None:
+        super().__init__(message, reason=reason)
+
+    @property
+    def reason(self) -> str:
+        return str(self.details.get("reason", "over_cap"))
+
+
 class PayloadTooLarge(NosgridError):
     code = "payload_too_large"
     http_status = 413
@@ -227,6 +293,19 @@ class SettlementFailed(Unavailable):
 class ExecutorError(Unavailable):
     code = "executor_error"
     default_message = "The container runtime failed; check `nosgrid node info`."
+
+
+class ModelUnavailable(Unavailable):
+    code = "model_unavailable"
+    default_message = "No healthy replica of the model answered in time; retry shortly."
+
+
+class UpstreamFailed(Unavailable):
+    """The node serving a gateway request failed it (OpenAI's 502 ``upstream_error``)."""
+
+    code = "upstream_error"
+    http_status = 502
+    default_message = "The node serving this request failed; retry."
 
 
 def _all_subclasses(cls: type[NosgridError]) -> list[type[NosgridError]]:

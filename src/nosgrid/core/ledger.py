@@ -14,7 +14,8 @@ Accounts (names are strings; the prefix says the kind):
 ``wallet:<pubkey>``     a client's or node's spendable balance
 ``escrow:<job_id>``     a job's deposit while the job is open
 ``replicas:<job_id>``   the deposits a client reserved for its job's redundant runs
-``gwhold:<kid>``        a client's money held for the gateway requests of one API key
+``gwhold:<kid>:<w>``    a client's money held for the gateway requests of one API key,
+                        by one gateway worker ``w`` (a coordinator process)
 ``stake:<pubkey>``      a node's stake vault
 ``treasury``            the protocol's fee income
 ``rewards_pool``        emissions for providers (funded from the reserve)
@@ -51,6 +52,8 @@ GENESIS: Final = "genesis"
 TREASURY: Final = "treasury"
 REWARDS_POOL: Final = "rewards_pool"
 STAKERS_POOL: Final = "stakers_pool"
+#: collects audit fees and pays auditors and tiebreakers (docs/verification.md)
+AUDIT_POOL: Final = "audit_pool"
 ZERO_HASH: Final = "0" * 64
 
 #: The default genesis split (basis points of supply). ``core.tokenomics`` owns the
@@ -81,9 +84,14 @@ def replica_reserve(job_id: str) -> str:
 GATEWAY_HOLD_PREFIX: Final = "gwhold:"
 
 
-def gateway_hold(kid: str) -> str:
-    """The account that holds a gateway key's pre-paid, not yet charged money."""
-    return f"{GATEWAY_HOLD_PREFIX}{kid}"
+def gateway_hold(kid: str, worker: str) -> str:
+    """The account that holds a gateway key's pre-paid, not yet charged money in one
+    gateway worker (each coordinator process spends only from its own holds).
+
+    >>> gateway_hold("k1", "w7")
+    'gwhold:k1:w7'
+    """
+    return f"{GATEWAY_HOLD_PREFIX}{kid}:{worker}"
 
 
 def stake_vault(pubkey: str) -> str:

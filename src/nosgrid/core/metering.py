@@ -1,55 +1,54 @@
-"""Per-token billing for the gateway: holds, reservations, and batched journal entries (pure).
+"""Per-token billing for the gateway: holds, reservations, charges and their bills (pure).
 
-Money never moves per request. Each key has a **hold** account in the ledger
-(``gwhold:<kid>``), topped up from the owner's wallet in chunks; a request first
-**reserves** its worst case (prompt estimate + ``max_tokens``) against the hold, then is
-**charged** for the tokens actually delivered; what it did not use returns to the hold at
-once. Charges accumulate in memory and a **flush** turns them into one journal entry:
-hold → node wallet (price minus the treasury fee) and hold → treasury. Idle, revoked or
-expired keys' holds flow back to the owner's wallet.
+Money never moves per request. Each key has a **hold** account per gateway worker (one
+coordinator process) in the ledger, ``gwhold:<kid>:<worker>``, topped up from the owner's
+wallet in chunks; only that worker spends from it, so its books here mirror it exactly. A
+request first **reserves** its worst case (prompt estimate + ``max_tokens``) against the
+hold, then is **charged** for the tokens actually delivered; what it did not use returns to
+the hold at once. The gateway writes each :class:`Charge` to the database when its request
+ends, and a **flush** turns a worker's charges into its :func:`bill`: one journal entry per
+key owner, hold → node wallet (price minus the treasury fee) and hold → treasury. Idle,
+revoked or expired keys' holds flow back to the owner's wallet; so do a dead worker's,
+once its charges are billed (:func:`leftovers`).
 
 Why this cannot overspend: a reservation is only granted out of money already moved into
-the hold (``hold − pending − reserved``), and a top-up is a ledger entry whose debit is the
-ledger's conditional one, so the wallet can never go negative and the hold can never go
-below what was charged against it. The cap is checked against ``spent + hold + top-up``.
+the worker's hold (``hold − pending − reserved``), and a top-up is a ledger entry whose
+debit is the ledger's conditional one, so the wallet can never go negative and the hold can
+never go below what was charged against it. The cap is checked against the key's figures
+over all workers, ``spent + held + top-up`` (``held``: the sum of the key's holds), and the
+gateway makes that check and the top-up one transaction, so two workers can never together
+pass a cap.
 
->>> m = Meter(fee_bps=1_000, topup_chunk=1_000)
+>>> m = Meter("w1", fee_bps=1_000, topup_chunk=1_000)
 >>> m.open_key("k", owner="alice", cap=10_000, spent=0, hold=0)
 >>> m.top_up_needed("k", 300, wallet_balance=5_000)
 1000
 >>> m.add_to_hold("k", 1_000)
 >>> r = m.reserve("k", 300, now=0)
->>> m.charge(r, model="m", node="n", prompt_tokens=10, completion_tokens=20,
-...          prices=Prices(prompt=1, completion=2))
+>>> c = m.charge(r, model="m", node="n", prompt_tokens=10, completion_tokens=20,
+...              prices=Prices(prompt=1, completion=2))
+>>> c.cost
 50
->>> [p.as_list() for p in m.flush_postings()]
-[['gwhold:k', 'wallet:n', 45], ['gwhold:k', 'treasury', 5]]
+>>> [p.as_list() for p in bill([c], fee_bps=1_000, worker="w1").postings["alice"]]
+[['gwhold:k:w1', 'wallet:n', 45], ['gwhold:k:w1', 'treasury', 5]]
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
+from nosgrid.core.errors import QuotaExceeded
 from nosgrid.core.ledger import GATEWAY_HOLD_PREFIX, TREASURY, Posting, gateway_hold, wallet
 
 HOLD_PREFIX: Final = GATEWAY_HOLD_PREFIX
 
 
-def hold_account(kid: str) -> str:
-    """The ledger account that holds a key's pre-paid, not yet charged money."""
-    return gateway_hold(kid)
-
-
-class QuotaExceeded(Exception):
-    """A request the key cannot pay for: ``reason`` is ``over_cap`` or ``insufficient_funds``."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+def hold_account(kid: str, worker: str) -> str:
+    """The ledger account that holds a key's pre-paid, not yet charged money in one worker."""
+    return gateway_hold(kid, worker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +64,19 @@ class Prices:
 
 @dataclass
 class KeyBook:
-    """What the meter knows of one key (the hold mirrors the ledger; we are its only writer)."""
+    """What one worker's meter knows of one key. ``hold``, ``pending`` and ``reserved`` are
+    this worker's (it is the only writer of its hold account, so they are exact); ``spent``
+    and ``held`` are the key's over all workers as last read from the database (a top-up
+    reads them again in its own transaction)."""
 
     kid: str
     owner: str
     cap: int
-    spent: int = 0  # charged and flushed to the ledger
-    hold: int = 0  # balance of gwhold:<kid>
-    pending: int = 0  # charged, not yet flushed
-    reserved: int = 0  # in-flight worst cases
+    spent: int = 0  # charged and flushed to the ledger, all workers
+    hold: int = 0  # balance of gwhold:<kid>:<this worker>
+    held: int = 0  # the key's holds summed over all workers (this one's included)
+    pending: int = 0  # charged here, not yet flushed
+    reserved: int = 0  # in-flight worst cases here
     last_used: float = 0.0
     closed: bool = False  # revoked or expired: release the hold when idle
 
@@ -89,9 +92,23 @@ class Reservation:
     id: int
 
 
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one request costs its key: written to the database when the request ends, paid
+    at the worker's next flush."""
+
+    kid: str
+    owner: str
+    model: str
+    node: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: int
+
+
 @dataclass
 class UsageLine:
-    """Tokens and cost of one (key, model, node) since the last flush."""
+    """Tokens and cost of one (key, model) in one bill."""
 
     owner: str
     prompt_tokens: int = 0
@@ -99,55 +116,71 @@ class UsageLine:
     requests: int = 0
     cost: int = 0
 
+    def add(self, c: Charge) -> None:
+        self.prompt_tokens += c.prompt_tokens
+        self.completion_tokens += c.completion_tokens
+        self.requests += 1
+        self.cost += c.cost
+
 
 @dataclass
 class Meter:
-    """The gateway's in-memory books. Every method is pure bookkeeping; the gateway applies
-    the postings it returns through the ledger and then calls the matching ``*_done``."""
+    """One worker's in-memory books. Every method is pure bookkeeping; the gateway applies
+    the postings through the ledger and then calls the matching ``*_done``/``released``."""
 
+    worker: str
     fee_bps: int = 1_000
     topup_chunk: int = 1_000_000
     books: dict[str, KeyBook] = field(default_factory=dict)
-    lines: dict[tuple[str, str, str], UsageLine] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=itertools.count)
 
-    def open_key(self, kid: str, *, owner: str, cap: int, spent: int, hold: int) -> None:
+    def open_key(self, kid: str, *, owner: str, cap: int, spent: int, hold: int,
+                 held: int | None = None) -> None:
         if kid not in self.books:
-            self.books[kid] = KeyBook(kid, owner, cap, spent, hold)
+            self.books[kid] = KeyBook(kid, owner, cap, spent, hold,
+                                      hold if held is None else held)
 
     def book(self, kid: str) -> KeyBook:
         return self.books[kid]
+
+    def sync(self, kid: str, *, spent: int, held: int) -> None:
+        """The key's figures over all workers, as the database has them now."""
+        b = self.books[kid]
+        b.spent, b.held = spent, held
 
     # -- reserving ------------------------------------------------------------------
 
     def top_up_needed(self, kid: str, amount: int, *, wallet_balance: int) -> int:
         """How much to move wallet → hold before reserving ``amount`` (0: none).
 
-        Raises :class:`QuotaExceeded` when the cap or the wallet cannot cover it.
+        Raises :class:`QuotaExceeded` when the cap (over all workers: ``spent + held``) or
+        the wallet cannot cover it.
         """
         b = self.books[kid]
-        if b.spent + b.pending + b.reserved + amount > b.cap:
-            raise QuotaExceeded("over_cap", f"the API key {kid} would pass its spend cap "
-                                f"({b.cap} base units, {b.spent + b.pending} spent); create "
-                                "a key with a higher --cap")
         short = amount - b.free
         if short <= 0:
             return 0
-        room = b.cap - b.spent - b.hold
+        room = b.cap - b.spent - b.held
+        if short > room:
+            raise QuotaExceeded(f"the API key {kid} would pass its spend cap ({b.cap} base "
+                                f"units; {b.spent} spent, {b.held} held for requests); "
+                                "create a key with a higher --cap", reason="over_cap")
         want = min(max(short, self.topup_chunk), room, wallet_balance)
         if want < short:
-            raise QuotaExceeded("insufficient_funds", f"the wallet {b.owner} has "
-                                f"{wallet_balance} base units, the request may cost "
-                                f"{amount}; add funds to it")
+            raise QuotaExceeded(f"the wallet {b.owner} has {wallet_balance} base units, the "
+                                f"request may cost {amount}; add funds to it",
+                                reason="insufficient_funds")
         return want
 
     def add_to_hold(self, kid: str, amount: int) -> None:
-        self.books[kid].hold += amount
+        b = self.books[kid]
+        b.hold += amount
+        b.held += amount
 
     def reserve(self, kid: str, amount: int, *, now: float) -> Reservation:
         b = self.books[kid]
         if amount > b.free:
-            raise QuotaExceeded("insufficient_funds", "top up the hold first")
+            raise QuotaExceeded("top up the hold first", reason="insufficient_funds")
         b.reserved += amount
         b.last_used = now
         return Reservation(kid, amount, next(self._ids))
@@ -157,89 +190,121 @@ class Meter:
         self.books[res.kid].reserved -= res.amount
 
     def charge(self, res: Reservation, *, model: str, node: str, prompt_tokens: int,
-               completion_tokens: int, prices: Prices) -> int:
-        """End a reservation, charging the tokens delivered; returns the amount charged.
+               completion_tokens: int, prices: Prices) -> Charge:
+        """End a reservation, charging the tokens delivered; returns the charge to record.
 
         A charge never exceeds the reservation plus the hold's free money, so a wrong
         estimate can under-charge (logged by the caller) but never overdraw.
         """
         b = self.books[res.kid]
         b.reserved -= res.amount
-        cost = min(prices.cost(prompt_tokens, completion_tokens), b.free)
+        cost = max(0, min(prices.cost(prompt_tokens, completion_tokens), b.free))
         b.pending += cost
-        line = self.lines.setdefault((res.kid, model, node), UsageLine(b.owner))
-        line.prompt_tokens += max(0, prompt_tokens)
-        line.completion_tokens += max(0, completion_tokens)
-        line.requests += 1
-        line.cost += cost
-        return cost
+        return Charge(res.kid, b.owner, model, node, max(0, prompt_tokens),
+                      max(0, completion_tokens), cost)
 
     # -- flushing -------------------------------------------------------------------
 
-    def split(self, amount: int) -> tuple[int, int]:
-        """(node share, treasury fee) of ``amount``; they sum to ``amount``."""
-        fee = amount * self.fee_bps // 10_000
-        return amount - fee, fee
-
-    def flush_postings(self) -> list[Posting]:
-        """The postings paying every pending charge (hold → node, hold → treasury)."""
-        by_pair: dict[tuple[str, str], int] = {}
-        for (kid, _model, node), line in sorted(self.lines.items()):
-            if line.cost:
-                by_pair[(kid, node)] = by_pair.get((kid, node), 0) + line.cost
-        postings: list[Posting] = []
-        fees: dict[str, int] = {}
-        for (kid, node), amount in sorted(by_pair.items()):
-            share, fee = self.split(amount)
-            if share:
-                postings.append(Posting(hold_account(kid), wallet(node), share))
-            if fee:
-                fees[kid] = fees.get(kid, 0) + fee
-        postings += [Posting(hold_account(kid), TREASURY, fee) for kid, fee in sorted(fees.items())]
-        return postings
-
-    def take_lines(self) -> dict[tuple[str, str, str], UsageLine]:
-        lines, self.lines = self.lines, {}
-        return lines
-
-    def flush_done(self, lines: dict[tuple[str, str, str], UsageLine]) -> None:
-        """The flush entry committed: charged money left the holds."""
-        for (kid, _model, _node), line in lines.items():
-            b = self.books[kid]
-            b.pending -= line.cost
-            b.hold -= line.cost
-            b.spent += line.cost
-
-    def flush_failed(self, lines: dict[tuple[str, str, str], UsageLine]) -> None:
-        """Put lines back after a failed flush so the next one retries them."""
-        for key, line in lines.items():
-            mine = self.lines.setdefault(key, UsageLine(line.owner))
-            mine.prompt_tokens += line.prompt_tokens
-            mine.completion_tokens += line.completion_tokens
-            mine.requests += line.requests
-            mine.cost += line.cost
+    def flush_done(self, spend: Mapping[str, int]) -> None:
+        """A bill committed: its charged money (``spend`` per key) left this worker's holds."""
+        for kid, amount in spend.items():
+            b = self.books.get(kid)
+            if b is not None:
+                b.pending -= amount
+                b.hold -= amount
+                b.held -= amount
+                b.spent += amount
 
     def releasable(self, *, now: float, idle_s: float, everything: bool = False
                    ) -> list[tuple[str, str, int]]:
         """(kid, owner, amount) for holds to return to their owners: keys closed or idle
-        for ``idle_s`` (or all, at shutdown) with nothing in flight; what is pending stays."""
+        for ``idle_s`` with nothing in flight, or all of them (``everything``: the worker
+        stops); what is pending stays, to be paid by the flush that releases."""
         out = []
         for b in self.books.values():
-            amount = b.hold - b.pending  # pending charges stay to be paid from the hold
-            if amount <= 0 or b.reserved:
+            amount = b.hold - b.pending
+            if amount <= 0 or (b.reserved and not everything):
                 continue
             if everything or b.closed or now - b.last_used >= idle_s:
                 out.append((b.kid, b.owner, amount))
         return out
 
+    def remaining(self) -> list[tuple[str, str, int]]:
+        """(kid, owner, amount) of every hold past its pending charges: what a worker that
+        stops returns (requests still in flight then are abandoned, never charged)."""
+        return [(b.kid, b.owner, b.hold - b.pending) for b in self.books.values()
+                if b.hold - b.pending > 0]
+
     def released(self, kid: str, amount: int) -> None:
-        self.books[kid].hold -= amount
+        b = self.books[kid]
+        b.hold -= amount
+        b.held -= amount
 
 
-def release_postings(rows: list[tuple[str, str, int]]) -> list[Posting]:
-    return [Posting(hold_account(kid), wallet(owner), amount) for kid, owner, amount in rows
-            if amount > 0]
+def split(amount: int, fee_bps: int) -> tuple[int, int]:
+    """(node share, treasury fee) of ``amount``; they sum to ``amount``."""
+    fee = amount * fee_bps // 10_000
+    return amount - fee, fee
 
 
-__all__ = ["HOLD_PREFIX", "KeyBook", "Meter", "Prices", "QuotaExceeded", "Reservation",
-           "UsageLine", "hold_account", "release_postings"]
+@dataclass
+class Bill:
+    """What a worker's charges come to: the postings of one journal entry per key owner
+    (out of that worker's holds), usage per (key, model) and spend per key."""
+
+    postings: dict[str, list[Posting]] = field(default_factory=dict)
+    usage: dict[tuple[str, str], UsageLine] = field(default_factory=dict)
+    spend: dict[str, int] = field(default_factory=dict)
+
+    def meta(self, owner: str) -> dict[str, Any]:
+        """The usage entry's meta: requests and tokens of ``owner``'s keys in this bill."""
+        mine = [u for u in self.usage.values() if u.owner == owner]
+        return {"requests": sum(u.requests for u in mine),
+                "tokens": sum(u.prompt_tokens + u.completion_tokens for u in mine)}
+
+
+def bill(charges: Iterable[Charge], *, fee_bps: int, worker: str) -> Bill:
+    """Pay ``charges`` out of ``worker``'s holds: per key and node the node's share, per key
+    the treasury's fee; grouped by key owner (sorted), one entry each."""
+    out = Bill()
+    owners: dict[str, str] = {}
+    by_pair: dict[tuple[str, str], int] = {}
+    for c in charges:
+        owners[c.kid] = c.owner
+        out.usage.setdefault((c.kid, c.model), UsageLine(c.owner)).add(c)
+        if c.cost:
+            by_pair[(c.kid, c.node)] = by_pair.get((c.kid, c.node), 0) + c.cost
+            out.spend[c.kid] = out.spend.get(c.kid, 0) + c.cost
+    shares: list[tuple[str, Posting]] = []
+    fees: dict[str, int] = {}
+    for (kid, node), amount in sorted(by_pair.items()):
+        share, fee = split(amount, fee_bps)
+        if share:
+            shares.append((kid, Posting(hold_account(kid, worker), wallet(node), share)))
+        if fee:
+            fees[kid] = fees.get(kid, 0) + fee
+    by_owner: dict[str, list[Posting]] = {}
+    for kid, p in shares + [(kid, Posting(hold_account(kid, worker), TREASURY, fee))
+                            for kid, fee in sorted(fees.items())]:
+        by_owner.setdefault(owners[kid], []).append(p)
+    out.postings = dict(sorted(by_owner.items()))
+    return out
+
+
+def leftovers(holds: Mapping[str, tuple[str, int]], paid: Bill
+              ) -> list[tuple[str, str, int]]:
+    """(kid, owner, amount) left in a dead worker's holds (``kid → (owner, balance)``) once
+    ``paid``, its charges' bill, is paid out of them: what returns to the owners."""
+    return [(kid, owner, balance - paid.spend.get(kid, 0))
+            for kid, (owner, balance) in sorted(holds.items())
+            if balance - paid.spend.get(kid, 0) > 0]
+
+
+def release_postings(rows: Iterable[tuple[str, str, int]], worker: str) -> list[Posting]:
+    return [Posting(hold_account(kid, worker), wallet(owner), amount)
+            for kid, owner, amount in rows if amount > 0]
+
+
+__all__ = ["HOLD_PREFIX", "Bill", "Charge", "KeyBook", "Meter", "Prices", "QuotaExceeded",
+           "Reservation", "UsageLine", "bill", "hold_account", "leftovers", "release_postings",
+           "split"]

@@ -35,10 +35,11 @@ from enum import StrEnum
 from typing import Final
 
 from nosgrid.core.errors import InvalidInput
+from nosgrid.core.events import Event, NodeJailed, NodeSlashed
 from nosgrid.core.ledger import TREASURY, Posting, stake_vault, wallet
 from nosgrid.core.markets import MarketParams
 from nosgrid.core.money import bps_of
-from nosgrid.core.staking import RewardPool, StakeAccount, StakeEvent, reduce_stake
+from nosgrid.core.staking import RewardPool, StakeAccount, reduce_stake
 
 DAY: Final = 86_400
 _HASH_RE: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -155,7 +156,7 @@ class SlashResult:
     account: StakeAccount
     history: OffenceHistory
     amount: int
-    events: tuple[StakeEvent, ...] = ()
+    events: tuple[Event, ...] = ()
     postings: tuple[Posting, ...] = ()
 
 
@@ -223,13 +224,13 @@ def slash(
             (TREASURY, amount - to_challenger)]
     postings = tuple(Posting(vault, dst, amt) for dst, amt in legs if dst and amt > 0)
     hist = record_strikes(history, penalty.strikes, cmd.now, params)
-    events = [StakeEvent("NodeSlashed", cmd.node, cmd.now, {
-        "offence": str(cmd.offence), "amount": amount, "evidence": cmd.evidence.ref,
-        "job_id": cmd.evidence.job_id, "to_challenger": to_challenger,
-        "remaining": acct.amount})]
+    events: list[Event] = [NodeSlashed(
+        at=cmd.now, node=cmd.node, offence=str(cmd.offence), amount=amount,
+        evidence=cmd.evidence.ref, job_id=cmd.evidence.job_id, to_challenger=to_challenger,
+        remaining=acct.amount)]
     if hist.jailed_until > history.jailed_until:
-        events.append(StakeEvent("NodeJailed", cmd.node, cmd.now,
-                                 {"until": hist.jailed_until, "count": hist.jail_count}))
+        events.append(NodeJailed(at=cmd.now, node=cmd.node, until=hist.jailed_until,
+                                 count=hist.jail_count))
     return SlashResult(pool, acct, hist, amount, tuple(events), postings)
 
 

@@ -32,11 +32,21 @@ in ``undistributed`` for the next event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from dataclasses import dataclass, replace
+from typing import Final
 
 from nosgrid.core.errors import Conflict, InvalidAmount, InvalidInput, NotFound, StakeLocked
+from nosgrid.core.events import (
+    Event,
+    Restaked,
+    RewardsClaimed,
+    Staked,
+    StakeExtended,
+    StakerFeesDistributed,
+    StakeToppedUp,
+    StakeWithdrawn,
+    Unstaked,
+)
 from nosgrid.core.ledger import STAKERS_POOL, Posting, stake_vault, wallet
 from nosgrid.core.money import BASE_UNITS_PER_NOS, TOTAL_SUPPLY, format_nos
 
@@ -178,22 +188,12 @@ class StakeAccount:
 
 
 @dataclass(frozen=True, slots=True)
-class StakeEvent:
-    """Something that happened to a stake (past tense)."""
-
-    name: str
-    owner: str
-    at: int
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
 class StakeResult:
     """New pool and account, the events and the ledger postings of one staking action."""
 
     pool: RewardPool
     account: StakeAccount
-    events: tuple[StakeEvent, ...] = ()
+    events: tuple[Event, ...] = ()
     postings: tuple[Posting, ...] = ()
 
 
@@ -226,7 +226,7 @@ def set_score(
 @dataclass(frozen=True, slots=True)
 class FeesDistributed:
     pool: RewardPool
-    events: tuple[StakeEvent, ...]
+    events: tuple[Event, ...]
 
 
 def distribute_fees(pool: RewardPool, amount: int, now: int) -> FeesDistributed:
@@ -247,8 +247,7 @@ def distribute_fees(pool: RewardPool, amount: int, now: int) -> FeesDistributed:
         scaled = (amount + pool.undistributed) * REWARD_PRECISION + pool.rem
         step, rem = divmod(scaled, pool.total_score)
         new = replace(pool, acc=pool.acc + step, rem=rem, undistributed=0, total_funded=funded)
-    return FeesDistributed(new, (StakeEvent("StakerFeesDistributed", "", now,
-                                            {"amount": amount}),))
+    return FeesDistributed(new, (StakerFeesDistributed(at=now, amount=amount),))
 
 
 # --------------------------------------------------------------------- commands
@@ -289,7 +288,7 @@ def stake(
     acct = replace(base, amount=amount, days=days, multiplier_bps=mult, staked_at=now,
                    unstaked_at=None, unlock_base=0, withdrawn=0)
     pool, acct = set_score(pool, acct, _score(amount, mult))
-    ev = StakeEvent("Staked", owner, now, {"amount": amount, "days": days, "score": acct.score})
+    ev = Staked(at=now, owner=owner, amount=amount, days=days, score=acct.score)
     return StakeResult(pool, acct, (ev,), (Posting(wallet(owner), stake_vault(owner), amount),))
 
 
@@ -304,7 +303,7 @@ def top_up(
     _check_amount(amount, params, total=acct.amount + amount)
     acct = replace(acct, amount=acct.amount + amount)
     pool, acct = set_score(pool, acct, _score(acct.amount, acct.multiplier_bps))
-    ev = StakeEvent("StakeToppedUp", acct.owner, now, {"amount": amount, "score": acct.score})
+    ev = StakeToppedUp(at=now, owner=acct.owner, amount=amount, score=acct.score)
     return StakeResult(pool, acct, (ev,),
                        (Posting(wallet(acct.owner), stake_vault(acct.owner), amount),))
 
@@ -323,7 +322,7 @@ def extend(
     mult = multiplier_bps(days, params)
     acct = replace(acct, days=days, multiplier_bps=mult)
     pool, acct = set_score(pool, acct, _score(acct.amount, mult))
-    ev = StakeEvent("StakeExtended", acct.owner, now, {"days": days, "score": acct.score})
+    ev = StakeExtended(at=now, owner=acct.owner, days=days, score=acct.score)
     return StakeResult(pool, acct, (ev,))
 
 
@@ -334,8 +333,8 @@ def unstake(pool: RewardPool, account: StakeAccount | None, now: int) -> StakeRe
         raise StakeStateError("the stake is already unstaking")
     pool, acct = set_score(pool, acct, 0)
     acct = replace(acct, unstaked_at=now, unlock_base=acct.amount, withdrawn=0)
-    ev = StakeEvent("Unstaked", acct.owner, now,
-                    {"amount": acct.amount, "unlocked_at": now + acct.days * DAY})
+    ev = Unstaked(at=now, owner=acct.owner, amount=acct.amount,
+                  unlocked_at=now + acct.days * DAY)
     return StakeResult(pool, acct, (ev,))
 
 
@@ -346,7 +345,7 @@ def restake(pool: RewardPool, account: StakeAccount | None, now: int) -> StakeRe
         raise StakeStateError("only a stake that is unstaking can be restaked")
     acct = replace(acct, unstaked_at=None, unlock_base=0, withdrawn=0, staked_at=now)
     pool, acct = set_score(pool, acct, _score(acct.amount, acct.multiplier_bps))
-    ev = StakeEvent("Restaked", acct.owner, now, {"amount": acct.amount, "score": acct.score})
+    ev = Restaked(at=now, owner=acct.owner, amount=acct.amount, score=acct.score)
     return StakeResult(pool, acct, (ev,))
 
 
@@ -380,8 +379,7 @@ def withdraw(pool: RewardPool, account: StakeAccount | None, now: int) -> StakeR
         raise StakeLocked(f"nothing has unlocked yet; the unlock runs until {end}",
                           unlocked_at=end)
     acct = replace(acct, amount=acct.amount - amount, withdrawn=acct.withdrawn + amount)
-    ev = StakeEvent("StakeWithdrawn", acct.owner, now, {"amount": amount,
-                                                         "remaining": acct.amount})
+    ev = StakeWithdrawn(at=now, owner=acct.owner, amount=amount, remaining=acct.amount)
     return StakeResult(pool, acct, (ev,),
                        (Posting(stake_vault(acct.owner), wallet(acct.owner), amount),))
 
@@ -394,7 +392,7 @@ def claim_rewards(pool: RewardPool, account: StakeAccount | None, now: int) -> S
     amount = acct.owed
     acct = replace(acct, owed=0)
     pool = replace(pool, total_claimed=pool.total_claimed + amount)
-    ev = StakeEvent("RewardsClaimed", acct.owner, now, {"amount": amount})
+    ev = RewardsClaimed(at=now, owner=acct.owner, amount=amount)
     return StakeResult(pool, acct, (ev,), (Posting(STAKERS_POOL, wallet(acct.owner), amount),))
 
 

@@ -15,6 +15,7 @@ Example::
         print(chunk.content, end="")
 
 Plain ``ChatOpenAI(base_url=f"{NOSGRID_URL}/openai/v1", api_key=KEY)`` works the same.
+LangChain is an optional extra: ``pip install 'nosgrid[langchain]'``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import model_validator
 
 from nosgrid.core.errors import InvalidInput
 from nosgrid.sdk.client import default_url
+
+try:
+    from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+except ImportError as exc:  # an optional extra: the base install has no LangChain
+    raise ImportError("nosgrid.integrations.langchain needs the langchain extra: "
+                      "pip install 'nosgrid[langchain]'", name=exc.name) from exc
 
 GATEWAY_PATH = "/openai/v1"
 

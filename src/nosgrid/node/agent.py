@@ -28,6 +28,7 @@ from nosgrid.core.errors import (
 from nosgrid.core.jobs.load import load_job_definition
 from nosgrid.core.jobs.plan import volume_name
 from nosgrid.core.jobs.spec import CreateVolumeOperation
+from nosgrid.core.jobs.state import JobState
 from nosgrid.core.markets import HardwareReport
 from nosgrid.node.benchmark import run_benchmark
 from nosgrid.node.executor import PodmanRuntime
@@ -37,6 +38,7 @@ from nosgrid.node.runner import JobOutcome, JobRunner, RunnerLimits, flow_id, po
 from nosgrid.node.runner.plan import FLOW_LABEL
 from nosgrid.node.state import AgentState, InFlightJob, StateFile
 from nosgrid.sdk.client import AsyncClient
+from nosgrid.sdk.models import JobView, PollView, RegistrationView
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -197,7 +199,7 @@ class Agent:
                 await beat
         log.info("agent stopped", extra={"node": self.node_id, "jobs": self.jobs_done})
 
-    async def register(self) -> dict[str, Any]:
+    async def register(self) -> RegistrationView | None:
         """Probe and benchmark this machine, then register (retrying while unreachable)."""
         if self.hardware is None:
             score = (await asyncio.to_thread(run_benchmark, 1.0)).cpu_score if self.benchmark \
@@ -207,10 +209,10 @@ class Agent:
         hw = self.hardware.model_dump(mode="json")
         reg = await self._retry(lambda: self.client.register_node(hw, self.markets))
         if reg is None:
-            return {}
-        self.node_id = str(reg.get("node_id"))
-        log.info("node registered", extra={"node": self.node_id, "markets": reg.get("markets"),
-                                           "rejected": reg.get("rejected")})
+            return None
+        self.node_id = reg.node_id
+        log.info("node registered", extra={"node": self.node_id, "markets": reg.markets,
+                                           "rejected": reg.rejected})
         return reg
 
     async def recover(self) -> None:
@@ -285,18 +287,17 @@ class Agent:
                 attempt += 1
                 continue
             attempt = 0
-            if answer.get("job") is None:
+            if answer.job is None:
                 continue
             if self.stop.is_set():
                 await self._hand_back_unstarted(answer)
                 return
-            await self.handle_job(answer["job"], answer.get("spec") or "")
+            await self.handle_job(answer.job, answer.spec or "")
 
-    async def _hand_back_unstarted(self, answer: dict[str, Any]) -> None:
-        job = answer.get("job")
-        if job:
+    async def _hand_back_unstarted(self, answer: PollView) -> None:
+        if answer.job is not None:
             with contextlib.suppress(NosgridError):
-                await self.client.fail_job(job["id"], reason=SHUTDOWN_REASON, fault="node")
+                await self.client.fail_job(answer.job.id, reason=SHUTDOWN_REASON, fault="node")
 
     async def _sleep_or_stop(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -322,10 +323,10 @@ class Agent:
 
     # ------------------------------------------------------------------ one job
 
-    async def handle_job(self, view: dict[str, Any], spec_text: str) -> None:
+    async def handle_job(self, view: JobView, spec_text: str) -> None:
         """Run one assigned job end to end and report it (never raises for the job)."""
-        job_id = str(view["id"])
-        timeout_s = float(view.get("timeout") or 600)
+        job_id = view.id
+        timeout_s = float(view.timeout or 600)
         try:
             defn = load_job_definition(spec_text)
         except InvalidJobSpec as exc:
@@ -333,7 +334,7 @@ class Agent:
             await self._retry(lambda: self.client.fail_job(job_id, reason=reason, fault="client"))
             return
         started = time.time()
-        attempt = int(view.get("attempts") or 1)
+        attempt = view.attempts or 1
         flow = flow_id(job_id, attempt)
         in_flight = InFlightJob(job_id, started, pod=pod_name(flow), attempt=attempt,
                                 volumes=tuple(volume_name(flow, op.args.name)
@@ -409,17 +410,18 @@ class Agent:
                     log.warning("grace period over; handing the job back", extra={"job": job_id})
                     abort.set()
                     return
+            state: str
             try:
                 job = await self.client.job(job_id)
+                state, node = job.state, job.node
             except (Forbidden, NotFound):
-                job = {"state": "gone"}
+                state, node = "gone", None
             except NosgridError:
                 continue
-            if job.get("state") not in ("assigned", "running") or (
-                self.node_id and job.get("node") not in (None, self.node_id)
+            if state not in (JobState.ASSIGNED, JobState.RUNNING) or (
+                self.node_id and node not in (None, self.node_id)
             ):
-                log.info("job ended on the coordinator", extra={"job": job_id,
-                                                                "state": job.get("state")})
+                log.info("job ended on the coordinator", extra={"job": job_id, "state": state})
                 cancelled.set()
                 abort.set()
                 return

@@ -150,8 +150,10 @@ def probe_nvidia() -> NvidiaProbe:
     """
     try:
         import pynvml
-    except ImportError:
-        return NvidiaProbe(error="nvidia-ml-py is not installed")
+    except ImportError:  # the optional [gpu] extra: without it this node offers no GPU
+        error = "nvidia-ml-py is not installed (pip install 'nosgrid[gpu]')"
+        log.info("no NVIDIA GPU found: nvidia-ml-py is not installed", extra={"err": error})
+        return NvidiaProbe(error=error)
     try:
         pynvml.nvmlInit()
     except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...

@@ -1,44 +1,83 @@
-"""The nosgrid SDK: an async client over httpx, and a thin sync wrapper around the same code.
+"""The nosgrid SDK: an async client over httpx, and a typed sync client made from it.
 
 Example::
 
-    from nosgrid.sdk import Client
+    from nosgrid.sdk import ENDED, Client
 
     with Client("http://127.0.0.1:8700") as c:        # keypair: ~/.config/nosgrid/id.json
         c.faucet("100")
         job = c.post_job(spec={"version": "0.1", "type": "container", "ops": [...]},
                          market="cpu")
-        done = c.wait(job["id"])
-        print(done["state"], c.balance()["balance_nos"])
+        done = c.wait(job.id)
+        assert done.state in ENDED
+        print(done.state, c.balance().balance_nos)
 
-Every request is signed with the keypair (see ``nosgrid.core.identity``). Server errors
-come back as the matching :class:`~nosgrid.core.errors.NosgridError` subclass.
+Every method returns a response model of :mod:`nosgrid.sdk.models` (parsed from the
+coordinator's JSON); ``request`` is the raw escape hatch and returns the JSON. Every
+request is signed with the keypair (see ``nosgrid.core.identity``). Server errors come
+back as the matching :class:`~nosgrid.core.errors.NosgridError` subclass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 from urllib.parse import urlencode
 
 import httpx
+from pydantic import BaseModel, ValidationError
 from solders.keypair import Keypair
 
 from nosgrid.core.errors import NosgridError, Unavailable
+from nosgrid.core.jobs.state import ENDED
 from nosgrid.core.money import format_nos
+from nosgrid.core.views import (
+    AccountView,
+    ClaimView,
+    DeploymentList,
+    DeploymentView,
+    FaucetView,
+    HealthView,
+    HeartbeatView,
+    JobList,
+    JobResultView,
+    JobSpecView,
+    JobView,
+    JournalView,
+    KeyList,
+    KeyRevoked,
+    KeyView,
+    LedgerSummary,
+    LedgerVerifyReport,
+    LogChunkView,
+    LogsStored,
+    LogsView,
+    MarketDetail,
+    MarketNodeView,
+    MarketParams,
+    NodeView,
+    PollView,
+    RegistrationView,
+    ServiceView,
+    StakeView,
+    Undeployed,
+    UsageView,
+    VerificationSummary,
+    VerificationView,
+)
 from nosgrid.sdk.wallet import load_keypair, sign_headers
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+P = ParamSpec("P")
 DEFAULT_URL = "http://127.0.0.1:8700"
-#: states in which the client has its answer; "verifying"/"disputed": the result is in and
-#: the node's pay is held for an audit (docs/verification.md), the client need not wait
-TERMINAL_STATES = frozenset({"settled", "completed", "failed", "timed_out", "cancelled",
-                             "verifying", "disputed"})
+StakeAction = Literal["stake", "top_up", "extend", "unstake", "restake", "withdraw"]
 
 
 def default_url() -> str:
@@ -104,58 +143,93 @@ class AsyncClient:
             raise Unavailable(f"cannot reach the coordinator at {self.url}: {exc}") from None
         return _decode(resp)
 
+    async def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        """``request`` and parse the answer as ``model``."""
+        return _parse(model, await self.request(method, path, **kwargs), path)
+
     # -- markets & accounts -------------------------------------------------------------
 
-    async def markets(self) -> list[dict[str, Any]]:
-        return list(await self.request("GET", "/v1/markets", signed=False))
+    async def markets(self) -> list[MarketParams]:
+        return [_parse(MarketParams, m, "/v1/markets")
+                for m in await self.request("GET", "/v1/markets", signed=False)]
 
-    async def market(self, name: str) -> dict[str, Any]:
-        return dict(await self.request("GET", f"/v1/markets/{name}", signed=False))
+    async def market(self, name: str) -> MarketDetail:
+        return await self._model(MarketDetail, "GET", f"/v1/markets/{name}", signed=False)
 
-    async def create_market(self, params: dict[str, Any]) -> dict[str, Any]:
-        return dict(await self.request("POST", "/v1/markets", json_body=params))
+    async def market_nodes(self, name: str) -> list[MarketNodeView]:
+        """Nodes serving the market, best reputation × stake first."""
+        path = f"/v1/markets/{name}/nodes"
+        return [_parse(MarketNodeView, n, path)
+                for n in await self.request("GET", path, signed=False)]
 
-    async def balance(self) -> dict[str, Any]:
-        return dict(await self.request("GET", "/v1/accounts/me"))
+    async def create_market(self, params: dict[str, Any]) -> MarketParams:
+        return await self._model(MarketParams, "POST", "/v1/markets", json_body=params)
 
-    async def journal(self, limit: int = 50, before: int | None = None) -> dict[str, Any]:
-        return dict(await self.request("GET", "/v1/accounts/me/journal",
-                                       params={"limit": limit, "before": before}))
+    async def balance(self) -> AccountView:
+        return await self._model(AccountView, "GET", "/v1/accounts/me")
 
-    async def faucet(self, amount: str) -> dict[str, Any]:
-        return dict(await self.request("POST", "/v1/faucet", json_body={"amount": amount}))
+    async def journal(self, limit: int = 50, before: int | None = None) -> JournalView:
+        return await self._model(JournalView, "GET", "/v1/accounts/me/journal",
+                                 params={"limit": limit, "before": before})
+
+    async def faucet(self, amount: str) -> FaucetView:
+        return await self._model(FaucetView, "POST", "/v1/faucet", json_body={"amount": amount})
+
+    # -- staking -------------------------------------------------------------------------
+
+    async def stake(self) -> StakeView:
+        """The signer's stake (``staked`` False when there is none)."""
+        return await self._model(StakeView, "GET", "/v1/stake")
+
+    async def change_stake(self, action: StakeAction, *, amount: str | None = None,
+                           days: int | None = None) -> StakeView:
+        """Stake, top up, extend, unstake, restake or withdraw; ``amount`` is NOS."""
+        body = {"action": action, "amount": amount, "days": days}
+        return await self._model(StakeView, "POST", "/v1/stake",
+                                 json_body={k: v for k, v in body.items() if v is not None})
+
+    async def claim_rewards(self) -> ClaimView:
+        return await self._model(ClaimView, "POST", "/v1/rewards/claim")
 
     # -- jobs (client side) -------------------------------------------------------------
 
     async def post_job(self, *, spec: dict[str, Any] | None = None, spec_text: str | None = None,
                        market: str | None = None, timeout: int | None = None,
-                       max_price: str | None = None) -> dict[str, Any]:
+                       max_price: str | None = None) -> JobView:
         body = {"spec": spec, "spec_text": spec_text, "market": market, "timeout": timeout,
                 "max_price": max_price}
-        return dict(await self.request(
-            "POST", "/v1/jobs", json_body={k: v for k, v in body.items() if v is not None}))
+        return await self._model(JobView, "POST", "/v1/jobs",
+                                 json_body={k: v for k, v in body.items() if v is not None})
 
-    async def job(self, job_id: str) -> dict[str, Any]:
-        return dict(await self.request("GET", f"/v1/jobs/{job_id}"))
+    async def job(self, job_id: str) -> JobView:
+        return await self._model(JobView, "GET", f"/v1/jobs/{job_id}")
 
-    async def jobs(self, limit: int = 20, cursor: int | None = None) -> dict[str, Any]:
-        return dict(await self.request("GET", "/v1/jobs",
-                                       params={"limit": limit, "cursor": cursor}))
+    async def jobs(self, limit: int = 20, cursor: int | None = None) -> JobList:
+        return await self._model(JobList, "GET", "/v1/jobs",
+                                 params={"limit": limit, "cursor": cursor})
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
-        return dict(await self.request("POST", f"/v1/jobs/{job_id}/cancel"))
+    async def cancel(self, job_id: str) -> JobView:
+        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/cancel")
 
-    async def result(self, job_id: str) -> dict[str, Any]:
-        return dict(await self.request("GET", f"/v1/jobs/{job_id}/result"))
+    async def result(self, job_id: str) -> JobResultView:
+        return await self._model(JobResultView, "GET", f"/v1/jobs/{job_id}/result")
 
-    async def spec(self, job_id: str) -> dict[str, Any]:
-        return dict(await self.request("GET", f"/v1/jobs/{job_id}/spec"))
+    async def spec(self, job_id: str) -> JobSpecView:
+        return await self._model(JobSpecView, "GET", f"/v1/jobs/{job_id}/spec")
 
-    async def logs(self, job_id: str, after: int = -1) -> dict[str, Any]:
-        return dict(await self.request("GET", f"/v1/jobs/{job_id}/logs",
-                                       params={"after": after}))
+    async def verification(self, job_id: str) -> VerificationView:
+        """How the job is being checked: mode, audit decision, runs, verdict."""
+        return await self._model(VerificationView, "GET", f"/v1/jobs/{job_id}/verification")
 
-    async def follow_logs(self, job_id: str, after: int = -1) -> AsyncIterator[dict[str, Any]]:
+    async def verification_summary(self) -> VerificationSummary:
+        return await self._model(VerificationSummary, "GET", "/v1/verification/summary",
+                                 signed=False)
+
+    async def logs(self, job_id: str, after: int = -1) -> LogsView:
+        return await self._model(LogsView, "GET", f"/v1/jobs/{job_id}/logs",
+                                 params={"after": after})
+
+    async def follow_logs(self, job_id: str, after: int = -1) -> AsyncGenerator[LogChunkView, None]:
         """Yield log chunks as the node sends them, until the job ends."""
         full, headers = self._prepare("GET", f"/v1/jobs/{job_id}/logs",
                                       {"after": after, "follow": True}, b"", True)
@@ -170,18 +244,20 @@ class AsyncClient:
                         item = json.loads(line)
                         if item.get("end"):
                             return
-                        yield item
+                        yield _parse(LogChunkView, item, full)
         except httpx.TransportError as exc:
             raise Unavailable(f"lost the log stream from {self.url}: {exc}") from None
 
     async def wait(self, job_id: str, *, poll_s: float = 0.5,
-                   timeout_s: float | None = None) -> dict[str, Any]:
-        """Poll until the job has its outcome (see ``TERMINAL_STATES``); returns the job."""
+                   timeout_s: float | None = None) -> JobView:
+        """Poll until the job has ended (its state is in ``ENDED``: the client has its
+        answer, an audit may still hold the node's pay); returns the job, as it is when
+        ``timeout_s`` runs out at the latest."""
         loop = asyncio.get_running_loop()
         end = None if timeout_s is None else loop.time() + timeout_s
         while True:
             job = await self.job(job_id)
-            if job["state"] in TERMINAL_STATES:
+            if job.state in ENDED:
                 return job
             if end is not None and loop.time() > end:
                 return job
@@ -207,87 +283,99 @@ class AsyncClient:
     # -- node side ---------------------------------------------------------------------
 
     async def register_node(self, hardware: dict[str, Any],
-                            markets: list[str] | None = None) -> dict[str, Any]:
-        return dict(await self.request("POST", "/v1/nodes/register",
-                                       json_body={"hardware": hardware,
-                                                  "markets": markets or []}))
+                            markets: list[str] | None = None) -> RegistrationView:
+        return await self._model(RegistrationView, "POST", "/v1/nodes/register",
+                                 json_body={"hardware": hardware, "markets": markets or []})
 
-    async def heartbeat(self) -> dict[str, Any]:
-        return dict(await self.request("POST", "/v1/nodes/heartbeat"))
+    async def heartbeat(self) -> HeartbeatView:
+        return await self._model(HeartbeatView, "POST", "/v1/nodes/heartbeat")
 
-    async def poll(self, wait: float = 25.0) -> dict[str, Any]:
-        return dict(await self.request("POST", "/v1/nodes/poll", json_body={"wait": wait}))
+    async def poll(self, wait: float = 25.0) -> PollView:
+        return await self._model(PollView, "POST", "/v1/nodes/poll", json_body={"wait": wait})
 
-    async def node(self, node_id: str) -> dict[str, Any]:
-        return dict(await self.request("GET", f"/v1/nodes/{node_id}", signed=False))
+    async def node(self, node_id: str) -> NodeView:
+        return await self._model(NodeView, "GET", f"/v1/nodes/{node_id}", signed=False)
 
-    async def start_job(self, job_id: str) -> dict[str, Any]:
-        return dict(await self.request("POST", f"/v1/jobs/{job_id}/start"))
+    async def start_job(self, job_id: str) -> JobView:
+        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/start")
 
     async def finish_job(self, job_id: str, *, seconds_used: int | None = None,
                          exit_code: int = 0, outputs: list[dict[str, Any]] | None = None,
                          results: dict[str, Any] | None = None,
-                         logs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                         logs: list[dict[str, Any]] | None = None) -> JobView:
         """Report success; ``logs`` are the last log chunks, stored with the result."""
         body = {"seconds_used": seconds_used, "exit_code": exit_code,
                 "outputs": outputs or [], "results": results or {}, "logs": logs or []}
-        return dict(await self.request("POST", f"/v1/jobs/{job_id}/finish", json_body=body))
+        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/finish", json_body=body)
 
     async def fail_job(self, job_id: str, *, reason: str, fault: str = "client",
                        seconds_used: int | None = None, timed_out: bool = False,
-                       logs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                       logs: list[dict[str, Any]] | None = None) -> JobView:
         body = {"reason": reason, "fault": fault, "seconds_used": seconds_used,
                 "timed_out": timed_out, "logs": logs or []}
-        return dict(await self.request("POST", f"/v1/jobs/{job_id}/fail", json_body=body))
+        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/fail", json_body=body)
 
-    async def push_logs(self, job_id: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
-        return dict(await self.request("POST", f"/v1/jobs/{job_id}/logs",
-                                       json_body={"chunks": chunks}))
-
-    # -- system ------------------------------------------------------------------------
+    async def push_logs(self, job_id: str, chunks: list[dict[str, Any]]) -> LogsStored:
+        return await self._model(LogsStored, "POST", f"/v1/jobs/{job_id}/logs",
+                                 json_body={"chunks": chunks})
 
     async def report_service(self, job_id: str, op_id: str, endpoint: str,
-                             healthy: bool, model: str | None = None) -> dict[str, Any]:
+                             healthy: bool, model: str | None = None) -> ServiceView:
         """(node) A service op of ``job_id`` answers at ``endpoint`` and is (un)healthy."""
         body: dict[str, Any] = {"op_id": op_id, "endpoint": endpoint, "healthy": healthy}
         if model is not None:
             body["model"] = model
-        return dict(await self.request("POST", f"/v1/jobs/{job_id}/service", json_body=body))
+        return await self._model(ServiceView, "POST", f"/v1/jobs/{job_id}/service",
+                                 json_body=body)
 
     # -- OpenAI gateway: keys, deployments, usage ------------------------------------------
 
-    async def register_key(self, key: str, label: str = "") -> dict[str, Any]:
-        return dict(await self.request("POST", "/v1/keys",
-                                       json_body={"key": key, "label": label}))
+    async def register_key(self, key: str, label: str = "") -> KeyView:
+        return await self._model(KeyView, "POST", "/v1/keys",
+                                 json_body={"key": key, "label": label})
 
-    async def keys(self) -> dict[str, Any]:
-        return dict(await self.request("GET", "/v1/keys"))
+    async def keys(self) -> KeyList:
+        return await self._model(KeyList, "GET", "/v1/keys")
 
-    async def revoke_key(self, kid: str) -> dict[str, Any]:
-        return dict(await self.request("POST", f"/v1/keys/{kid}/revoke"))
+    async def revoke_key(self, kid: str) -> KeyRevoked:
+        return await self._model(KeyRevoked, "POST", f"/v1/keys/{kid}/revoke")
 
-    async def usage(self) -> dict[str, Any]:
-        return dict(await self.request("GET", "/v1/usage"))
+    async def usage(self) -> UsageView:
+        return await self._model(UsageView, "GET", "/v1/usage")
 
     async def deploy(self, model: str, spec: dict[str, Any], *, market: str, min: int = 0,
                      max: int = 1, idle_s: int = 300, prompt_price: int = 1,
-                     completion_price: int = 2) -> dict[str, Any]:
-        return dict(await self.request("POST", "/v1/deployments", json_body={
+                     completion_price: int = 2) -> DeploymentView:
+        return await self._model(DeploymentView, "POST", "/v1/deployments", json_body={
             "model": model, "spec": spec, "market": market, "min": min, "max": max,
             "idle_s": idle_s, "prompt_price": prompt_price,
-            "completion_price": completion_price}))
+            "completion_price": completion_price})
 
-    async def deployments(self) -> dict[str, Any]:
-        return dict(await self.request("GET", "/v1/deployments", signed=False))
+    async def deployments(self) -> DeploymentList:
+        return await self._model(DeploymentList, "GET", "/v1/deployments", signed=False)
 
-    async def undeploy(self, model: str) -> dict[str, Any]:
-        return dict(await self.request("DELETE", f"/v1/deployments/{model}"))
+    async def undeploy(self, model: str) -> Undeployed:
+        return await self._model(Undeployed, "DELETE", f"/v1/deployments/{model}")
 
-    async def health(self) -> dict[str, Any]:
-        return dict(await self.request("GET", "/healthz", signed=False))
+    # -- system ------------------------------------------------------------------------
 
-    async def ledger_verify(self) -> dict[str, Any]:
-        return dict(await self.request("GET", "/v1/ledger/verify", signed=False))
+    async def health(self) -> HealthView:
+        return await self._model(HealthView, "GET", "/healthz", signed=False)
+
+    async def ledger_summary(self) -> LedgerSummary:
+        return await self._model(LedgerSummary, "GET", "/v1/ledger/summary", signed=False)
+
+    async def ledger_verify(self) -> LedgerVerifyReport:
+        return await self._model(LedgerVerifyReport, "GET", "/v1/ledger/verify", signed=False)
+
+
+def _parse(model: type[M], payload: Any, path: str) -> M:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise NosgridError(f"the coordinator's answer to {path} is not a {model.__name__} "
+                           f"({exc.error_count()} fields off); is it another nosgrid "
+                           "version than this SDK?") from exc
 
 
 def _q(value: Any) -> str:
@@ -306,8 +394,23 @@ def _decode(resp: httpx.Response) -> Any:
     return payload
 
 
+def _blocking(fn: Callable[Concatenate[AsyncClient, P], Awaitable[T]]
+              ) -> Callable[Concatenate[Client, P], T]:
+    """The blocking twin of an :class:`AsyncClient` method, with its signature."""
+
+    @functools.wraps(fn)
+    def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.run(fn(self.aio, *args, **kwargs))
+
+    return call
+
+
 class Client:
-    """Blocking wrapper: runs an :class:`AsyncClient` on a private event-loop thread."""
+    """Blocking client: runs an :class:`AsyncClient` on a private event-loop thread.
+
+    Every method is the async one's twin (same arguments, same models), e.g.
+    ``Client.job(job_id) -> JobView``; ``follow_logs`` is a plain iterator.
+    """
 
     def __init__(self, url: str | None = None, keypair: Keypair | None = None,
                  **kwargs: Any) -> None:
@@ -315,39 +418,88 @@ class Client:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="nosgrid-sdk")
         self._thread.start()
-        self._async = self._call(_make_async(url, keypair, kwargs))
+        self._async = self.run(_make_async(url, keypair, kwargs))
 
-    def _call(self, coro: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(_await(coro), self._loop).result()
+    def run(self, aw: Awaitable[T]) -> T:
+        """Run a coroutine (e.g. of ``nosgrid.sdk.solana`` on :attr:`aio`) to its result."""
+        return asyncio.run_coroutine_threadsafe(_await(aw), self._loop).result()
 
     @property
     def aio(self) -> AsyncClient:
+        """The async client underneath (for the async-only helpers)."""
         return self._async
+
+    @property
+    def url(self) -> str:
+        return self._async.url
+
+    @property
+    def keypair(self) -> Keypair:
+        return self._async.keypair
 
     @property
     def pubkey(self) -> str:
         return self._async.pubkey
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._async, name)
-        if name == "follow_logs":
-            return lambda *a, **kw: self._iterate(method(*a, **kw))
+    request = _blocking(AsyncClient.request)
+    markets = _blocking(AsyncClient.markets)
+    market = _blocking(AsyncClient.market)
+    market_nodes = _blocking(AsyncClient.market_nodes)
+    create_market = _blocking(AsyncClient.create_market)
+    balance = _blocking(AsyncClient.balance)
+    journal = _blocking(AsyncClient.journal)
+    faucet = _blocking(AsyncClient.faucet)
+    stake = _blocking(AsyncClient.stake)
+    change_stake = _blocking(AsyncClient.change_stake)
+    claim_rewards = _blocking(AsyncClient.claim_rewards)
+    post_job = _blocking(AsyncClient.post_job)
+    job = _blocking(AsyncClient.job)
+    jobs = _blocking(AsyncClient.jobs)
+    cancel = _blocking(AsyncClient.cancel)
+    result = _blocking(AsyncClient.result)
+    spec = _blocking(AsyncClient.spec)
+    verification = _blocking(AsyncClient.verification)
+    verification_summary = _blocking(AsyncClient.verification_summary)
+    logs = _blocking(AsyncClient.logs)
+    wait = _blocking(AsyncClient.wait)
+    upload_blob = _blocking(AsyncClient.upload_blob)
+    download_blob = _blocking(AsyncClient.download_blob)
+    register_node = _blocking(AsyncClient.register_node)
+    heartbeat = _blocking(AsyncClient.heartbeat)
+    poll = _blocking(AsyncClient.poll)
+    node = _blocking(AsyncClient.node)
+    start_job = _blocking(AsyncClient.start_job)
+    finish_job = _blocking(AsyncClient.finish_job)
+    fail_job = _blocking(AsyncClient.fail_job)
+    push_logs = _blocking(AsyncClient.push_logs)
+    report_service = _blocking(AsyncClient.report_service)
+    register_key = _blocking(AsyncClient.register_key)
+    keys = _blocking(AsyncClient.keys)
+    revoke_key = _blocking(AsyncClient.revoke_key)
+    usage = _blocking(AsyncClient.usage)
+    deploy = _blocking(AsyncClient.deploy)
+    deployments = _blocking(AsyncClient.deployments)
+    undeploy = _blocking(AsyncClient.undeploy)
+    health = _blocking(AsyncClient.health)
+    ledger_summary = _blocking(AsyncClient.ledger_summary)
+    ledger_verify = _blocking(AsyncClient.ledger_verify)
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._call(method(*args, **kwargs))
-
-        return call
-
-    def _iterate(self, agen: AsyncIterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        while True:
-            try:
-                yield self._call(agen.__anext__())
-            except StopAsyncIteration:
-                return
+    def follow_logs(self, job_id: str, after: int = -1) -> Iterator[LogChunkView]:
+        """Log chunks as the node sends them, until the job ends (blocks between them)."""
+        chunks = self._async.follow_logs(job_id, after)
+        try:
+            while True:
+                try:
+                    yield self.run(anext(chunks))
+                except StopAsyncIteration:
+                    return
+        finally:
+            if self._loop.is_running():
+                self.run(chunks.aclose())
 
     def close(self) -> None:
         if self._loop.is_running():
-            self._call(self._async.aclose())
+            self.run(self._async.aclose())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
 

@@ -29,7 +29,15 @@ from spl.token.models import ApproveCheckedParams
 
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.money import check_amount
-from nosgrid.sdk.client import AsyncClient
+from nosgrid.core.views import (
+    JobPayouts,
+    OnchainVerifyReport,
+    SolanaAccountView,
+    SolanaFaucetView,
+    SolanaInfo,
+    SolanaSubmitted,
+)
+from nosgrid.sdk.client import AsyncClient, _parse
 
 
 def _pubkey(value: str, what: str) -> Pubkey:
@@ -39,9 +47,12 @@ def _pubkey(value: str, what: str) -> Pubkey:
         raise InvalidInput(f"the market's {what} {value!r} is not a base58 public key") from None
 
 
-def approve_transaction(info: dict[str, Any], owner: Keypair, amount: int) -> bytes:
+def approve_transaction(info: SolanaInfo | dict[str, Any], owner: Keypair,
+                        amount: int) -> bytes:
     """A signed transaction approving the market's authority (from ``info``, the answer of
     ``GET /v1/solana/info``) as delegate of ``owner``'s NOS account for ``amount``."""
+    if isinstance(info, SolanaInfo):
+        info = info.model_dump()
     mint = _pubkey(str(info["mint"]), "mint")
     approve = approve_checked(ApproveCheckedParams(
         program_id=TOKEN_PROGRAM_ID, source=ata(owner.pubkey(), mint), mint=mint,
@@ -52,24 +63,48 @@ def approve_transaction(info: dict[str, Any], owner: Keypair, amount: int) -> by
     return bytes(Transaction([owner], message, blockhash))
 
 
-async def approve(client: AsyncClient, amount: int) -> dict[str, Any]:
+async def info(client: AsyncClient) -> SolanaInfo:
+    """The market's mint, settlement authority, vaults and a fresh blockhash."""
+    return _parse(SolanaInfo, await client.request("GET", "/v1/solana/info", signed=False),
+                  "/v1/solana/info")
+
+
+async def approve(client: AsyncClient, amount: int) -> SolanaSubmitted:
     """Approve ``amount`` base units for the market and mirror it; the account view."""
-    info = await client.request("GET", "/v1/solana/info", signed=False)
-    raw = approve_transaction(info, client.keypair, amount)
+    raw = approve_transaction(await info(client), client.keypair, amount)
     body = {"transaction": base64.b64encode(raw).decode()}
-    return dict(await client.request("POST", "/v1/solana/submit", json_body=body))
+    return _parse(SolanaSubmitted,
+                  await client.request("POST", "/v1/solana/submit", json_body=body),
+                  "/v1/solana/submit")
 
 
-async def onchain_account(client: AsyncClient) -> dict[str, Any]:
+async def sync(client: AsyncClient) -> SolanaAccountView:
+    """Mirror the signer's on-chain allowance into the ledger (after approving elsewhere)."""
+    return _parse(SolanaAccountView, await client.request("POST", "/v1/solana/sync"),
+                  "/v1/solana/sync")
+
+
+async def onchain_account(client: AsyncClient) -> SolanaAccountView:
     """On-chain balance and allowance, and what the ledger reserves of it."""
-    return dict(await client.request("GET", "/v1/solana/account"))
+    return _parse(SolanaAccountView, await client.request("GET", "/v1/solana/account"),
+                  "/v1/solana/account")
 
 
-async def faucet(client: AsyncClient, amount: str) -> dict[str, Any]:
+async def faucet(client: AsyncClient, amount: str) -> SolanaFaucetView:
     """Dev NOS minted on the coordinator's LiteSVM chain (and SOL for fees)."""
-    return dict(await client.request("POST", "/v1/solana/faucet", json_body={"amount": amount}))
+    return _parse(SolanaFaucetView,
+                  await client.request("POST", "/v1/solana/faucet", json_body={"amount": amount}),
+                  "/v1/solana/faucet")
 
 
-async def verify_onchain(client: AsyncClient) -> dict[str, Any]:
+async def payouts(client: AsyncClient, job_id: str) -> JobPayouts:
+    """The on-chain payouts of one of the signer's jobs."""
+    path = f"/v1/solana/payouts/{job_id}"
+    return _parse(JobPayouts, await client.request("GET", path), path)
+
+
+async def verify_onchain(client: AsyncClient) -> OnchainVerifyReport:
     """The coordinator's ``verify --onchain`` report."""
-    return dict(await client.request("GET", "/v1/solana/verify", signed=False))
+    return _parse(OnchainVerifyReport,
+                  await client.request("GET", "/v1/solana/verify", signed=False),
+                  "/v1/solana/verify")

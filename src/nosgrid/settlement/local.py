@@ -1,15 +1,14 @@
 """Local settlement: NOS lives only in the ledger; nothing to send, nothing to check.
 
-The job services already move the deposit into escrow and pay out in the ledger, so this
-backend's hooks do nothing (a no-op outbox).
+The use cases already move the deposit into escrow and pay out in the ledger, so this
+backend's checks and handlers do nothing.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from nosgrid.core.jobs.state import Job
-from nosgrid.core.ledger import JournalEntry
+from nosgrid.core.events import Event, JobSettled, UsageBilled
 from nosgrid.store.db import Store, UnitOfWork
 
 
@@ -21,19 +20,22 @@ class LocalSettlement:
     def check_post(self, uow: UnitOfWork, client: str, deposit: int) -> None:
         return None
 
-    def on_settled(self, uow: UnitOfWork, job: Job, entry: JournalEntry) -> None:
-        return None
-
     def check_stake(self, uow: UnitOfWork, owner: str, amount: int) -> None:
         return None
 
-    def on_stake_entry(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+    def on_job_settled(self, uow: UnitOfWork, event: JobSettled) -> None:
         return None
 
-    def on_usage_entry(self, uow: UnitOfWork, entry: JournalEntry, owner: str) -> None:
+    def on_stake_moved(self, uow: UnitOfWork, event: Event) -> None:
         return None
 
-    def on_pool_payout(self, uow: UnitOfWork, entry: JournalEntry) -> None:
+    def on_usage_billed(self, uow: UnitOfWork, event: UsageBilled) -> None:
+        return None
+
+    def on_pool_payout(self, uow: UnitOfWork, event: Event) -> None:
+        return None
+
+    def after_money_moved(self, event: Event) -> None:
         return None
 
     async def start(self, store: Store) -> None:

@@ -8,7 +8,8 @@ ledger account      on chain
 ``wallet:<pk>``     the part of ``pk``'s approved allowance not reserved by a job
 ``escrow:<job>``    a reservation: still in the client's token account
 ``replicas:<job>``  the same, for the job's redundant runs
-``gwhold:<kid>``    the same, for the gateway requests of a key of the client
+``gwhold:<kid>:<w>`` the same, for the gateway requests of a key of the client (held by
+                    gateway worker ``w``)
 ``treasury``        the treasury token account (+ payouts not yet confirmed)
 ``stakers_pool``    the rewards vault (+ payouts not yet confirmed)
 ``stake:<pk>``      ``pk``'s part of the stake vault (+ moves not yet confirmed)
@@ -32,7 +33,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.jobs.state import Job, JobState
@@ -91,29 +92,9 @@ def open_mirror(uow: UnitOfWork, accounts: Mapping[str, str], baseline: Mapping[
     return meta
 
 
-#: the ``protocol_state`` kind that marks verification runs (``services.audit_runs``)
-AUDIT_RUN_KIND: Final = "audit_run"
-
-
-def _pool_funded(body: str) -> bool:
-    return bool(json.loads(body).get("paid_by", "pool") == "pool")
-
-
-def pool_funded_runs(uow: UnitOfWork, job_ids: Sequence[str]) -> set[str]:
-    """Which of ``job_ids`` are audit or tiebreak runs funded by ``audit_pool``: their
-    escrow is the audit vault's money, not their client's."""
-    rows = uow.conn.execute(select(t.protocol_state.c.key, t.protocol_state.c.body).where(
-        t.protocol_state.c.kind == AUDIT_RUN_KIND, t.protocol_state.c.key.in_(list(job_ids))))
-    return {str(r.key) for r in rows if _pool_funded(r.body)}
-
-
 def open_pool_run_escrows(uow: UnitOfWork) -> int:
     """NOS in the escrows of open pool-funded runs (still the audit vault's on chain)."""
-    state = t.protocol_state
-    rows = uow.conn.execute(select(t.jobs.c.id, state.c.body).join(
-        state, (state.c.kind == AUDIT_RUN_KIND) & (state.c.key == t.jobs.c.id)).where(
-        t.jobs.c.state != JobState.SETTLED.value))
-    return sum(uow.ledger.balance(escrow(str(r.id))) for r in rows if _pool_funded(r.body))
+    return sum(uow.ledger.balance(escrow(j)) for j in uow.verification.open_pool_run_ids())
 
 
 def open_escrows(uow: UnitOfWork, client: str) -> int:
@@ -122,7 +103,7 @@ def open_escrows(uow: UnitOfWork, client: str) -> int:
     ids = [r.id for r in uow.conn.execute(select(t.jobs.c.id).where(
         t.jobs.c.client == client, t.jobs.c.state != JobState.SETTLED.value))]
     if ids:  # the escrow of a run the audit pool funds is vault money
-        runs = pool_funded_runs(uow, ids)
+        runs = uow.verification.pool_funded_runs(ids)
         ids = [i for i in ids if i not in runs]
     if not ids:
         return 0
@@ -132,10 +113,20 @@ def open_escrows(uow: UnitOfWork, client: str) -> int:
 
 
 def gateway_holds(uow: UnitOfWork, owner: str) -> int:
-    """NOS held for the gateway requests of ``owner``'s API keys (``gwhold:<kid>``)."""
-    keys, accounts = t.gateway_keys, t.accounts
-    total = uow.conn.execute(select(func.coalesce(func.sum(accounts.c.balance), 0)).join(
-        keys, accounts.c.name == GATEWAY_HOLD_PREFIX + keys.c.kid).where(keys.c.owner == owner))
+    """NOS held for the gateway requests of ``owner``'s API keys (``gwhold:<kid>:<worker>``).
+
+    Each hold is looked up by its exact name, key × gateway worker: only a worker with a
+    lease holds money (a reaped or stopped worker's holds are released in the transaction
+    that drops its lease), and exact names use the accounts' primary key, where a
+    ``LIKE 'gwhold:<kid>:%'`` would scan them and read a ``_`` in a key id as a wildcard.
+    """
+    keys, accounts, workers = t.gateway_keys, t.accounts, t.gateway_workers
+    total = uow.conn.execute(
+        select(func.coalesce(func.sum(accounts.c.balance), 0)).select_from(keys)
+        .join(workers, true())
+        .join(accounts, accounts.c.name == GATEWAY_HOLD_PREFIX + keys.c.kid + ":"
+              + workers.c.worker)
+        .where(keys.c.owner == owner))
     return int(total.scalar() or 0)
 
 
@@ -274,7 +265,9 @@ def enqueue_stake_moves(uow: UnitOfWork, entry: JournalEntry, *, stake_vault_acc
     Returns the kinds queued (none for postings with no on-chain side).
     """
     moves: dict[OutboxKind, tuple[str, list[OutboxLeg]]] = {}
-    slash = entry.kind == "slash"
+    # a withdrawal returns a stake to its own key; anything else out of a stake is a slash
+    slash = any(p.src.startswith(STAKE_PREFIX) and p.dst != wallet(p.src[len(STAKE_PREFIX):])
+                for p in entry.postings)
     for p in entry.postings:
         if p.dst.startswith(STAKE_PREFIX) and p.src == wallet(p.dst[len(STAKE_PREFIX):]):
             owner, kind = p.src.removeprefix("wallet:"), OutboxKind.STAKE_DEPOSIT

@@ -32,8 +32,8 @@ from solders.transaction import Transaction
 from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
 from nosgrid.core.errors import Forbidden, InvalidInput
+from nosgrid.core.events import Event, JobSettled, UsageBilled
 from nosgrid.core.identity import keypair_from_json
-from nosgrid.core.jobs.state import Job
 from nosgrid.core.ledger import (
     REWARDS_POOL,
     STAKERS_POOL,
@@ -137,26 +137,24 @@ class SolanaBackend:
     def check_post(self, uow: UnitOfWork, client: str, deposit: int) -> None:
         mirror.check_allowance(uow, client, deposit)
 
-    def on_settled(self, uow: UnitOfWork, job: Job, entry: JournalEntry) -> None:
-        s = self.settlement
-        legs = mirror.enqueue_payout(uow, job, entry, treasury=str(s.treasury),
-                                     rewards_vault=str(s.rewards_vault),
-                                     audit_vault=str(s.audit_vault or ""), at=self.clock())
+    def on_job_settled(self, uow: UnitOfWork, event: JobSettled) -> None:
+        s, entry = self.settlement, _booked(event)
+        mirror.enqueue_payout(uow, event.job, entry, treasury=str(s.treasury),
+                              rewards_vault=str(s.rewards_vault),
+                              audit_vault=str(s.audit_vault or ""), at=self.clock())
         # a dispute's settle entry pays runners from the pool
-        legs += mirror.enqueue_pool_payouts(uow, entry, pools=self._pools(), at=self.clock())
-        if legs and self.sender is not None:
-            self.sender.wake.set()  # runs after the caller commits (same event loop)
+        mirror.enqueue_pool_payouts(uow, entry, pools=self._pools(), at=self.clock())
 
-    def on_usage_entry(self, uow: UnitOfWork, entry: JournalEntry, owner: str) -> None:
-        legs = mirror.enqueue_usage_payout(uow, entry, owner,
-                                           treasury=str(self.settlement.treasury),
-                                           at=self.clock())
-        if legs and self.sender is not None:
-            self.sender.wake.set()
+    def on_usage_billed(self, uow: UnitOfWork, event: UsageBilled) -> None:
+        mirror.enqueue_usage_payout(uow, _booked(event), event.owner,
+                                    treasury=str(self.settlement.treasury), at=self.clock())
 
-    def on_pool_payout(self, uow: UnitOfWork, entry: JournalEntry) -> None:
-        legs = mirror.enqueue_pool_payouts(uow, entry, pools=self._pools(), at=self.clock())
-        if legs and self.sender is not None:
+    def on_pool_payout(self, uow: UnitOfWork, event: Event) -> None:
+        mirror.enqueue_pool_payouts(uow, _booked(event), pools=self._pools(), at=self.clock())
+
+    def after_money_moved(self, event: Event) -> None:
+        """Wake the sender once the outbox rows of ``event`` are committed."""
+        if self.sender is not None:
             self.sender.wake.set()
 
     def _pools(self) -> list[str]:
@@ -168,13 +166,10 @@ class SolanaBackend:
     def check_stake(self, uow: UnitOfWork, owner: str, amount: int) -> None:
         mirror.check_stake(uow, owner, amount)
 
-    def on_stake_entry(self, uow: UnitOfWork, entry: JournalEntry) -> None:
-        kinds = mirror.enqueue_stake_moves(uow, entry,
-                                           stake_vault_account=str(self.settlement.stake_vault),
-                                           treasury=str(self.settlement.treasury),
-                                           at=self.clock())
-        if kinds and self.sender is not None:
-            self.sender.wake.set()
+    def on_stake_moved(self, uow: UnitOfWork, event: Event) -> None:
+        mirror.enqueue_stake_moves(uow, _booked(event),
+                                   stake_vault_account=str(self.settlement.stake_vault),
+                                   treasury=str(self.settlement.treasury), at=self.clock())
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -387,6 +382,13 @@ class SolanaBackend:
                       anchors_checked=checked_anchors, outbox=_counts(unconfirmed),
                       mint=str(s.mint), settlement=self.name)
         return report
+
+
+def _booked(event: Event) -> JournalEntry:
+    """The journal entry that recorded a money event (the service books it first)."""
+    if event.entry is None:
+        raise InvalidInput(f"{event.name} carries no journal entry to pay out")
+    return event.entry
 
 
 def _counts(rows: list[Any]) -> dict[str, int]:

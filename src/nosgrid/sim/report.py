@@ -108,11 +108,18 @@ def run_all(cfg: SimConfig) -> dict[str, Any]:
 
 def plot(report: dict[str, Any], path: Path, params: VerificationParams = DEFAULT_VERIFICATION
          ) -> None:
-    """Detection curves, audit rate by record, and the profit of faking (PNG)."""
-    import matplotlib
+    """Detection curves, audit rate by record, and the profit of faking (PNG).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Needs the optional ``plot`` extra (matplotlib); raises ImportError naming it otherwise.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("plotting needs matplotlib: pip install 'nosgrid[plot]'",
+                          name=exc.name) from exc
 
     from nosgrid.core.verification import audit_rates_bps
 

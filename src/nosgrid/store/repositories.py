@@ -12,12 +12,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from nosgrid.core.errors import (
     AlreadyExists,
     InsufficientFunds,
+    InvalidInput,
     JobNotFound,
     LedgerCorrupt,
     MarketNotFound,
     NodeNotFound,
 )
-from nosgrid.core.jobs.state import Job, JobState
+from nosgrid.core.jobs.state import DELIVERED_WORK, Job, JobState, Outcome
+from nosgrid.core.jobs.terms import from_json as terms_from_json
+from nosgrid.core.jobs.terms import to_json as terms_json
 from nosgrid.core.ledger import (
     GENESIS,
     JournalEntry,
@@ -49,6 +52,13 @@ def _insert(conn: Connection, table: Any) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def upsert(conn: Connection, table: Any, values: dict[str, Any], keys: Sequence[str]) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` the other columns (SQLite and PostgreSQL)."""
+    changes = {k: v for k, v in values.items() if k not in keys}
+    return _insert(conn, table).values(**values).on_conflict_do_update(
+        index_elements=list(keys), set_=changes)
 
 
 class LedgerRepo:
@@ -212,7 +222,7 @@ _JOB_FIELDS = (
 
 
 # Built once so SQLAlchemy compiles them once: saving a job is on every transition.
-_JOB_COLUMNS = (*_JOB_FIELDS, "state", "result")
+_JOB_COLUMNS = (*_JOB_FIELDS, "state", "result", "outcome", "terms")
 _SAVE_JOB = update(t.jobs).where(t.jobs.c.id == bindparam("b_id")).values(
     {name: bindparam(f"b_{name}") for name in _JOB_COLUMNS if name != "id"})
 _GET_JOB = select(t.jobs).where(t.jobs.c.id == bindparam("job_id"))
@@ -249,12 +259,18 @@ def _job_row(job: Job) -> dict[str, Any]:
     row = {f: getattr(job, f) for f in _JOB_FIELDS}
     row["state"] = job.state.value
     row["result"] = json.dumps(dict(job.result), sort_keys=True)
+    row["outcome"] = None if job.outcome is None else job.outcome.value
+    if job.terms is None:
+        raise InvalidInput(f"job {job.id} has no terms; post it with core.jobs.state.post")
+    row["terms"] = terms_json(job.terms)
     return row
 
 
 def _job_from_row(r: Any) -> Job:
     values = {f: getattr(r, f) for f in _JOB_FIELDS}
-    return Job(state=JobState(r.state), result=json.loads(r.result), **values)
+    return Job(state=JobState(r.state), result=json.loads(r.result),
+               outcome=None if r.outcome is None else Outcome(r.outcome),
+               terms=terms_from_json(r.terms), **values)
 
 
 class JobRepo:
@@ -275,18 +291,18 @@ class JobRepo:
 
     def list_for_client(
         self, client: str, *, limit: int = 20, cursor: int | None = None,
-        hide_marked: str | None = None,
+        hide_runs: bool = False,
     ) -> tuple[list[Job], int | None]:
         """A page of the client's jobs, newest first, and the cursor of the next page.
 
-        ``hide_marked``: leave out jobs that have a ``protocol_state`` row of that kind
-        (the verification runs the coordinator posts for a client's job).
+        ``hide_runs``: leave out the verification runs (audits, replicas, tiebreaks) the
+        coordinator posts for the client's jobs.
         """
         query = select(t.jobs).where(t.jobs.c.client == client)
-        if hide_marked is not None:
-            state = t.protocol_state
-            query = query.where(~select(state.c.key).where(
-                state.c.kind == hide_marked, state.c.key == t.jobs.c.id).exists())
+        if hide_runs:
+            runs = t.verification_runs
+            query = query.where(~select(runs.c.job_id).where(
+                runs.c.job_id == t.jobs.c.id).exists())
         if cursor is not None:
             query = query.where(t.jobs.c.rowid_ < cursor)
         rows = list(self.conn.execute(query.order_by(t.jobs.c.rowid_.desc()).limit(limit + 1)))
@@ -308,15 +324,21 @@ class JobRepo:
         return [_job_from_row(r) for r in rows]
 
     def compute_seconds(self, start: int, end: int) -> dict[str, int]:
-        """Seconds of successfully completed work per node, for jobs finished in [start, end)."""
+        """Seconds of delivered work per node (settled jobs whose outcome is
+        ``completed``), for jobs finished in [start, end)."""
         rows = self.conn.execute(
             select(t.jobs.c.node, func.sum(t.jobs.c.seconds_used))
-            .where(t.jobs.c.state == JobState.SETTLED.value, t.jobs.c.fault.is_(None),
-                   t.jobs.c.reason == "", t.jobs.c.node.is_not(None),
+            .where(t.jobs.c.state == JobState.SETTLED.value,
+                   t.jobs.c.outcome.in_([o.value for o in DELIVERED_WORK]),
+                   t.jobs.c.node.is_not(None),
                    t.jobs.c.finished_at >= start, t.jobs.c.finished_at < end)
             .group_by(t.jobs.c.node)
         )
         return {str(node): int(secs) for node, secs in rows if secs}
+
+    def total_seconds(self) -> int:
+        """Compute seconds billed over every job."""
+        return int(self.conn.execute(select(func.sum(t.jobs.c.seconds_used))).scalar() or 0)
 
     def count_by_state(self) -> dict[str, int]:
         rows = self.conn.execute(select(t.jobs.c.state, func.count()).group_by(t.jobs.c.state))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -98,6 +99,10 @@ jobs = Table(
     Column("reason", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("result", Text, nullable=False),
+    #: how the last run ended (core.jobs.state.Outcome); NULL while it has not
+    Column("outcome", String(16)),
+    #: what it was posted under (core.jobs.terms.JobTerms as JSON)
+    Column("terms", Text, nullable=False),
     Index("ix_jobs_client", "client", "rowid_"),
     Index("ix_jobs_state_market", "state", "market", "rowid_"),
     Index("ix_jobs_node", "node", "state"),
@@ -172,6 +177,69 @@ protocol_state = Table(
     Column("body", Text, nullable=False),
 )
 
+#: verification (core/verification/case.py): one case per held job, its runs on other
+#: nodes, and per node the clean jobs since its last fault and its recent partners
+verification_cases = Table(
+    "verification_cases",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("node", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("replicas", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("result_seq", BigInteger, nullable=False),
+    Column("result_hash", String(64), nullable=False),
+    Column("held_at", BigInteger, nullable=False),
+    Column("beacon", String(64), nullable=False),
+    Column("rate_bps", Integer, nullable=False),
+    Column("draw", Integer, nullable=False),
+    Column("audited", Boolean, nullable=False),
+    Column("decided_at", BigInteger),
+    Column("release_at", BigInteger),
+    Column("auditor", String(64)),
+    Column("audit_job", String(64)),
+    Column("auditors", Text, nullable=False),
+    Column("comparison", Text),
+    Column("panel_closed", Boolean, nullable=False),
+    Column("panel", Text, nullable=False),
+    Column("verdict", String(16)),
+    Column("verdict_entry", String(64), nullable=False),
+    Column("slashed", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_verification_cases_status", "status"),
+)
+
+verification_runs = Table(
+    "verification_runs",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("case_job", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("slot", Integer, nullable=False),
+    Column("paid_by", String(8), nullable=False),
+    Column("paid", Boolean),
+    Column("retired", Boolean, nullable=False),
+    Index("ix_verification_runs_case", "case_job", "seq"),
+)
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("node", String(64), primary_key=True),
+    Column("clean_jobs", Integer, nullable=False),
+    Column("faults", Integer, nullable=False),
+)
+
+audit_partners = Table(
+    "audit_partners",
+    metadata,
+    Column("node", String(64), primary_key=True),
+    Column("partner", String(64), primary_key=True),
+    Column("at", BigInteger, nullable=False),
+)
+
 #: settlement transactions to send (issue 9): a payout per settled job, ledger anchors and
 #: stake withdrawals; written in the same transaction as the journal entry they pay out
 settlement_outbox = Table(
@@ -212,6 +280,8 @@ gateway_keys = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger),
     Column("spent", BigInteger, nullable=False),
+    #: the key's gateway holds summed over all workers (the cap bounds spent + held)
+    Column("held", BigInteger, nullable=False),
     Index("ix_gateway_keys_owner", "owner"),
 )
 
@@ -238,6 +308,8 @@ gateway_services = Table(
     Column("endpoint", String(255), nullable=False),
     Column("healthy", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
+    #: when a gateway worker last sent it a request (idle replicas stop on this)
+    Column("last_used_at", Float),
 )
 
 gateway_deployments = Table(
@@ -253,4 +325,32 @@ gateway_deployments = Table(
     Column("prompt_price", BigInteger, nullable=False),
     Column("completion_price", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+#: gateway workers (issue 13): one row per coordinator process running the gateway, its
+#: lease renewed every tick. A worker owns its holds (``gwhold:<kid>:<worker>``) and its
+#: charges; when its lease expires another worker pays those and releases these.
+gateway_workers = Table(
+    "gateway_workers",
+    metadata,
+    Column("worker", String(32), primary_key=True),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+#: one row per billed gateway request, written when it ends; the worker's next flush pays
+#: it (one journal entry per key owner) and deletes it, in one transaction
+gateway_charges = Table(
+    "gateway_charges",
+    metadata,
+    Column("worker", String(32), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kid", String(64), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost", BigInteger, nullable=False),
+    Column("at", Float, nullable=False),
 )

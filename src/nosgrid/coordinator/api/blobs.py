@@ -8,14 +8,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.api.schemas import ERROR_RESPONSES
 from nosgrid.coordinator.blobs import check_sha256
 from nosgrid.core.errors import Forbidden
+from nosgrid.core.views import BlobView
 
-router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
+router = APIRouter(prefix="/v1/blobs", tags=["blobs"], responses=ERROR_RESPONSES)
+_BYTES: dict[int | str, dict[str, Any]] = {200: {
+    "description": "The blob's bytes",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}}
 
 
 @router.put("/{sha256}", status_code=201)
-async def upload(sha256: str, request: Request, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def upload(sha256: str, request: Request, coord: Coord, signer: Signer) -> BlobView:
     """Upload raw bytes; the server checks they hash to ``sha256`` (signature covers them)."""
     check_sha256(sha256)
     body = await request.body()  # already read (and size-capped) to check the signature
@@ -28,10 +34,10 @@ async def upload(sha256: str, request: Request, coord: Coord, signer: Signer) ->
         uow.blobs.add(sha256, size, signer, int(coord.now()))
         uow.blobs.grant(sha256, signer)
         uow.commit()
-    return {"sha256": sha256, "size": size}
+    return BlobView(sha256=sha256, size=size)
 
 
-@router.get("/{sha256}")
+@router.get("/{sha256}", response_class=FileResponse, responses=_BYTES)
 async def download(sha256: str, coord: Coord, signer: Signer) -> FileResponse:
     """Only the uploader, the node of a job that takes it as input, or the client of a job
     that produced it may read a blob."""

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import (
+    ERROR_RESPONSES,
     SQL_INT_MAX,
     FailRequest,
     FinishRequest,
@@ -23,91 +24,84 @@ from nosgrid.coordinator.api.schemas import (
 )
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.services import jobs as job_services
-from nosgrid.coordinator.services.audit_runs import AUDIT_RUN
+from nosgrid.coordinator.services import lifecycle
 from nosgrid.core.errors import Forbidden, InvalidInput
-from nosgrid.core.jobs.load import canonical_json, load_job_definition, parse_job_definition
-from nosgrid.core.jobs.load import spec_hash as hash_of
+from nosgrid.core.jobs.load import load_job_definition, parse_job_definition
 from nosgrid.core.jobs.state import OPEN, Job
 from nosgrid.core.money import parse_nos
+from nosgrid.core.views import (
+    JobList,
+    JobResultView,
+    JobSpecView,
+    JobView,
+    LogChunkView,
+    LogsStored,
+    LogStreamEnd,
+    LogsView,
+)
 from nosgrid.store.db import UnitOfWork
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-DEFAULT_TIMEOUT_S = 600
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201)
-async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> JobView:
     if (body.spec is None) == (body.spec_text is None):
         raise InvalidInput("send the job definition as exactly one of `spec` or `spec_text`")
     defn = (parse_job_definition(body.spec) if body.spec is not None
             else load_job_definition(body.spec_text or ""))
-    extra = defn.meta.nosgrid if defn.meta and defn.meta.nosgrid else None
-    market = body.market or (extra.market if extra else None)
-    if not market:
-        raise InvalidInput("name a market (--market, or meta.nosgrid.market in the definition)")
-    max_price = (parse_nos(body.max_price) if body.max_price is not None
-                 else (extra.max_price_base_units if extra else None))
+    max_price = parse_nos(body.max_price) if body.max_price is not None else None
     with coord.store.uow() as uow:
-        params = uow.markets.get(market)
-        timeout = body.timeout or (extra.timeout if extra else None) or min(
-            DEFAULT_TIMEOUT_S, params.max_timeout)
-        job = job_services.post_job(
-            uow, client=signer, market_name=market, spec_hash=hash_of(defn),
-            spec_body=canonical_json(defn).decode(), timeout=timeout, max_price=max_price,
-            now=int(coord.now()))
+        job = job_services.post_job(uow, client=signer, definition=defn, market=body.market,
+                                    timeout=body.timeout, max_price=max_price,
+                                    now=int(coord.now()))
         job = job_services.dispatch(uow, job, int(coord.now()), coord.matcher)
-        uow.commit()
-    coord.metrics.jobs.labels("posted").inc()
-    if job.node is not None:
-        coord.notifier.wake(job.node)
-    else:
-        coord.notifier.notify(market)
+        uow.commit()  # the handlers wake the chosen node, or the market's waiting nodes
     return job_view(job)
 
 
 @router.get("")
 async def list_jobs(coord: Coord, signer: Signer, limit: int = Query(20, ge=1, le=200),
-                    cursor: int | None = Query(None, ge=0, le=SQL_INT_MAX)) -> dict[str, Any]:
+                    cursor: int | None = Query(None, ge=0, le=SQL_INT_MAX)) -> JobList:
     with coord.store.uow(write=False) as uow:
         # the audit, replica and tiebreak runs of a job are shown by its verification view
         jobs, nxt = uow.jobs.list_for_client(signer, limit=limit, cursor=cursor,
-                                             hide_marked=AUDIT_RUN)
-    return {"jobs": [job_view(j) for j in jobs], "next": nxt}
+                                             hide_runs=True)
+    return JobList(jobs=[job_view(j) for j in jobs], next=nxt)
 
 
 @router.get("/{job_id}")
-async def get_job(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def get_job(job_id: str, coord: Coord, signer: Signer) -> JobView:
     with coord.store.uow(write=False) as uow:
-        return job_view(job_services.get_job_for(uow, job_id, signer))
+        return job_view(lifecycle.get_job_for(uow, job_id, signer))
 
 
 @router.get("/{job_id}/spec")
-async def get_spec(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def get_spec(job_id: str, coord: Coord, signer: Signer) -> JobSpecView:
     with coord.store.uow(write=False) as uow:
-        job = job_services.get_job_for(uow, job_id, signer)
+        job = lifecycle.get_job_for(uow, job_id, signer)
         spec = uow.jobs.spec(job.spec_hash)
-    return {"spec_hash": job.spec_hash, "spec": json.loads(spec or "{}")}
+    return JobSpecView(spec_hash=job.spec_hash, spec=json.loads(spec or "{}"))
 
 
 @router.get("/{job_id}/result")
-async def get_result(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def get_result(job_id: str, coord: Coord, signer: Signer) -> JobResultView:
     with coord.store.uow(write=False) as uow:
-        job = job_services.get_job_for(uow, job_id, signer)
-    return {"id": job.id, "state": job.state.value, "result": dict(job.result),
-            "reason": job.reason}
+        job = lifecycle.get_job_for(uow, job_id, signer)
+    return JobResultView(id=job.id, state=job.state, result=dict(job.result),
+                         reason=job.reason)
 
 
 @router.post("/{job_id}/cancel")
-async def cancel(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def cancel(job_id: str, coord: Coord, signer: Signer) -> JobView:
     with coord.store.uow() as uow:
         job = job_services.cancel_job(uow, job_id, signer, int(coord.now()))
         uow.commit()
-    coord.wake_logs(job_id)
     return job_view(job)
 
 
 @router.post("/{job_id}/start")
-async def start(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def start(job_id: str, coord: Coord, signer: Signer) -> JobView:
     with coord.store.uow() as uow:
         job = job_services.start_job(uow, job_id, signer, int(coord.now()))
         uow.commit()
@@ -116,47 +110,43 @@ async def start(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
 
 @router.post("/{job_id}/finish")
 async def finish(job_id: str, body: FinishRequest, coord: Coord,
-                 signer: Signer) -> dict[str, Any]:
+                 signer: Signer) -> JobView:
     result = {"exit_code": body.exit_code, "outputs": [o.model_dump() for o in body.outputs],
               "results": body.results}
     if len(json.dumps(result)) > 256_000:
         raise InvalidInput("the result is larger than 256 kB; upload big outputs as blobs")
     with coord.store.uow() as uow:
         if body.logs:
-            _store_logs(uow, coord, job_services.get_job_for(uow, job_id, signer), signer,
+            _store_logs(uow, coord, lifecycle.get_job_for(uow, job_id, signer), signer,
                         body.logs)
         job = job_services.finish_job(uow, job_id, signer, int(coord.now()),
                                       seconds_used=body.seconds_used, result=result)
         uow.commit()
-    coord.metrics.jobs.labels("completed").inc()
-    coord.wake_logs(job_id)
     return job_view(job)
 
 
 @router.post("/{job_id}/fail")
-async def fail(job_id: str, body: FailRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def fail(job_id: str, body: FailRequest, coord: Coord, signer: Signer) -> JobView:
     with coord.store.uow() as uow:
         if body.logs:
-            _store_logs(uow, coord, job_services.get_job_for(uow, job_id, signer), signer,
+            _store_logs(uow, coord, lifecycle.get_job_for(uow, job_id, signer), signer,
                         body.logs)
         job = job_services.fail_job(uow, job_id, signer, int(coord.now()), fault=body.fault,
                                     reason=body.reason, seconds_used=body.seconds_used,
                                     timed_out=body.timed_out)
         uow.commit()
-    coord.metrics.jobs.labels("failed").inc()
-    coord.wake_logs(job_id)
     return job_view(job)
 
 
 @router.post("/{job_id}/logs")
 async def push_logs(job_id: str, body: LogsRequest, coord: Coord,
-                    signer: Signer) -> dict[str, Any]:
+                    signer: Signer) -> LogsStored:
     with coord.store.uow() as uow:
-        job = job_services.get_job_for(uow, job_id, signer)
+        job = lifecycle.get_job_for(uow, job_id, signer)
         stored, count, truncated = _store_logs(uow, coord, job, signer, body.chunks)
         uow.commit()
     coord.wake_logs(job_id)
-    return {"stored": stored, "next_seq": count, "truncated": truncated}
+    return LogsStored(stored=stored, next_seq=count, truncated=truncated)
 
 
 def _store_logs(uow: UnitOfWork, coord: Coordinator, job: Job, signer: str,
@@ -177,17 +167,24 @@ def _store_logs(uow: UnitOfWork, coord: Coordinator, job: Job, signer: str,
     return len(rows), uow.logs.append(job.id, rows), truncated
 
 
-@router.get("/{job_id}/logs")
+_NDJSON: dict[int | str, dict[str, Any]] = {200: {
+    "description": "Log chunks; with `follow`, NDJSON lines (LogChunkView …, LogStreamEnd)",
+    "content": {"application/x-ndjson": {"schema": {"anyOf": [
+        {"$ref": "#/components/schemas/LogChunkView"}, LogStreamEnd.model_json_schema()]}}},
+}}
+
+
+@router.get("/{job_id}/logs", response_model=LogsView, responses=_NDJSON)
 async def read_logs(job_id: str, coord: Coord, signer: Signer,
                     after: int = Query(-1, ge=-1, le=SQL_INT_MAX),
-                    follow: bool = False) -> Any:
+                    follow: bool = False) -> LogsView | StreamingResponse:
     """Log chunks after ``after``; with ``follow`` a stream of NDJSON until the job ends."""
     with coord.store.uow(write=False) as uow:
-        job_services.get_job_for(uow, job_id, signer)
+        lifecycle.get_job_for(uow, job_id, signer)
         chunks = uow.logs.read(job_id, after)
     if not follow:
-        return {"chunks": [_chunk(c) for c in chunks],
-                "next": chunks[-1]["seq"] if chunks else after}
+        return LogsView(chunks=[_chunk(c) for c in chunks],
+                        next=chunks[-1]["seq"] if chunks else after)
 
     async def stream() -> AsyncIterator[bytes]:
         cursor = after
@@ -198,7 +195,7 @@ async def read_logs(job_id: str, coord: Coord, signer: Signer,
                 state = uow.jobs.get(job_id).state
             for c in new:
                 cursor = c["seq"]
-                yield (json.dumps(_chunk(c)) + "\n").encode()
+                yield (_chunk(c).model_dump_json() + "\n").encode()
             if state not in OPEN and not new:
                 yield (json.dumps({"end": True, "state": state.value}) + "\n").encode()
                 return
@@ -209,6 +206,6 @@ async def read_logs(job_id: str, coord: Coord, signer: Signer,
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
-def _chunk(c: dict[str, Any]) -> dict[str, Any]:
-    return {"seq": c["seq"], "stream": c["stream"], "at": c["at"],
-            "data": c["data"].decode("utf-8", "replace")}
+def _chunk(c: dict[str, Any]) -> LogChunkView:
+    return LogChunkView(seq=c["seq"], stream=c["stream"], at=c["at"],
+                        data=c["data"].decode("utf-8", "replace"))

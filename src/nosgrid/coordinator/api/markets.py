@@ -7,12 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.api.schemas import ERROR_RESPONSES
 from nosgrid.coordinator.services import economics
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.core.errors import Forbidden
 from nosgrid.core.markets import MarketParams, parse_market_params
+from nosgrid.core.views import MarketDetail, MarketNodeView
 
-router = APIRouter(prefix="/v1/markets", tags=["markets"])
+router = APIRouter(prefix="/v1/markets", tags=["markets"], responses=ERROR_RESPONSES)
 
 
 @router.get("")
@@ -22,27 +24,27 @@ async def list_markets(coord: Coord) -> list[MarketParams]:
 
 
 @router.get("/{name}")
-async def show_market(name: str, coord: Coord) -> dict[str, Any]:
+async def show_market(name: str, coord: Coord) -> MarketDetail:
     with coord.store.uow(write=False) as uow:
         market = uow.markets.get(name)
         nodes = [n for n in uow.nodes.all() if name in n["markets"]]
-    return {
+    return MarketDetail(
         **market.model_dump(),
-        "nodes_online": sum(1 for n in nodes if n["status"] == "online"),
-        "nodes_waiting": coord.notifier.waiting(name),
-    }
+        nodes_online=sum(1 for n in nodes if n["status"] == "online"),
+        nodes_waiting=coord.notifier.waiting(name),
+    )
 
 
 @router.get("/{name}/nodes")
-async def market_nodes(name: str, coord: Coord) -> list[dict[str, Any]]:
+async def market_nodes(name: str, coord: Coord) -> list[MarketNodeView]:
     """Nodes serving the market, best reputation × stake first."""
     now = int(coord.now())
     with coord.store.uow(write=False) as uow:
         uow.markets.get(name)
-        rows = [{"id": n["id"], "status": n["status"],
-                 **economics.node_standing(uow, n["id"], now)}
+        rows = [MarketNodeView(id=n["id"], status=n["status"],
+                               **economics.node_standing(uow, n["id"], now))
                 for n in uow.nodes.all() if name in n["markets"]]
-    return sorted(rows, key=lambda r: (-r["reputation"] * (1 + r["stake"]) ** 0.5, r["id"]))
+    return sorted(rows, key=lambda r: (-r.reputation * (1 + r.stake) ** 0.5, r.id))
 
 
 @router.post("", status_code=201)

@@ -4,41 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 from fastapi import APIRouter
 
 from nosgrid.coordinator.api.deps import Coord, Signer
-from nosgrid.coordinator.api.schemas import PollRequest, RegisterRequest, job_view
+from nosgrid.coordinator.api.schemas import (
+    ERROR_RESPONSES,
+    PollRequest,
+    RegisterRequest,
+    job_view,
+)
 from nosgrid.coordinator.services import economics
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.core.ledger import wallet
 from nosgrid.core.money import format_nos
+from nosgrid.core.views import HeartbeatView, NodeView, PollView, RegistrationView
 
-router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=ERROR_RESPONSES)
 
 
 @router.post("/register")
-async def register(body: RegisterRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def register(body: RegisterRequest, coord: Coord, signer: Signer) -> RegistrationView:
     with coord.store.uow() as uow:
         acct = uow.economics.stake(signer)
         stake = acct.market_stake if acct else 0
         reg = node_services.register(uow, signer, body.hardware, body.markets, coord.now(),
                                      stake)
         uow.commit()
-    return {"node_id": reg.node_id, "markets": reg.markets, "rejected": reg.rejected}
+    return RegistrationView(node_id=reg.node_id, markets=reg.markets, rejected=reg.rejected)
 
 
 @router.post("/heartbeat")
-async def heartbeat(coord: Coord, signer: Signer) -> dict[str, Any]:
+async def heartbeat(coord: Coord, signer: Signer) -> HeartbeatView:
     with coord.store.uow() as uow:
         node_services.heartbeat(uow, signer, coord.now())
         uow.commit()
-    return {"ok": True}
+    return HeartbeatView(ok=True)
 
 
 @router.post("/poll")
-async def poll(body: PollRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def poll(body: PollRequest, coord: Coord, signer: Signer) -> PollView:
     """Long-poll: returns a job as soon as one is assigned, or ``{"job": null}`` after wait."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.wait, coord.settings.long_poll_max_s)
@@ -52,11 +57,10 @@ async def poll(body: PollRequest, coord: Coord, signer: Signer) -> dict[str, Any
                 spec = uow.jobs.spec(job.spec_hash) if job else None
                 uow.commit()
             if job is not None:
-                coord.metrics.jobs.labels("assigned").inc()
-                return {"job": job_view(job), "spec": spec}
+                return PollView(job=job_view(job), spec=spec)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return {"job": None, "spec": None}
+                return PollView(job=None, spec=None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
         finally:
@@ -64,10 +68,9 @@ async def poll(body: PollRequest, coord: Coord, signer: Signer) -> dict[str, Any
 
 
 @router.get("/{node_id}")
-async def show_node(node_id: str, coord: Coord) -> dict[str, Any]:
+async def show_node(node_id: str, coord: Coord) -> NodeView:
     with coord.store.uow(write=False) as uow:
         node = uow.nodes.get(node_id)
         balance = uow.ledger.balance(wallet(node_id))
         standing = economics.node_standing(uow, node_id, int(coord.now()))
-    return {**node, "hardware": node["hardware"].model_dump(), "balance": balance,
-            "balance_nos": format_nos(balance), **standing}
+    return NodeView(**node, balance=balance, balance_nos=format_nos(balance), **standing)

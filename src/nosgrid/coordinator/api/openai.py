@@ -6,6 +6,10 @@ key's hold, it goes to the replica with the fewest outstanding requests (once mo
 another replica if the first fails before answering), and only the tokens that reached
 the client are charged. Streams are relayed event by event in the exact SSE framing the
 ``openai`` client parses; a stream that breaks ends with an ``{"error": …}`` event.
+
+Errors are ours (:mod:`nosgrid.core.errors`) up to here, where they are rendered in
+OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}`` (``OPENAI_ERRORS``);
+the coordinator's other routes keep nosgrid's own error shape.
 """
 
 from __future__ import annotations
@@ -18,15 +22,30 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nosgrid.coordinator.gateway import errors as oe
 from nosgrid.coordinator.gateway.registry import Replica
+from nosgrid.coordinator.gateway.replicas import model_not_found
 from nosgrid.coordinator.gateway.runtime import Gateway
 from nosgrid.coordinator.gateway.upstream import UpstreamError, UpstreamResponse
 from nosgrid.core.apikeys import KeyClaims
+from nosgrid.core.errors import (
+    AuthError,
+    InvalidApiKey,
+    InvalidInput,
+    ModelNotAllowed,
+    ModelNotFound,
+    ModelUnavailable,
+    NosgridError,
+    NotFound,
+    PayloadTooLarge,
+    PaymentRequired,
+    RateLimited,
+    UpstreamFailed,
+)
 from nosgrid.core.metering import Prices, Reservation
 
 log = logging.getLogger(__name__)
@@ -36,6 +55,43 @@ PATHS: dict[Kind, str] = {"chat": "/v1/chat/completions", "completions": "/v1/co
 RETRY_STATUSES = frozenset({502, 503, 504})
 
 router = APIRouter(prefix="/openai/v1", tags=["openai"])
+
+#: OpenAI's ``type`` and ``code`` for our errors: the first family the error belongs to
+#: decides (``QuotaExceeded`` is a ``PaymentRequired``); any other error is an
+#: ``invalid_request_error`` (4xx) or a ``server_error`` (5xx) with our own code. The
+#: status is the error's own ``http_status``.
+OPENAI_ERRORS: tuple[tuple[type[NosgridError], str, str | None], ...] = (
+    (InvalidApiKey, "invalid_request_error", "invalid_api_key"),
+    (AuthError, "invalid_request_error", "invalid_api_key"),
+    (ModelNotAllowed, "invalid_request_error", "model_not_allowed"),
+    (ModelNotFound, "invalid_request_error", "model_not_found"),
+    (InvalidInput, "invalid_request_error", None),  # OpenAI names the `param` instead
+    (PayloadTooLarge, "invalid_request_error", None),
+    (PaymentRequired, "insufficient_quota", "insufficient_quota"),
+    (RateLimited, "requests", "rate_limit_exceeded"),
+    (ModelUnavailable, "server_error", "model_unavailable"),
+    (UpstreamFailed, "server_error", "upstream_error"),
+)
+
+
+def openai_body(err: NosgridError, *, code: str | None = None) -> dict[str, Any]:
+    """``err`` in OpenAI's error shape (``code`` overrides the table's)."""
+    kind, their_code = next(
+        ((k, c) for family, k, c in OPENAI_ERRORS if isinstance(err, family)),
+        ("invalid_request_error" if err.http_status < 500 else "server_error", err.code))
+    return _openai_shape(err.message, kind, code or their_code, err.details.get("param"))
+
+
+def openai_error(err: NosgridError, *, code: str | None = None) -> JSONResponse:
+    return JSONResponse(openai_body(err, code=code), status_code=err.http_status)
+
+
+def _openai_shape(message: str, kind: str, code: str | None, param: Any) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _bad(message: str, param: str | None = None) -> InvalidInput:
+    return InvalidInput(message, param=param) if param else InvalidInput(message)
 
 
 def _gateway(request: Request) -> Gateway:
@@ -48,8 +104,8 @@ async def list_models(request: Request) -> Response:
     gw = _gateway(request)
     try:
         claims = gw.authorize(request.headers.get("authorization"), None)
-    except oe.GatewayError as err:
-        return err.response()
+    except NosgridError as err:
+        return openai_error(err)
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "nosgrid"}
             for m in gw.models() if claims.allows(m)]
     return Response(json.dumps({"object": "list", "data": data}), media_type="application/json")
@@ -73,9 +129,9 @@ async def embeddings(request: Request) -> Response:
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
                   include_in_schema=False)
 async def unknown(path: str) -> Response:
-    return oe.GatewayError(404, f"Unknown route /v1/{path}: the gateway serves /v1/models, "
-                           "/v1/chat/completions, /v1/completions and /v1/embeddings",
-                           "invalid_request_error", "unknown_url").response()
+    return openai_error(NotFound(f"Unknown route /v1/{path}: the gateway serves /v1/models, "
+                                 "/v1/chat/completions, /v1/completions and /v1/embeddings"),
+                        code="unknown_url")
 
 
 class GatewayDispatch:
@@ -116,27 +172,26 @@ def _parse(raw: bytes, kind: Kind, gw: Gateway) -> tuple[dict[str, Any], str, in
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise oe.bad_request("We could not parse the JSON body of your request.") from None
+        raise _bad("We could not parse the JSON body of your request.") from None
     if not isinstance(body, dict):
-        raise oe.bad_request("The body must be a JSON object.")
+        raise _bad("The body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise oe.bad_request("you must provide a model parameter", "model")
+        raise _bad("you must provide a model parameter", "model")
     field_name = {"chat": "messages", "completions": "prompt", "embeddings": "input"}[kind]
     value = body.get(field_name)
     if kind == "chat":
         if not isinstance(value, list) or not value or not all(
                 isinstance(m, dict) and isinstance(m.get("role"), str) for m in value):
-            raise oe.bad_request("'messages' must be a non-empty array of {role, content} "
-                                 "objects", "messages")
+            raise _bad("'messages' must be a non-empty array of {role, content} objects",
+                       "messages")
     elif not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
-        raise oe.bad_request(f"'{field_name}' must be a string or a non-empty array",
-                             field_name)
+        raise _bad(f"'{field_name}' must be a string or a non-empty array", field_name)
     if body.get("stream") not in (None, True, False):
-        raise oe.bad_request("'stream' must be a boolean", "stream")
+        raise _bad("'stream' must be a boolean", "stream")
     n = body.get("n", 1)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 8:
-        raise oe.bad_request("'n' must be an integer from 1 to 8", "n")
+        raise _bad("'n' must be an integer from 1 to 8", "n")
     prompt_bound = len(json.dumps(value).encode()) + 32 * (len(value) if isinstance(value, list)
                                                             else 1)
     if kind == "embeddings":
@@ -146,7 +201,7 @@ def _parse(raw: bytes, kind: Kind, gw: Gateway) -> tuple[dict[str, Any], str, in
         given = body.get(name)
         if given is not None and (isinstance(given, bool) or not isinstance(given, int)
                                   or not 1 <= given <= limit):
-            raise oe.bad_request(f"'{name}' must be an integer from 1 to {limit}", name)
+            raise _bad(f"'{name}' must be an integer from 1 to {limit}", name)
     max_tokens = int(body.pop("max_completion_tokens", None) or body.get("max_tokens")
                      or gw.settings.default_max_tokens)
     body["max_tokens"] = max_tokens
@@ -179,17 +234,17 @@ async def _proxy(request: Request, kind: Kind) -> Response:
             gw.authorize(request.headers.get("authorization"), model)  # raises the 403
         prices = gw.prices(model)
         if model not in gw.models():
-            raise oe.model_not_found(model)
+            raise model_not_found(model)
         res = gw.reserve(claims, prices.cost(prompt_bound, completion_bound))
-    except oe.GatewayError as err:
-        return err.response()
+    except NosgridError as err:
+        return openai_error(err)
     try:
         if body.get("stream") and kind != "embeddings":
             return await _stream(gw, claims, res, body, model, kind, prices)
         return await _plain(gw, res, body, model, kind, prices)
-    except oe.GatewayError as err:
+    except NosgridError as err:
         gw.meter.cancel(res)
-        return err.response()
+        return openai_error(err)
     except BaseException:
         gw.meter.cancel(res)
         raise
@@ -244,14 +299,18 @@ async def _plain(gw: Gateway, res: Reservation, body: dict[str, Any], model: str
                 content = json.dumps(answer).encode()
         except (ValueError, AttributeError, TypeError):
             gw.meter.cancel(res)
-            return oe.upstream(f"node {replica.node} sent a body that is not an OpenAI "
-                               "answer").response()
+            return openai_error(UpstreamFailed(f"node {replica.node} sent a body that is not "
+                                               "an OpenAI answer"))
         gw.charge(res, model=model, node=replica.node,
                   prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                  completion_tokens=int(usage.get("completion_tokens") or 0), prices=prices)
+                  completion_tokens=int(usage.get("completion_tokens") or 0), prices=prices,
+                  write_later=True)
+        # the charge's row is written once the answer is sent (or by the next flush if
+        # the client went away first): the commit is not in the client's latency
         return Response(content, media_type="application/json",
-                        headers=_headers(replica, cold_s))
-    raise oe.upstream(f"the request failed on two nodes; last: {last}")
+                        headers=_headers(replica, cold_s),
+                        background=BackgroundTask(gw.save_soon))
+    raise UpstreamFailed(f"the request failed on two nodes; last: {last}")
 
 
 def _pool_token_embeddings(answer: dict[str, Any]) -> bool:
@@ -279,13 +338,14 @@ def _upstream_error(code: int, content: bytes) -> Response:
             err = body["error"]
             if status == 500 and "validation" in str(err.get("message", "")):
                 status = 400  # llama.cpp reports a request it cannot validate as a 500
-            return oe.GatewayError(status, str(err.get("message") or "error"),
-                                   str(err.get("type") or "invalid_request_error"),
-                                   err.get("code"), err.get("param")).response()
+            return JSONResponse(_openai_shape(
+                str(err.get("message") or "error"),
+                str(err.get("type") or "invalid_request_error"), err.get("code"),
+                err.get("param")), status_code=status)
     except ValueError:
         pass
     text = content[:300].decode("utf-8", "replace")
-    return oe.upstream(f"the node answered {code}: {text}").response()
+    return openai_error(UpstreamFailed(f"the node answered {code}: {text}"))
 
 
 async def _stream(gw: Gateway, claims: KeyClaims, res: Reservation, body: dict[str, Any],
@@ -329,7 +389,7 @@ async def _stream(gw: Gateway, claims: KeyClaims, res: Reservation, body: dict[s
         return StreamingResponse(relay.events(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache",
                                           **_headers(replica, cold_s)})
-    raise oe.upstream(f"the stream failed on two nodes; last: {last}")
+    raise UpstreamFailed(f"the stream failed on two nodes; last: {last}")
 
 
 class _Retry(Exception):
@@ -431,9 +491,9 @@ class _Relay:
             self.gw.mark_failed(self.replica)
             log.warning("stream broke", extra={"node": self.replica.node, "err": repr(exc),
                                                "delivered": self.delivered})
-            err = oe.upstream(f"the node serving this stream failed after {self.delivered} "
-                              "tokens; you are charged only for those")
-            yield _sse(err.body())
+            err = UpstreamFailed(f"the node serving this stream failed after "
+                                 f"{self.delivered} tokens; you are charged only for those")
+            yield _sse(openai_body(err))
         finally:
             with contextlib.suppress(BaseException):
                 await self.upstream.aclose()

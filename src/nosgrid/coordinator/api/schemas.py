@@ -9,9 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from nosgrid.core.jobs.state import Job, payout
 from nosgrid.core.markets import HardwareReport
 from nosgrid.core.money import format_nos
+from nosgrid.core.views import ErrorBody, JobView, SettlementSplit
 
 #: the largest integer the store can hold (SQLite and PostgreSQL BIGINT); bounds cursors
 SQL_INT_MAX: Final = 2**63 - 1
+#: every router documents its error answers with this (``{"error": {"code", "message"}}``)
+ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    "4XX": {"model": ErrorBody, "description": "The caller's fault; `error.message` says "
+            "what to do (codes in nosgrid.core.errors)"},
+    "5XX": {"model": ErrorBody, "description": "The coordinator or a component it needs "
+            "failed (`unavailable` and its subclasses: retry later)"},
+}
 
 
 class Body(BaseModel):
@@ -73,22 +81,21 @@ class LogsRequest(Body):
     chunks: list[LogChunk] = Field(max_length=1000)
 
 
-def job_view(job: Job) -> dict[str, Any]:
+def job_view(job: Job) -> JobView:
     """A job as the API shows it: base units plus NOS strings for display."""
-    view: dict[str, Any] = {
-        "id": job.id, "client": job.client, "market": job.market, "state": job.state.value,
-        "node": job.node, "spec_hash": job.spec_hash, "timeout": job.timeout,
-        "deposit": job.deposit, "deposit_nos": format_nos(job.deposit),
-        "price_per_second": job.price_per_second, "created_at": job.created_at,
-        "assigned_at": job.assigned_at, "started_at": job.started_at,
-        "finished_at": job.finished_at, "seconds_used": job.seconds_used, "fault": job.fault,
-        "reason": job.reason, "attempts": job.attempts, "result": dict(job.result),
-    }
+    settlement = None
     if job.state.value == "settled":
         pay = payout(job)
-        view["settlement"] = {
-            "node_pay": pay.node_pay, "treasury_fee": pay.treasury_fee,
-            "stakers_fee": pay.stakers_fee, "refund": pay.refund,
-            "cost_nos": format_nos(job.deposit - pay.refund),
-        }
-    return view
+        settlement = SettlementSplit(
+            node_pay=pay.node_pay, treasury_fee=pay.treasury_fee,
+            stakers_fee=pay.stakers_fee, refund=pay.refund,
+            cost_nos=format_nos(job.deposit - pay.refund))
+    return JobView(
+        id=job.id, client=job.client, market=job.market, state=job.state,
+        node=job.node, spec_hash=job.spec_hash, timeout=job.timeout,
+        deposit=job.deposit, deposit_nos=format_nos(job.deposit),
+        price_per_second=job.price_per_second, created_at=job.created_at,
+        assigned_at=job.assigned_at, started_at=job.started_at,
+        finished_at=job.finished_at, seconds_used=job.seconds_used, fault=job.fault,
+        reason=job.reason, attempts=job.attempts, result=dict(job.result),
+        outcome=None if job.outcome is None else job.outcome.value, settlement=settlement)

@@ -14,13 +14,28 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.api.schemas import ERROR_RESPONSES
 from nosgrid.coordinator.gateway.runtime import Gateway
-from nosgrid.core.apikeys import KeyRejected, verify_key
-from nosgrid.core.errors import Forbidden, InvalidInput
+from nosgrid.core.apikeys import verify_key
+from nosgrid.core.errors import Forbidden, InvalidApiKey, InvalidInput
 from nosgrid.core.money import format_nos
+from nosgrid.core.views import (
+    DeploymentList,
+    DeploymentStatus,
+    DeploymentView,
+    KeyDetail,
+    KeyList,
+    KeyRevoked,
+    KeyView,
+    ReplicaView,
+    ServiceView,
+    Undeployed,
+    UsageRow,
+    UsageView,
+)
 from nosgrid.store.gateway import Deployment
 
-router = APIRouter(prefix="/v1", tags=["services"])
+router = APIRouter(prefix="/v1", tags=["services"], responses=ERROR_RESPONSES)
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -59,75 +74,72 @@ class DeployRequest(BaseModel):
 
 @router.post("/jobs/{job_id}/service")
 async def report_service(job_id: str, body: ServiceReport, gw: GW,
-                         signer: Signer) -> dict[str, Any]:
-    return gw.report_service(job_id, signer, body.op_id, body.endpoint, body.healthy,
-                             body.model)
+                         signer: Signer) -> ServiceView:
+    return ServiceView(**gw.report_service(job_id, signer, body.op_id, body.endpoint,
+                                           body.healthy, body.model))
 
 
 @router.post("/keys", status_code=201)
 async def register_key(body: KeyRegistration, coord: Coord, gw: GW,
-                       signer: Signer) -> dict[str, Any]:
+                       signer: Signer) -> KeyView:
     from nosgrid.store.gateway import GatewayRepo
 
     try:
         claims = verify_key(body.key, now=coord.now())
-    except KeyRejected as exc:
+    except InvalidApiKey as exc:  # registering a bad key is bad input, not a bad login
         raise InvalidInput(exc.message) from None
     if claims.owner != signer:
         raise Forbidden("register keys signed by your own keypair")
     with coord.store.uow() as uow:
         GatewayRepo(uow.conn).add_key(claims, body.label, int(coord.now()))
         uow.commit()
-    return {"kid": claims.kid, "owner": claims.owner, "cap": claims.cap,
-            "cap_nos": format_nos(claims.cap), "expires_at": claims.expires_at,
-            "models": list(claims.models)}
+    return KeyView(kid=claims.kid, owner=claims.owner, cap=claims.cap,
+                   cap_nos=format_nos(claims.cap), expires_at=claims.expires_at,
+                   models=list(claims.models))
 
 
 @router.get("/keys")
-async def list_keys(gw: GW, signer: Signer) -> dict[str, Any]:
-    rows = gw.keys_of(signer)
-    for row in rows:
-        row["cap_nos"], row["spent_nos"] = format_nos(row["cap"]), format_nos(row["spent"])
-    return {"keys": rows}
+async def list_keys(gw: GW, signer: Signer) -> KeyList:
+    return KeyList(keys=[KeyDetail(**row, cap_nos=format_nos(row["cap"]),
+                                   spent_nos=format_nos(row["spent"]))
+                         for row in gw.keys_of(signer)])
 
 
 @router.post("/keys/{kid}/revoke")
-async def revoke_key(kid: str, gw: GW, signer: Signer) -> dict[str, Any]:
-    return gw.revoke(kid, signer)
+async def revoke_key(kid: str, gw: GW, signer: Signer) -> KeyRevoked:
+    return KeyRevoked(**gw.revoke(kid, signer))
 
 
 @router.get("/usage")
-async def usage(gw: GW, signer: Signer) -> dict[str, Any]:
-    rows = gw.usage(signer)
-    for row in rows:
-        row["cost_nos"] = format_nos(row["cost"])
-    return {"usage": rows}
+async def usage(gw: GW, signer: Signer) -> UsageView:
+    return UsageView(usage=[UsageRow(**row, cost_nos=format_nos(row["cost"]))
+                            for row in gw.usage(signer)])
 
 
 @router.post("/deployments", status_code=201)
-async def deploy(body: DeployRequest, coord: Coord, gw: GW, signer: Signer) -> dict[str, Any]:
+async def deploy(body: DeployRequest, coord: Coord, gw: GW, signer: Signer) -> DeploymentView:
     if body.min > body.max:
         raise InvalidInput("--min must not exceed --max")
     d = Deployment(body.model, signer, body.market, json.dumps(body.spec), body.min, body.max,
                    body.idle_s, body.prompt_price, body.completion_price, int(coord.now()))
-    return gw.deploy(d).view()
+    return DeploymentView(**gw.deploy(d).view())
 
 
 @router.get("/deployments")
-async def deployments(gw: GW) -> dict[str, Any]:
+async def deployments(gw: GW) -> DeploymentList:
     out = []
     for d in gw.deployments.values():
         replicas = gw.registry.for_model(d.model)
-        out.append({**d.view(), "replicas": [
-            {"job_id": r.job_id, "node": r.node, "healthy": r.healthy,
-             "outstanding": r.outstanding} for r in replicas],
-            "starting": [s.job_id for s in gw.starting.values() if s.model == d.model],
-            "cold_starts_s": [round(c.seconds or 0, 3) for c in gw.cold_starts
-                              if c.model == d.model][-10:]})
-    return {"deployments": out}
+        out.append(DeploymentStatus(**d.view(), replicas=[
+            ReplicaView(job_id=r.job_id, node=r.node, healthy=r.healthy,
+                        outstanding=r.outstanding) for r in replicas],
+            starting=[s.job_id for s in gw.starting.values() if s.model == d.model],
+            cold_starts_s=[round(c.seconds or 0, 3) for c in gw.cold_starts
+                           if c.model == d.model][-10:]))
+    return DeploymentList(deployments=out)
 
 
 @router.delete("/deployments/{model:path}")
-async def undeploy(model: str, gw: GW, signer: Signer) -> dict[str, Any]:
+async def undeploy(model: str, gw: GW, signer: Signer) -> Undeployed:
     gw.undeploy(model, signer)
-    return {"model": model, "deleted": True}
+    return Undeployed(model=model, deleted=True)

@@ -18,13 +18,23 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from nosgrid.coordinator.api.deps import Coord, Signer
+from nosgrid.coordinator.api.schemas import ERROR_RESPONSES
 from nosgrid.coordinator.runtime import Coordinator
-from nosgrid.coordinator.services.jobs import get_job_for
+from nosgrid.coordinator.services.lifecycle import get_job_for
 from nosgrid.core.errors import InvalidInput, NotFound
 from nosgrid.core.money import format_nos, parse_nos
+from nosgrid.core.views import (
+    JobPayouts,
+    OnchainVerifyReport,
+    PayoutView,
+    SolanaAccountView,
+    SolanaFaucetView,
+    SolanaInfo,
+    SolanaSubmitted,
+)
 from nosgrid.settlement.onchain import SolanaBackend
 
-router = APIRouter(prefix="/v1/solana", tags=["solana"])
+router = APIRouter(prefix="/v1/solana", tags=["solana"], responses=ERROR_RESPONSES)
 
 
 class SubmitRequest(BaseModel):
@@ -51,13 +61,13 @@ def _view(account: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/info")
-async def info(coord: Coord) -> dict[str, Any]:
+async def info(coord: Coord) -> SolanaInfo:
     """Mint, settlement authority (the delegate to approve), vaults and a recent blockhash."""
-    return await _backend(coord).info()
+    return SolanaInfo(**await _backend(coord).info())
 
 
 @router.post("/submit")
-async def submit(body: SubmitRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def submit(body: SubmitRequest, coord: Coord, signer: Signer) -> SolanaSubmitted:
     """Relay a transaction the signer built and signed (an approval), then mirror the
     resulting allowance into the ledger."""
     backend = _backend(coord)
@@ -67,23 +77,24 @@ async def submit(body: SubmitRequest, coord: Coord, signer: Signer) -> dict[str,
         raise InvalidInput("transaction must be base64") from exc
     signature = await backend.relay(raw, signer)
     account = await backend.sync(coord.store, signer, int(coord.now()))
-    return {"signature": signature, **_view(account)}
+    return SolanaSubmitted(signature=signature, **_view(account))
 
 
 @router.post("/sync")
-async def sync(coord: Coord, signer: Signer) -> dict[str, Any]:
+async def sync(coord: Coord, signer: Signer) -> SolanaAccountView:
     """Re-read the signer's on-chain allowance (after approving elsewhere)."""
-    return _view(await _backend(coord).sync(coord.store, signer, int(coord.now())))
+    return SolanaAccountView(**_view(await _backend(coord).sync(coord.store, signer,
+                                                                int(coord.now()))))
 
 
 @router.get("/account")
-async def account(coord: Coord, signer: Signer) -> dict[str, Any]:
+async def account(coord: Coord, signer: Signer) -> SolanaAccountView:
     """On-chain balance and allowance next to what the ledger reserves."""
-    return _view(await _backend(coord).account(coord.store, signer))
+    return SolanaAccountView(**_view(await _backend(coord).account(coord.store, signer)))
 
 
 @router.post("/faucet")
-async def faucet(body: SolanaFaucetRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def faucet(body: SolanaFaucetRequest, coord: Coord, signer: Signer) -> SolanaFaucetView:
     """Dev only (``--settlement litesvm --faucet``): SOL for fees and NOS minted on chain."""
     backend = _backend(coord)
     if not coord.settings.faucet:
@@ -93,20 +104,21 @@ async def faucet(body: SolanaFaucetRequest, coord: Coord, signer: Signer) -> dic
         raise InvalidInput(f"ask for 0 < amount ≤ {format_nos(coord.settings.faucet_cap_per_hour)}"
                            " NOS")
     balance = await backend.faucet(signer, amount)
-    return {"pubkey": signer, "onchain_balance": balance,
-            "onchain_balance_nos": format_nos(balance)}
+    return SolanaFaucetView(pubkey=signer, onchain_balance=balance,
+                            onchain_balance_nos=format_nos(balance))
 
 
 @router.get("/payouts/{job_id}")
-async def payouts(job_id: str, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def payouts(job_id: str, coord: Coord, signer: Signer) -> JobPayouts:
     """The on-chain payout of a settled job (status, signature, legs)."""
     backend = _backend(coord)
     with coord.store.uow(write=False) as uow:
         get_job_for(uow, job_id, signer)
-    return {"job_id": job_id, "payouts": backend.payouts(coord.store, job_id)}
+    return JobPayouts(job_id=job_id, payouts=[PayoutView(**p) for p in
+                                              backend.payouts(coord.store, job_id)])
 
 
 @router.get("/verify")
-async def verify(coord: Coord) -> dict[str, Any]:
+async def verify(coord: Coord) -> OnchainVerifyReport:
     """``nosgrid ledger verify --onchain``: chain of hashes, anchors, balances on chain."""
-    return await _backend(coord).reconcile(coord.store)
+    return OnchainVerifyReport(**await _backend(coord).reconcile(coord.store))

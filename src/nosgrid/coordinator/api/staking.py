@@ -8,12 +8,13 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from nosgrid.coordinator.api.deps import Coord, Signer
-from nosgrid.coordinator.api.schemas import Body
+from nosgrid.coordinator.api.schemas import ERROR_RESPONSES, Body
 from nosgrid.coordinator.services import economics
 from nosgrid.core import staking
 from nosgrid.core.money import format_nos, parse_nos
+from nosgrid.core.views import ClaimView, StakeView
 
-router = APIRouter(prefix="/v1", tags=["staking"])
+router = APIRouter(prefix="/v1", tags=["staking"], responses=ERROR_RESPONSES)
 
 
 class StakeRequest(Body):
@@ -32,12 +33,12 @@ def _view(coord: Coord, owner: str) -> dict[str, Any]:
 
 
 @router.get("/stake")
-async def my_stake(coord: Coord, signer: Signer) -> dict[str, Any]:
-    return _view(coord, signer)
+async def my_stake(coord: Coord, signer: Signer) -> StakeView:
+    return StakeView(**_view(coord, signer))
 
 
 @router.post("/stake")
-async def change_stake(body: StakeRequest, coord: Coord, signer: Signer) -> dict[str, Any]:
+async def change_stake(body: StakeRequest, coord: Coord, signer: Signer) -> StakeView:
     now = int(coord.now())
     amount = parse_nos(body.amount) if body.amount is not None else None
     cmd: staking.StakeCommand
@@ -56,16 +57,16 @@ async def change_stake(body: StakeRequest, coord: Coord, signer: Signer) -> dict
     with coord.store.uow() as uow:
         economics.stake_command(uow, cmd)
         uow.commit()
-    return _view(coord, signer)
+    return StakeView(**_view(coord, signer))
 
 
 @router.post("/rewards/claim")
-async def claim(coord: Coord, signer: Signer) -> dict[str, Any]:
+async def claim(coord: Coord, signer: Signer) -> ClaimView:
     with coord.store.uow() as uow:
         res = economics.stake_command(uow, staking.ClaimRewards(signer, int(coord.now())))
         uow.commit()
     claimed = sum(p.amount for p in res.postings)
-    return {"claimed": claimed, "claimed_nos": format_nos(claimed), **_view(coord, signer)}
+    return ClaimView(claimed=claimed, claimed_nos=format_nos(claimed), **_view(coord, signer))
 
 
 def _need(value: int | None, name: str) -> int:

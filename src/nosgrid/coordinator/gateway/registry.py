@@ -29,7 +29,11 @@ class Replica:
     healthy: bool = True
     reputation: float = 0.0
     outstanding: int = 0
-    last_used: float = 0.0
+    last_used: float = 0.0  # this worker's last request to it (monotonic)
+    #: the last request any worker sent it, as the table says (monotonic, for idle stops)
+    last_used_by_any: float = 0.0
+    #: the ``updated_at`` of the node's last report (a newer row replaces what we know)
+    reported_at: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -46,7 +50,7 @@ class Registry:
         old = self.replicas.get(replica.key)
         if old is not None:
             old.endpoint, old.healthy, old.model = replica.endpoint, replica.healthy, replica.model
-            old.node = replica.node
+            old.node, old.reported_at = replica.node, replica.reported_at
         else:
             self.replicas[replica.key] = replica
         if replica.healthy:

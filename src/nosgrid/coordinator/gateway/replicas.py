@@ -1,6 +1,13 @@
 """The gateway's replicas: the service registry that nodes' reports feed, deployments and
 scale to zero, and finding a healthy replica for a request.
 
+The tables (``gateway_services``, ``gateway_deployments``) are the truth; every worker
+reads them again each tick (:meth:`ReplicasMixin.sync`), so a report that reached another
+coordinator process, or a deployment made through it, is seen here within one tick. A
+worker starts a replica only if, in the same transaction, the model's jobs in the table
+are fewer than wanted, so two processes cannot both fill the same gap; idle replicas stop
+on the last use by any worker (``last_used_at``, written by each worker's flush).
+
 :class:`ReplicasMixin` is one half of :class:`~nosgrid.coordinator.gateway.runtime.
 Gateway`, kept in its own module for size: its methods read and write the gateway's state
 directly, so the attributes they use are declared on the mixin and set by
@@ -18,15 +25,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from nosgrid.coordinator.gateway import errors as oe
 from nosgrid.coordinator.gateway.registry import Registry, Replica
 from nosgrid.coordinator.gateway.settings import GatewaySettings
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.services import economics
 from nosgrid.coordinator.services import jobs as job_services
-from nosgrid.core.errors import NosgridError
+from nosgrid.core.errors import (
+    Forbidden,
+    ModelNotFound,
+    ModelUnavailable,
+    NosgridError,
+    NotFound,
+    UpstreamFailed,
+)
 from nosgrid.core.jobs.load import canonical_json, parse_job_definition
-from nosgrid.core.jobs.load import spec_hash as hash_of
 from nosgrid.core.jobs.state import OPEN
 from nosgrid.core.metering import Prices
 from nosgrid.store.gateway import Deployment, GatewayRepo
@@ -43,6 +55,7 @@ class ColdStart:
     job_id: str
     posted_at: float
     ready_at: float | None = None
+    by_us: bool = True  # False: another process posted it (its cold start is not ours)
 
     @property
     def seconds(self) -> float | None:
@@ -76,24 +89,79 @@ class ReplicasMixin:
         with self.coord.store.uow() as uow:
             job = uow.jobs.get(job_id)
             if job.node != node:
-                from nosgrid.core.errors import Forbidden
                 raise Forbidden(f"job {job_id} is not running on this node")
             name = model or self.model_of_job(job_id) or op_id
             GatewayRepo(uow.conn).put_service(job_id, op_id, node, name, endpoint, healthy, now)
             rep = float(economics.node_standing(uow, node, int(now))["reputation"])
             uow.commit()
-        self.job_models[job_id] = name
-        self.registry.upsert(Replica(job_id, op_id, node, name, endpoint, healthy, rep,
-                                     last_used=time.monotonic()))
-        start = self.starting.pop(job_id, None)
-        if start is not None and healthy:
+        self._reported(Replica(job_id, op_id, node, name, endpoint, healthy, rep,
+                               last_used=time.monotonic(), reported_at=now))
+        return {"job_id": job_id, "model": name, "healthy": healthy}
+
+    def _reported(self, replica: Replica) -> None:
+        """A report (to this process, or read from the table) about one replica."""
+        self.job_models[replica.job_id] = replica.model
+        self.registry.upsert(replica)
+        start = self.starting.pop(replica.job_id, None)
+        if start is not None and not replica.healthy:
+            self.starting[replica.job_id] = start
+        elif start is not None and start.by_us:  # (another process's it records itself)
             start.ready_at = time.monotonic()
             self.cold_starts.append(start)
-            log.info("replica ready", extra={"model": name, "job": job_id,
+            log.info("replica ready", extra={"model": replica.model, "job": replica.job_id,
                                              "cold_start_s": round(start.seconds or 0, 3)})
-        elif start is not None:
-            self.starting[job_id] = start
-        return {"job_id": job_id, "model": name, "healthy": healthy}
+
+    def sync(self) -> None:
+        """Deployments and replicas as their tables say (any process may have changed them).
+
+        A row newer than what this worker knows replaces it (a replica this worker marked
+        failed stays so until the node reports again or a probe succeeds); a job with only
+        its placeholder row is starting; what the tables no longer have is forgotten.
+        """
+        with self.coord.store.uow(write=False) as uow:
+            repo = GatewayRepo(uow.conn)
+            self.deployments = {d.model: d for d in repo.deployments()}
+            rows = repo.services()
+            fresh = []
+            for row in rows:
+                known = self.registry.replicas.get((str(row["job_id"]), str(row["op_id"])))
+                if row["op_id"] and (known is None
+                                     or float(row["updated_at"]) > known.reported_at):
+                    rep = (known.reputation if known is not None else float(
+                        economics.node_standing(uow, str(row["node"]),
+                                                int(self.coord.now()))["reputation"]))
+                    fresh.append(Replica(str(row["job_id"]), str(row["op_id"]),
+                                         str(row["node"]), str(row["model"]),
+                                         str(row["endpoint"]), bool(row["healthy"]), rep,
+                                         reported_at=float(row["updated_at"])))
+        mono, wall = time.monotonic(), self.coord.now()
+        for replica in fresh:
+            self._reported(replica)
+        jobs = {str(r["job_id"]) for r in rows}
+        reported = {str(r["job_id"]) for r in rows if r["op_id"]}
+        for row in rows:
+            job_id = str(row["job_id"])
+            if job_id not in reported and job_id not in self.starting:
+                self.job_models[job_id] = str(row["model"])  # another process started it
+                self.starting[job_id] = ColdStart(str(row["model"]), job_id, mono,
+                                                  by_us=False)
+            seen = self.registry.replicas.get((job_id, str(row["op_id"])))
+            if seen is not None:  # used by any worker, or else reported, that long ago
+                used = max(float(row["updated_at"]), float(row["last_used_at"] or 0.0))
+                seen.last_used_by_any = mono - max(0.0, wall - used)
+        gone = [j for j in {r.job_id for r in self.registry.replicas.values()} | set(
+            self.starting) if j not in jobs]
+        if gone:
+            self._forget(gone)
+
+    def _forget(self, job_ids: list[str]) -> None:
+        self.registry.drop_jobs(job_ids)
+        for j in job_ids:
+            self.starting.pop(j, None)
+            self.job_models.pop(j, None)
+        for model in {r.model for r in self.registry.replicas.values()} | set(self.deployments):
+            if not any(r.healthy for r in self.registry.for_model(model)):
+                self.registry.ready[model].clear()
 
     def refresh(self) -> None:
         """Forget replicas whose job ended (finished, failed, cancelled, timed out)."""
@@ -104,13 +172,7 @@ class ReplicasMixin:
             ended = [j for j in jobs if uow.jobs.get(j).state.value not in LIVE_STATES]
         if not ended:
             return
-        self.registry.drop_jobs(ended)
-        for j in ended:
-            self.starting.pop(j, None)
-            self.job_models.pop(j, None)
-        for model in {r.model for r in self.registry.replicas.values()} | set(self.deployments):
-            if not any(r.healthy for r in self.registry.for_model(model)):
-                self.registry.ready[model].clear()
+        self._forget(ended)
         with self.coord.store.uow() as uow:
             GatewayRepo(uow.conn).drop_services(ended)
             uow.commit()
@@ -126,50 +188,48 @@ class ReplicasMixin:
 
     def deploy(self, d: Deployment) -> Deployment:
         defn = parse_job_definition(json.loads(d.spec))  # InvalidJobSpec if it is not one
+        canonical = Deployment(**{**d.__dict__, "spec": canonical_json(defn).decode()})
         with self.coord.store.uow() as uow:
             uow.markets.get(d.market)
-            GatewayRepo(uow.conn).put_deployment(d)
+            GatewayRepo(uow.conn).put_deployment(canonical)
             uow.commit()
-        self.deployments[d.model] = Deployment(**{**d.__dict__,
-                                                  "spec": canonical_json(defn).decode()})
+        self.deployments[d.model] = canonical
         self.autoscale()
         return d
 
     def undeploy(self, model: str, owner: str) -> None:
-        d = self.deployments.get(model)
-        if d is None or d.owner != owner:
-            from nosgrid.core.errors import NotFound
-            raise NotFound(f"no deployment of {model} by you")
         with self.coord.store.uow() as uow:
-            GatewayRepo(uow.conn).drop_deployment(model)
+            repo = GatewayRepo(uow.conn)
+            d = repo.lock_deployment(model)
+            if d is None or d.owner != owner:
+                raise NotFound(f"no deployment of {model} by you")
+            repo.drop_deployment(model)
             uow.commit()
-        del self.deployments[model]
+        self.deployments.pop(model, None)
         for r in self.registry.for_model(model):
             self._cancel(r.job_id, owner)
         for job_id, cs in list(self.starting.items()):
             if cs.model == model:
                 self._cancel(job_id, owner)
 
-    def start_replica(self, d: Deployment) -> str:
-        """Post the deployment's service job as its owner (raises if the wallet is short)."""
+    def start_replica(self, d: Deployment, *, below: int) -> str | None:
+        """Post the deployment's service job as its owner, if the model has fewer than
+        ``below`` jobs in the table (whichever process posted them); None if not. Raises if
+        the wallet is short."""
         defn = parse_job_definition(json.loads(d.spec))
         now = int(self.coord.now())
         with self.coord.store.uow() as uow:
+            repo = GatewayRepo(uow.conn)
+            if repo.lock_deployment(d.model) is None or len(repo.service_jobs(d.model)) >= below:
+                return None  # undeployed meanwhile, or enough replicas posted already
             params = uow.markets.get(d.market)
-            job = job_services.post_job(
-                uow, client=d.owner, market_name=d.market, spec_hash=hash_of(defn),
-                spec_body=canonical_json(defn).decode(), timeout=params.max_timeout,
-                max_price=None, now=now)
+            job = job_services.post_job(uow, client=d.owner, definition=defn, market=d.market,
+                                        timeout=params.max_timeout, now=now)
             job = job_services.dispatch(uow, job, now, self.coord.matcher)
-            GatewayRepo(uow.conn).put_service(job.id, "", job.node or "", d.model, "", False,
-                                              now)
+            repo.put_service(job.id, "", job.node or "", d.model, "", False, now)
             uow.commit()
         self.job_models[job.id] = d.model
         self.starting[job.id] = ColdStart(d.model, job.id, time.monotonic())
-        if job.node is not None:
-            self.coord.notifier.wake(job.node)
-        else:
-            self.coord.notifier.notify(d.market)
         log.info("starting a replica", extra={"model": d.model, "job": job.id})
         return job.id
 
@@ -184,7 +244,6 @@ class ReplicasMixin:
             GatewayRepo(uow.conn).drop_services([job_id])
             uow.commit()
         self.job_models.pop(job_id, None)
-        self.coord.wake_logs(job_id)
         self.registry.drop_jobs([job_id])
         self.starting.pop(job_id, None)
 
@@ -195,16 +254,20 @@ class ReplicasMixin:
             starting = sum(1 for s in self.starting.values() if s.model == d.model)
             count = len(replicas) + starting
             if count < d.min_replicas:
-                self._try_start(d)
+                self._try_start(d, below=d.min_replicas)
                 continue
-            idle = [r for r in replicas if r.outstanding == 0 and now - r.last_used >= d.idle_s]
-            for r in sorted(idle, key=lambda r: r.last_used)[: max(0, count - d.min_replicas)]:
+            idle = [r for r in replicas if r.outstanding == 0
+                    and now - max(r.last_used, r.last_used_by_any) >= d.idle_s]
+            for r in sorted(idle, key=lambda r: max(r.last_used, r.last_used_by_any))[
+                    : max(0, count - d.min_replicas)]:
                 log.info("stopping an idle replica", extra={"model": d.model, "job": r.job_id})
                 self._cancel(r.job_id, d.owner)
 
-    def _try_start(self, d: Deployment) -> bool:
+    def _try_start(self, d: Deployment, *, below: int) -> bool:
+        """Start a replica unless the table has ``below`` already; False if it could not
+        (True also when another process's replica is on its way)."""
         try:
-            self.start_replica(d)
+            self.start_replica(d, below=below)
             return True
         except NosgridError as exc:
             log.warning("cannot start a replica", extra={"model": d.model, "err": exc.message})
@@ -223,19 +286,19 @@ class ReplicasMixin:
         if replica is not None:
             if (d is not None and replica.outstanding >= self.settings.scale_up_outstanding
                     and count < d.max_replicas):
-                self._try_start(d)
+                self._try_start(d, below=count + 1)
             return replica
         if d is None and not self.registry.for_model(model):
-            raise oe.model_not_found(model)
+            raise model_not_found(model)
         starting = any(s.model == model for s in self.starting.values())
         if d is not None and not starting and count < d.max_replicas:
-            starting = self._try_start(d)
+            starting = self._try_start(d, below=count + 1)
             if not starting and not self.registry.for_model(model):
-                raise oe.unavailable(f"cannot start a replica of `{model}` (its owner's "
-                                     "wallet or the market has no room); retry later")
+                raise ModelUnavailable(f"cannot start a replica of `{model}` (its owner's "
+                                       "wallet or the market has no room); retry later")
         others = [r for r in self.registry.for_model(model) if r.key not in exclude]
         if exclude and not others and not starting:
-            raise oe.upstream(f"every replica of `{model}` failed this request")
+            raise UpstreamFailed(f"every replica of `{model}` failed this request")
         wait_s = (self.settings.cold_start_timeout_s if starting
                   else self.settings.unhealthy_wait_s)
         event = self.registry.ready[model]
@@ -243,8 +306,8 @@ class ReplicasMixin:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise oe.unavailable(f"no healthy replica of `{model}` within {wait_s:g} s; "
-                                     "retry shortly")
+                raise ModelUnavailable(f"no healthy replica of `{model}` within {wait_s:g} "
+                                       "s; retry shortly")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(remaining, 1.0))
             replica = self.registry.pick(model, exclude)
@@ -254,6 +317,11 @@ class ReplicasMixin:
 
     def mark_failed(self, replica: Replica) -> None:
         self.registry.mark_unhealthy(replica)
+
+
+def model_not_found(model: str) -> ModelNotFound:
+    return ModelNotFound(f"The model `{model}` does not exist or no node serves it; list "
+                         "models with GET /v1/models or deploy it with `nosgrid deploy`")
 
 
 def model_from_spec(spec: dict[str, Any]) -> str | None:
@@ -271,4 +339,4 @@ def model_from_spec(spec: dict[str, Any]) -> str | None:
     return None
 
 
-__all__ = ["LIVE_STATES", "ColdStart", "ReplicasMixin", "model_from_spec"]
+__all__ = ["LIVE_STATES", "ColdStart", "ReplicasMixin", "model_from_spec", "model_not_found"]

@@ -1,66 +1,69 @@
 """The gateway inside the coordinator: keys, the service registry, metering, scale to zero.
 
 One :class:`Gateway` lives next to the :class:`~nosgrid.coordinator.runtime.Coordinator`
-(``app.state.gateway``). It is the only writer of the ``gwhold:*`` ledger accounts, so
-its in-memory books (``Meter``) mirror them exactly; every money movement still goes
-through ``uow.ledger.append`` and the ledger's invariants. The service registry, deployments
-and scale to zero are the :class:`~nosgrid.coordinator.gateway.replicas.ReplicasMixin`
-half of the class (``replicas.py``); its knobs are ``GatewaySettings`` (``settings.py``).
+(``app.state.gateway``); several coordinator processes on one database each run one, as
+a **worker** with its own lease. What they share is authoritative in the database; what a
+worker keeps in memory is a cache no other process can contradict: its own holds
+(``gwhold:<kid>:<worker>``, which only it spends from — ``billing.py``), verified keys and
+revocations (a revoked key stays revoked; a key's row is read again after
+``key_recheck_s``), and the deployments and replicas, read again from their tables on
+every tick (``replicas.py``). Every money movement goes through ``uow.ledger.append`` and
+the ledger's invariants. Its knobs are ``GatewaySettings`` (``settings.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import Coroutine
 from typing import Any
 
 import httpx
 
-from nosgrid.coordinator.gateway import errors as oe
-from nosgrid.coordinator.gateway.registry import Registry, Replica
-from nosgrid.coordinator.gateway.replicas import (
-    LIVE_STATES,
-    ColdStart,
-    ReplicasMixin,
-    model_from_spec,
-)
+from nosgrid.coordinator.gateway.billing import BillingMixin
+from nosgrid.coordinator.gateway.registry import Registry
+from nosgrid.coordinator.gateway.replicas import ColdStart, ReplicasMixin, model_from_spec
 from nosgrid.coordinator.gateway.settings import GatewaySettings
 from nosgrid.coordinator.gateway.upstream import UpstreamPool
 from nosgrid.coordinator.runtime import Coordinator
-from nosgrid.core.apikeys import KeyClaims, KeyRejected, verify_key
-from nosgrid.core.errors import NosgridError
-from nosgrid.core.ledger import wallet
-from nosgrid.core.metering import (
-    HOLD_PREFIX,
-    Meter,
-    Prices,
-    QuotaExceeded,
-    Reservation,
-    hold_account,
-    release_postings,
-)
-from nosgrid.settlement.backend import settlement_of
+from nosgrid.core.apikeys import KeyClaims, verify_key
+from nosgrid.core.errors import InvalidApiKey, ModelNotAllowed, NotFound
+from nosgrid.core.metering import Charge, Meter, hold_account
 from nosgrid.store.gateway import Deployment, GatewayRepo
 
 log = logging.getLogger(__name__)
 
 
-class Gateway(ReplicasMixin):
-    """Shared state of the OpenAI routes (see ``routes.py``) and the service-registry API.
+class Gateway(BillingMixin, ReplicasMixin):
+    """Shared state of the OpenAI routes (``coordinator/api/openai.py``) and the
+    service-registry API.
 
-    The registry, deployment and scaling methods live in ``replicas.py``
+    Money (holds, charges, flushes, dead workers) lives in ``billing.py``
+    (:class:`~nosgrid.coordinator.gateway.billing.BillingMixin`); the registry, deployment
+    and scaling methods in ``replicas.py``
     (:class:`~nosgrid.coordinator.gateway.replicas.ReplicasMixin`).
     """
 
     def __init__(self, coord: Coordinator, settings: GatewaySettings | None = None) -> None:
         self.coord = coord
         self.settings = settings or GatewaySettings()
-        self.meter = Meter(fee_bps=self.settings.fee_bps, topup_chunk=self.settings.topup_chunk)
+        #: this process's worker id: its lease row, its holds, its charges
+        self.worker = secrets.token_hex(8)
+        self.meter = Meter(self.worker, fee_bps=self.settings.fee_bps,
+                           topup_chunk=self.settings.topup_chunk)
         self.registry = Registry()
+        #: keys known revoked (a cache that cannot go wrong: a revocation is forever)
         self.revoked: set[str] = set()
+        self._checked: dict[str, float] = {}  # kid → when its row was last read (monotonic)
+        self._unsaved: list[tuple[int, Charge]] = []
+        self._charge_seq = itertools.count(1)
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._last_touch = 0.0
+        self._retired = False  # stopped: its lease and holds are gone
         self.deployments: dict[str, Deployment] = {}
         self.job_models: dict[str, str] = {}
         self.starting: dict[str, ColdStart] = {}  # job id → a replica being started
@@ -79,35 +82,13 @@ class Gateway(ReplicasMixin):
     # ------------------------------------------------------------------ lifecycle
 
     def load(self) -> None:
-        """Read revocations, deployments and live services; return stray holds."""
-        now = self.coord.now()
+        """Register this worker, take over dead ones, read deployments and live replicas."""
         with self.coord.store.uow() as uow:
-            repo = GatewayRepo(uow.conn)
-            self.revoked = repo.revoked()
-            self.deployments = {d.model: d for d in repo.deployments()}
-            dead = []
-            for row in repo.services():
-                job_id = str(row["job_id"])
-                if uow.jobs.get(job_id).state.value not in LIVE_STATES:
-                    dead.append(job_id)
-                    continue
-                self.job_models[job_id] = str(row["model"])
-                if row["op_id"]:
-                    self.registry.upsert(Replica(job_id, str(row["op_id"]), str(row["node"]),
-                                                 str(row["model"]), str(row["endpoint"]),
-                                                 bool(row["healthy"])))
-            repo.drop_services(dead)
-            # holds left by a crash: their pending usage died with the process
-            stray = [(acct[len(HOLD_PREFIX):], amount)
-                     for acct, amount in uow.ledger.balances(HOLD_PREFIX).items() if amount > 0]
-            rows = []
-            for kid, amount in stray:
-                key = repo.key(kid)
-                if key is not None:
-                    rows.append((kid, str(key["owner"]), amount))
-            if rows:
-                uow.ledger.append("gateway.release", "startup", int(now), release_postings(rows))
+            GatewayRepo(uow.conn).add_worker(self.worker, self.coord.now())
             uow.commit()
+        self.take_over_dead()
+        self.sync()
+        self.refresh()
 
     async def start(self) -> None:
         self.load()
@@ -115,13 +96,15 @@ class Gateway(ReplicasMixin):
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        """Stop the loop, let requests settle, pay every charge, return every hold and drop
+        this worker's lease (one transaction)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._background:
             await asyncio.wait(set(self._background), timeout=10.0)
-        self.flush(release_all=True)
+        self.flush(retire=True)
         await self.http.aclose()
         await self.upstream.aclose()
 
@@ -152,162 +135,104 @@ class Gateway(ReplicasMixin):
                 self.registry.ready[r.model].set()
 
     def tick(self) -> None:
-        """Flush when due, forget ended replicas, stop idle ones, keep ``min`` running."""
+        """Renew the lease (flushing when due), take over dead workers, read the keys held
+        for, the deployments and the replicas again, forget ended replicas, stop idle ones,
+        keep ``min`` running."""
+        self.recheck_keys()
         if time.monotonic() - self._last_flush >= self.settings.flush_interval_s:
-            self.flush()
+            self.flush()  # renews the lease too
+        else:
+            self.heartbeat()
+        self.take_over_dead()
+        self.sync()
         self.refresh()
         self.autoscale()
 
     # ------------------------------------------------------------------ keys
 
     def authorize(self, header: str | None, model: str | None) -> KeyClaims:
-        """The verified claims of the request's bearer key, or an OpenAI-shaped error."""
+        """The verified claims of the request's bearer key; :class:`InvalidApiKey` or
+        :class:`ModelNotAllowed` otherwise."""
         if not header or not header.lower().startswith("bearer "):
-            raise oe.invalid_key("You didn't provide an API key: send `Authorization: Bearer "
-                                 "ngk_…` (create one with `nosgrid keys create`)")
+            raise InvalidApiKey("You didn't provide an API key: send `Authorization: Bearer "
+                                "ngk_…` (create one with `nosgrid keys create`)",
+                                reason="missing")
         token = header[7:].strip()
         now = self.coord.now()
         claims = self._verified.get(token)
         if claims is None or now >= claims.expires_at:
-            try:
-                claims = verify_key(token, now=now)
-            except KeyRejected as exc:
-                raise oe.invalid_key(exc.message) from None
+            claims = verify_key(token, now=now)
             if len(self._verified) >= 10_000:  # a signature check costs ~50 µs: keep a few
                 self._verified.clear()
             self._verified[token] = claims
-        if claims.kid in self.revoked:
-            raise oe.invalid_key(f"The API key {claims.kid} was revoked")
+        kid = claims.kid
+        if kid not in self.revoked:
+            if kid not in self.meter.books:
+                self._open_key(claims)
+            elif time.monotonic() - self._checked.get(kid, 0.0) >= self.settings.key_recheck_s:
+                self._read_keys([kid])
+        if kid in self.revoked:
+            raise InvalidApiKey(f"The API key {kid} was revoked", reason="revoked")
         if model is not None and not claims.allows(model):
-            raise oe.GatewayError(403, f"The API key {claims.kid} may not use the model "
-                                  f"`{model}` (allowed: {', '.join(claims.models)})",
-                                  "invalid_request_error", "model_not_allowed", "model")
-        if claims.kid not in self.meter.books:
-            with self.coord.store.uow() as uow:
-                repo = GatewayRepo(uow.conn)
-                repo.add_key(claims, "", int(self.coord.now()))
-                row = repo.key(claims.kid)
-                hold = uow.ledger.balance(hold_account(claims.kid))
-                uow.commit()
-            spent = int(row["spent"]) if row else 0
-            self.meter.open_key(claims.kid, owner=claims.owner, cap=claims.cap, spent=spent,
-                                hold=hold)
+            raise ModelNotAllowed(f"The API key {kid} may not use the model `{model}` "
+                                  f"(allowed: {', '.join(claims.models)})")
         return claims
+
+    def _open_key(self, claims: KeyClaims) -> None:
+        """First use of a key in this worker: record it and open its books."""
+        with self.coord.store.uow() as uow:
+            repo = GatewayRepo(uow.conn)
+            repo.add_key(claims, "", int(self.coord.now()))
+            row = repo.key(claims.kid)
+            hold = uow.ledger.balance(hold_account(claims.kid, self.worker))
+            uow.commit()
+        if row is None or row["owner"] != claims.owner:  # a key id is unique across owners
+            raise InvalidApiKey(f"The key id {claims.kid} belongs to another wallet's key; "
+                                "create a new key", reason="malformed")
+        self.meter.open_key(claims.kid, owner=claims.owner, cap=int(row["cap"]),
+                            spent=int(row["spent"]), hold=hold, held=int(row["held"]))
+        self._checked[claims.kid] = time.monotonic()
+        if row["revoked_at"] is not None:
+            self._closed(claims.kid)
+
+    def _read_keys(self, kids: list[str]) -> None:
+        """Read the keys' rows again: revocations (from any process), spend and holds."""
+        with self.coord.store.uow(write=False) as uow:
+            rows = GatewayRepo(uow.conn).keys_by_id(kids)
+        checked = time.monotonic()
+        for kid in kids:
+            self._checked[kid] = checked
+            row = rows.get(kid)
+            if row is None or kid not in self.meter.books:
+                continue
+            self.meter.sync(kid, spent=int(row["spent"]), held=int(row["held"]))
+            if row["revoked_at"] is not None:
+                self._closed(kid)
+            elif self.coord.now() >= int(row["expires_at"]):
+                self.meter.books[kid].closed = True
+
+    def recheck_keys(self) -> None:
+        """Read again the rows of the keys this worker holds money for, when stale: a key
+        revoked through another process has its hold returned at the next flush."""
+        stale = time.monotonic() - self.settings.key_recheck_s
+        kids = [kid for kid, b in self.meter.books.items()
+                if b.hold and not b.closed and self._checked.get(kid, 0.0) <= stale]
+        if kids:
+            self._read_keys(kids)
 
     def revoke(self, kid: str, owner: str) -> dict[str, Any]:
         with self.coord.store.uow() as uow:
             repo = GatewayRepo(uow.conn)
             row = repo.key(kid)
             if row is None or row["owner"] != owner:
-                from nosgrid.core.errors import NotFound
                 raise NotFound(f"no API key {kid} of yours; list them with `nosgrid keys list`")
             repo.revoke(kid, int(self.coord.now()))
             uow.commit()
-        self.revoked.add(kid)
-        if kid in self.meter.books:
-            self.meter.books[kid].closed = True
+        self._closed(kid)
         self.flush()
         return {"kid": kid, "revoked": True}
 
-    # ------------------------------------------------------------------ money
-
-    def reserve(self, claims: KeyClaims, amount: int) -> Reservation:
-        """Hold ``amount`` for one request, moving money wallet → hold first if needed."""
-        try:
-            book = self.meter.book(claims.kid)
-            have = 0
-            if amount > book.free:  # only then does the wallet matter
-                with self.coord.store.uow(write=False) as uow:
-                    have = uow.ledger.balance(wallet(claims.owner))
-            top_up = self.meter.top_up_needed(claims.kid, amount, wallet_balance=have)
-            if top_up:
-                with self.coord.store.uow() as uow:
-                    uow.ledger.append("gateway.hold", claims.kid, int(self.coord.now()),
-                                      [_posting(wallet(claims.owner),
-                                                hold_account(claims.kid), top_up)])
-                    uow.commit()
-                self.meter.add_to_hold(claims.kid, top_up)
-            return self.meter.reserve(claims.kid, amount, now=time.monotonic())
-        except QuotaExceeded as exc:
-            raise oe.quota(exc.message) from None
-        except NosgridError as exc:  # the wallet was spent between the read and the debit
-            raise oe.quota(f"the key's wallet cannot cover this request: {exc.message}")\
-                from None
-
-    def charge(self, res: Reservation, *, model: str, node: str, prompt_tokens: int,
-               completion_tokens: int, prices: Prices) -> int:
-        cost = self.meter.charge(res, model=model, node=node, prompt_tokens=prompt_tokens,
-                                 completion_tokens=completion_tokens, prices=prices)
-        if cost < prices.cost(prompt_tokens, completion_tokens):
-            log.warning("reservation too small; charged what the hold had",
-                        extra={"kid": res.kid, "charged": cost})
-        self._since_flush += 1
-        if self._since_flush >= self.settings.flush_every:
-            self.flush()
-        return cost
-
-    def flush(self, *, release_all: bool = False) -> int:
-        """Write pending charges as one journal entry; return idle holds. Returns postings."""
-        self._since_flush = 0
-        self._last_flush = time.monotonic()
-        postings = self.meter.flush_postings()
-        lines = self.meter.take_lines()
-        releases = self.meter.releasable(now=time.monotonic(),
-                                         idle_s=self.settings.idle_release_s,
-                                         everything=release_all)
-        # releases leave each hold's pending charges in it: those are paid by `postings`
-        if not postings and not releases:
-            return 0
-        now = int(self.coord.now())
-        try:
-            with self.coord.store.uow() as uow:
-                repo = GatewayRepo(uow.conn)
-                # one entry per key owner: on Solana each is one payout from that owner's
-                # token account (the hold was a reservation of its allowance)
-                by_owner: dict[str, list[Any]] = {}
-                for line in lines.values():
-                    by_owner.setdefault(line.owner, []).append(line)
-                for owner, paid in self._by_owner(postings).items():
-                    mine = by_owner.get(owner, [])
-                    meta = {"requests": sum(x.requests for x in mine),
-                            "tokens": sum(x.prompt_tokens + x.completion_tokens for x in mine)}
-                    entry = uow.ledger.append("gateway.usage", owner, now, paid, meta)
-                    settlement_of(uow).on_usage_entry(uow, entry, owner)
-                if postings:
-                    spend: dict[str, int] = {}
-                    per_model: dict[tuple[str, str], Any] = {}
-                    for (kid, model, _node), line in lines.items():
-                        spend[kid] = spend.get(kid, 0) + line.cost
-                        per_model.setdefault((kid, model), []).append(line)
-                    for (kid, model), group in per_model.items():
-                        merged = group[0].__class__(group[0].owner)
-                        for g in group:
-                            merged.prompt_tokens += g.prompt_tokens
-                            merged.completion_tokens += g.completion_tokens
-                            merged.requests += g.requests
-                            merged.cost += g.cost
-                        repo.add_usage(kid, model, merged)
-                    for kid, amount in spend.items():
-                        repo.add_spend(kid, amount)
-                if releases:
-                    uow.ledger.append("gateway.release", "holds", now, release_postings(releases))
-                uow.commit()
-        except Exception:
-            self.meter.flush_failed(lines)
-            log.exception("gateway flush failed; will retry")
-            return 0
-        self.meter.flush_done(lines)
-        for kid, _owner, amount in releases:
-            self.meter.released(kid, amount)
-        return len(postings)
-
-    def _by_owner(self, postings: list[Any]) -> dict[str, list[Any]]:
-        """Usage postings (``gwhold:<kid> → …``) grouped by the owner of each key."""
-        out: dict[str, list[Any]] = {}
-        for p in postings:
-            owner = self.meter.books[str(p.src).removeprefix(HOLD_PREFIX)].owner
-            out.setdefault(owner, []).append(p)
-        return dict(sorted(out.items()))
+    # ------------------------------------------------------------------ reads
 
     def usage(self, owner: str) -> list[dict[str, Any]]:
         self.flush()
@@ -315,18 +240,13 @@ class Gateway(ReplicasMixin):
             return GatewayRepo(uow.conn).usage_of(owner)
 
     def keys_of(self, owner: str) -> list[dict[str, Any]]:
+        """The owner's keys; ``hold`` is what all workers hold for each (the database's)."""
         self.flush()
         with self.coord.store.uow(write=False) as uow:
             rows = GatewayRepo(uow.conn).keys_of(owner)
         for row in rows:
-            book = self.meter.books.get(row["kid"])
-            row["hold"] = book.hold if book else 0
+            row["hold"] = row.pop("held")
         return rows
-
-
-def _posting(src: str, dst: str, amount: int) -> Any:
-    from nosgrid.core.ledger import Posting
-    return Posting(src, dst, amount)
 
 
 __all__ = ["ColdStart", "Gateway", "GatewaySettings", "model_from_spec"]

@@ -24,3 +24,10 @@ class GatewaySettings:
     tick_s: float = 1.0
     scale_up_outstanding: int = 4  # start another replica above this per replica
     upstream_timeout_s: float = 600.0
+    #: a worker (coordinator process) whose lease is older than this is dead: another one
+    #: pays its charges and returns its holds
+    worker_lease_s: float = 30.0
+    #: how stale a key's revocation may be: its row is read again after this long
+    key_recheck_s: float = 1.0
+    #: charges of requests ending within this window share one commit (0: each its own)
+    charge_batch_s: float = 0.0

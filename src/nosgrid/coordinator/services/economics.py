@@ -1,8 +1,9 @@
 """Economic use cases: staking commands, fee distribution, slashing, reputation, matching.
 
-These run inside the caller's unit of work, like the job use cases, and are called by
-them at the right moments: ``on_settled`` after every settle entry, ``slash_for`` when
-the coordinator observes an offence, ``candidates`` when a job is dispatched.
+These run inside the caller's unit of work, like the job use cases: ``slash_for`` when
+the coordinator observes an offence, ``candidates`` when a job is dispatched, and
+:func:`on_job_settled`, the handler of every ``JobSettled`` (registered in
+``coordinator/bootstrap.py``).
 """
 
 from __future__ import annotations
@@ -14,29 +15,30 @@ from typing import Any
 from nosgrid.core import reputation as rep_rules
 from nosgrid.core import staking, tokenomics
 from nosgrid.core.errors import NodeNotFound
-from nosgrid.core.jobs.state import Job, payout
+from nosgrid.core.events import EpochEmitted, Event, JobSettled
+from nosgrid.core.jobs.state import Job
 from nosgrid.core.ledger import REWARDS_POOL, wallet
 from nosgrid.core.markets import MarketParams, NodeCandidate
 from nosgrid.core.slashing import Evidence, Offence, SlashNode, may_take_jobs, must_leave_market
 from nosgrid.core.slashing import slash as slash_rule
-from nosgrid.settlement.backend import settlement_of
 from nosgrid.store.db import UnitOfWork
 
 
 def stake_command(uow: UnitOfWork, cmd: staking.StakeCommand) -> staking.StakeResult:
     """Apply one staking command: ledger postings, new account and pool, in one entry."""
     res = staking.handle(uow.economics.pool(), uow.economics.stake(cmd.owner), cmd)
+    events: tuple[Event, ...] = res.events
     if res.postings:
         kind = "stake." + type(cmd).__name__.lower()
-        settlement = settlement_of(uow)
         spend = sum(p.amount for p in res.postings if p.src == wallet(cmd.owner))
         if spend:
-            settlement.check_stake(uow, cmd.owner, spend)
+            uow.settlement.check_stake(uow, cmd.owner, spend)
         entry = uow.ledger.append(kind, cmd.owner, cmd.now, res.postings,
                                   {"events": [e.name for e in res.events]})
-        settlement.on_stake_entry(uow, entry)
+        events = tuple(e.booked(entry) for e in events)
     uow.economics.save_pool(res.pool)
     uow.economics.save_stake(res.account)
+    uow.publish(*events)
     return res
 
 
@@ -54,15 +56,21 @@ def stake_view(uow: UnitOfWork, owner: str, now: int) -> dict[str, Any]:
     }
 
 
-def on_settled(uow: UnitOfWork, job: Job, now: int) -> None:
-    """After a settle entry: stakers' fee into the accumulator, the node's reputation."""
-    pay = payout(job)
-    if pay.stakers_fee:
-        uow.economics.save_pool(staking.distribute_fees(uow.economics.pool(),
-                                                        pay.stakers_fee, now).pool)
-    if job.node is None or job.started_at is None:
+def on_job_settled(uow: UnitOfWork, event: JobSettled) -> None:
+    """After a settle entry: the stakers' fee into the accumulator, the node's reputation.
+
+    The job counts for its node as the outcome says (delivered, or not); a cancelled,
+    withdrawn or rejected run counts neither way (a rejected result is the audit's to
+    judge, see ``verification``).
+    """
+    job, now = event.job, event.at
+    if event.stakers_fee:
+        fees = staking.distribute_fees(uow.economics.pool(), event.stakers_fee, now)
+        uow.economics.save_pool(fees.pool)
+        uow.publish(*fees.events)
+    succeeded = None if job.outcome is None else job.outcome.node_delivered
+    if job.node is None or job.started_at is None or succeeded is None:
         return
-    succeeded = job.fault != "node" and job.reason != "cancelled by the client"
     on_time = 1.0
     if job.deadline is not None and job.finished_at is not None:
         on_time = rep_rules.timeliness(job.finished_at, job.deadline, job.timeout)
@@ -92,16 +100,18 @@ def slash_for(uow: UnitOfWork, job: Job, offence: Offence, now: int, *,
     cmd = SlashNode(node, offence, Evidence(journal_hash=journal_hash, job_id=job.id), now,
                     job_price=job.price_per_second * job.timeout, challenger=challenger)
     res = slash_rule(uow.economics.pool(), account, history, cmd)
+    events: tuple[Event, ...] = res.events
     if res.postings:
         entry = uow.ledger.append("slash", node, now, res.postings,
                                   {"offence": str(offence), "job_id": job.id,
                                    "evidence": cmd.evidence.ref})
-        settlement_of(uow).on_stake_entry(uow, entry)
+        events = tuple(e.booked(entry) for e in events)
     uow.economics.save_offences(node, res.history)
     if uow.economics.stake(node) is not None or res.amount:
         uow.economics.save_pool(res.pool)
         uow.economics.save_stake(res.account)
     _leave_markets_below_minimum(uow, node, res.account)
+    uow.publish(*events)
     return res.amount
 
 
@@ -157,7 +167,8 @@ def run_emissions(uow: UnitOfWork, now: int,
 
     Each epoch releases its share of the reserve into ``rewards_pool`` and pays nodes pro
     rata to the compute-seconds of the jobs they completed in it. Until audits mark jobs
-    verified (verification), every successfully completed job's seconds count.
+    verified (verification), every delivered job's seconds count (outcome ``completed``;
+    a result a dispute rejected does not count).
     """
     genesis = uow.ledger.entries(0, limit=1)
     if not genesis:
@@ -175,7 +186,8 @@ def run_emissions(uow: UnitOfWork, now: int,
             entry = uow.ledger.append("emission", f"epoch:{epoch}", now, emission.postings,
                                       {"released": emission.released,
                                        "nodes": len(emission.paid)})
-            settlement_of(uow).on_pool_payout(uow, entry)  # on Solana: the emissions vault
+            uow.publish(EpochEmitted(at=now, entry=entry, epoch=epoch,
+                                     released=emission.released, nodes=len(emission.paid)))
         applied.append(epoch)
     if applied:
         uow.economics.set_last_epoch(applied[-1])

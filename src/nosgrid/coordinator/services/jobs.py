@@ -7,40 +7,26 @@ never changes state.
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Sequence
 
-from nosgrid.coordinator.services import audit_runs, comparison, economics, verification
+from nosgrid.coordinator.services import audit_runs, economics, verification
+from nosgrid.coordinator.services.lifecycle import (
+    assign_to,
+    new_job_id,
+    record,
+)
 from nosgrid.core.errors import Forbidden, IllegalTransition, InsufficientFunds, InvalidInput
+from nosgrid.core.events import Fault, JobQueued
 from nosgrid.core.jobs import state as rules
-from nosgrid.core.jobs.state import Job, JobState, Transition
+from nosgrid.core.jobs.load import canonical_json, spec_hash
+from nosgrid.core.jobs.spec import JobDefinition
+from nosgrid.core.jobs.state import Job, JobState
+from nosgrid.core.jobs.terms import requested_market, terms_of
 from nosgrid.core.ledger import wallet
 from nosgrid.core.markets import MarketParams, Matcher
 from nosgrid.core.money import format_nos
 from nosgrid.core.slashing import Offence, may_take_jobs
-from nosgrid.settlement.backend import settlement_of
 from nosgrid.store.db import UnitOfWork
-
-
-def new_job_id() -> str:
-    """A random job id (base32-ish hex, 24 chars)."""
-    return secrets.token_hex(12)
-
-
-def record(uow: UnitOfWork, tr: Transition, *, kind: str, new: bool = False) -> Job:
-    """Persist a transition: the job row, and its postings as one journal entry."""
-    if tr.postings:
-        meta = {"events": [e.name for e in tr.events], "state": tr.job.state.value}
-        entry = uow.ledger.append(kind, tr.job.id, tr.events[-1].at if tr.events else 0,
-                                  tr.postings, meta)
-        if kind == "job.settled":  # same transaction: the payout can be neither lost nor invented
-            settlement_of(uow).on_settled(uow, tr.job, entry)
-    if new:
-        uow.jobs.add(tr.job)
-    else:
-        uow.jobs.save(tr.job)
-    return tr.job
 
 
 def create_market(uow: UnitOfWork, market: MarketParams, now: int) -> MarketParams:
@@ -48,56 +34,44 @@ def create_market(uow: UnitOfWork, market: MarketParams, now: int) -> MarketPara
     return market
 
 
-def input_blobs(spec_body: str) -> list[str]:
-    """The sha256 of every input blob a stored (canonical JSON) definition names."""
-    meta = json.loads(spec_body).get("meta") or {}
-    extra = meta.get("nosgrid") or {} if isinstance(meta, dict) else {}
-    return [str(blob["sha256"]) for blob in extra.get("inputs", [])]
-
-
 def post_job(
     uow: UnitOfWork,
     *,
     client: str,
-    market_name: str,
-    spec_hash: str,
-    spec_body: str,
-    timeout: int,
-    max_price: int | None,
+    definition: JobDefinition,
     now: int,
+    market: str | None = None,
+    timeout: int | None = None,
+    max_price: int | None = None,
     job_id: str | None = None,
 ) -> Job:
-    """Escrow the deposit and queue the job. Raises InsufficientFunds if the wallet is short."""
-    market = uow.markets.get(market_name)
-    for sha in input_blobs(spec_body):
+    """Escrow the deposit and queue a validated definition under its terms (the request's
+    market, timeout and max price over the definition's). Raises InsufficientFunds if the
+    wallet is short."""
+    name = requested_market(definition, market)
+    params = uow.markets.get(name)
+    terms = terms_of(definition, market=name, max_timeout=params.max_timeout, timeout=timeout,
+                     max_price=max_price)
+    for sha in terms.inputs:
         if not uow.blobs.may_read(sha, client):
             raise InvalidInput(f"input blob {sha} is not uploaded by you; upload it first "
                                "(SDK: upload_blob)")
-    _mode, _tol, replicas = comparison.spec_terms(spec_body)
-    tr = rules.post(job_id=job_id or new_job_id(), client=client, market=market,
-                    spec_hash=spec_hash, timeout=timeout, max_price=max_price, now=now,
-                    replicas=replicas)
-    needed = tr.job.deposit * replicas
-    settlement_of(uow).check_post(uow, client, needed)
+    digest = spec_hash(definition)
+    tr = rules.post(job_id=job_id or new_job_id(), client=client, market=params,
+                    spec_hash=digest, terms=terms, now=now)
+    needed = tr.job.deposit * terms.replicas
+    uow.settlement.check_post(uow, client, needed)
     have = uow.ledger.balance(wallet(client))
     if have < needed:
-        runs = f" × {replicas} replicas" if replicas > 1 else ""
+        runs = f" × {terms.replicas} replicas" if terms.replicas > 1 else ""
         raise InsufficientFunds(
             f"posting needs a deposit of {format_nos(needed)} NOS "
-            f"({format_nos(market.price_per_second)} NOS/s × {timeout}s{runs}) but the wallet "
-            f"holds {format_nos(have)} NOS; top up with `nosgrid faucet` or lower the timeout",
-            needed=needed, balance=have,
+            f"({format_nos(params.price_per_second)} NOS/s × {terms.timeout}s{runs}) but the "
+            f"wallet holds {format_nos(have)} NOS; top up with `nosgrid faucet` or lower the "
+            "timeout", needed=needed, balance=have,
         )
-    uow.jobs.put_spec(spec_hash, spec_body)
+    uow.jobs.put_spec(digest, canonical_json(definition).decode())
     return record(uow, tr, kind="job.posted", new=True)
-
-
-def get_job_for(uow: UnitOfWork, job_id: str, actor: str) -> Job:
-    """Load a job that ``actor`` may see: its client or its node."""
-    job = uow.jobs.get(job_id)
-    if actor not in (job.client, job.node):
-        raise Forbidden(f"job {job_id} belongs to another key")
-    return job
 
 
 def assign_next(uow: UnitOfWork, node_id: str, markets: Sequence[str], now: int) -> Job | None:
@@ -110,14 +84,6 @@ def assign_next(uow: UnitOfWork, node_id: str, markets: Sequence[str], now: int)
     return None if job is None else assign_to(uow, job, node_id, now)
 
 
-def assign_to(uow: UnitOfWork, job: Job, node_id: str, now: int) -> Job:
-    """Assign ``job`` to ``node_id``; the node may then fetch the job's input blobs."""
-    uow.nodes.set(node_id, waiting_since=None)
-    for sha in input_blobs(uow.jobs.spec(job.spec_hash) or "{}"):
-        uow.blobs.grant(sha, node_id)
-    return record(uow, rules.assign(job, node_id, now), kind="job.assigned")
-
-
 def dispatch(uow: UnitOfWork, job: Job, now: int, matcher: Matcher) -> Job:
     """Offer a freshly queued job to the idle nodes of its market, weighted by the matcher.
 
@@ -128,7 +94,10 @@ def dispatch(uow: UnitOfWork, job: Job, now: int, matcher: Matcher) -> Job:
     pool = tuple(economics.candidates(uow, market, now))
     head = uow.ledger.head()
     chosen = matcher.pick(pool, economics.dispatch_seed(job.id, head[1] if head else ""))
-    return job if chosen is None else assign_to(uow, job, chosen.node_id, now)
+    if chosen is None:
+        uow.publish(JobQueued(at=now, job_id=job.id, market=job.market))
+        return job
+    return assign_to(uow, job, chosen.node_id, now)
 
 
 def _node_job(uow: UnitOfWork, job_id: str, node_id: str) -> Job:
@@ -152,10 +121,10 @@ def finish_job(uow: UnitOfWork, job_id: str, node_id: str, now: int, *,
         uow.blobs.grant(str(output["sha256"]), client)
     job = record(uow, rules.complete(_node_job(uow, job_id, node_id), now, seconds_used, result),
                  kind="job.completed")
-    return verification.after_completed(uow, job, now) or settle_job(uow, job, now)
+    return verification.hold_if_verified(uow, job, now) or settle_job(uow, job, now)
 
 
-def fail_job(uow: UnitOfWork, job_id: str, node_id: str, now: int, *, fault: rules.Fault,
+def fail_job(uow: UnitOfWork, job_id: str, node_id: str, now: int, *, fault: Fault,
              reason: str, seconds_used: int | None = None, timed_out: bool = False) -> Job:
     job = _node_job(uow, job_id, node_id)
     tr = (rules.time_out(job, now, fault=fault) if timed_out
@@ -172,17 +141,23 @@ def cancel_job(uow: UnitOfWork, job_id: str, client: str, now: int) -> Job:
         raise Forbidden(f"job {job_id} belongs to another key")
     if not rules.can(job, "cancel"):
         raise IllegalTransition(f"job {job_id} is already {job.state.value}; nothing to cancel")
+    if uow.verification.run(job_id) is not None:
+        raise Forbidden(f"job {job_id} is a verification run of one of your jobs; it cannot "
+                        "be cancelled")
     return settle_job(uow, record(uow, rules.cancel(job, now), kind="job.cancelled"), now)
 
 
 def settle_job(uow: UnitOfWork, job: Job, now: int) -> Job:
-    run = audit_runs.settle_run(uow, job, now)  # an audit run's escrow returns to the pool
+    """Pay out a finished job; a verification run settles as a run (see ``audit_runs``).
+
+    The handlers of ``JobSettled`` do the rest in this transaction: the settlement
+    backend's payout, the stakers' fee and the node's reputation, the unused replicas
+    reserve back to the client.
+    """
+    run = audit_runs.settle_run(uow, job, now)
     if run is not None:
         return run
-    settled = record(uow, rules.settle(job, now), kind="job.settled")
-    economics.on_settled(uow, settled, now)
-    audit_runs.return_reserve(uow, settled, now)  # replicas that will never run
-    return settled
+    return record(uow, rules.settle(job, now), kind="job.settled")
 
 
 def _slash(uow: UnitOfWork, job: Job, offence: Offence, now: int) -> None:

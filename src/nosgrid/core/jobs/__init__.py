@@ -5,13 +5,13 @@ from nosgrid.core.jobs.state import (
     OPEN,
     TERMINAL,
     TRANSITIONS,
-    Event,
     Job,
     JobState,
+    Outcome,
     Payout,
     Transition,
     payout,
 )
 
-__all__ = ["ENDED", "OPEN", "TERMINAL", "TRANSITIONS", "Event", "Job", "JobState", "Payout",
+__all__ = ["ENDED", "OPEN", "TERMINAL", "TRANSITIONS", "Job", "JobState", "Outcome", "Payout",
            "Transition", "payout"]

@@ -28,6 +28,10 @@ Who pays for what (the rule, and why):
 * **failed / timed_out with fault "node"** (image pull error, node crash, node vanished,
   coordinator-detected deadline with no report): full refund; the node is paid nothing,
   and the staking rules may slash it.
+
+Every transition that ends a run (or gives the job back to the queue) sets the job's
+:class:`Outcome`: how that run ended, in one word. Reputation, emissions, compute seconds
+and the CLI read the outcome; ``reason`` is free text for people only.
 """
 
 from __future__ import annotations
@@ -35,10 +39,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from nosgrid.core.errors import IllegalTransition, InvalidInput
-from nosgrid.core.ledger import TREASURY, Posting, escrow, replica_reserve, wallet
+from nosgrid.core.events import (
+    Event,
+    Fault,
+    JobAssigned,
+    JobCancelled,
+    JobCompleted,
+    JobFailed,
+    JobPosted,
+    JobRequeued,
+    JobSettled,
+    JobStarted,
+    JobTimedOut,
+)
+from nosgrid.core.jobs.terms import JobTerms
+from nosgrid.core.ledger import (
+    AUDIT_POOL,
+    STAKERS_POOL,
+    TREASURY,
+    Posting,
+    escrow,
+    replica_reserve,
+    wallet,
+)
 from nosgrid.core.markets import MarketParams
 from nosgrid.core.money import bps_of
 
@@ -57,6 +83,33 @@ class JobState(StrEnum):
 
 
 S = JobState
+
+
+class Outcome(StrEnum):
+    """How the job's last run ended (None while it has not ended yet)."""
+
+    COMPLETED = "completed"  # the node delivered a result
+    SPEC_FAILED = "spec_failed"  # the job's own program failed (the client's fault; billed)
+    TIMED_OUT = "timed_out"  # the job ran past its timeout (the client's fault; billed)
+    NODE_FAILED = "node_failed"  # the node could not or would not run it (refunded)
+    NODE_SILENT = "node_silent"  # the node stopped reporting: no result by the deadline
+    CANCELLED = "cancelled"  # the client cancelled it
+    REQUEUED = "requeued"  # its node vanished; the job is back in the queue
+    WITHDRAWN = "withdrawn"  # a verification run the coordinator took back
+    REJECTED = "rejected"  # the result was judged wrong (a dispute, a disagreeing replica)
+
+    @property
+    def node_delivered(self) -> bool | None:
+        """For the node's reputation: did it deliver the compute? None: not its doing."""
+        if self in (Outcome.COMPLETED, Outcome.SPEC_FAILED, Outcome.TIMED_OUT):
+            return True
+        if self in (Outcome.NODE_FAILED, Outcome.NODE_SILENT):
+            return False
+        return None
+
+
+#: outcomes whose compute seconds count as delivered work (emissions, audit overhead)
+DELIVERED_WORK: Final = frozenset({Outcome.COMPLETED})
 #: action → states it may start from → the state it leads to
 TRANSITIONS: Final[Mapping[str, tuple[frozenset[JobState], JobState | None]]] = {
     "assign": (frozenset({S.QUEUED}), S.ASSIGNED),
@@ -81,8 +134,6 @@ OPEN: Final = frozenset({S.QUEUED, S.ASSIGNED, S.RUNNING})
 ENDED: Final = frozenset(set(S) - OPEN)
 #: nothing more happens to the job: its escrow is paid out
 TERMINAL: Final = frozenset({S.SETTLED})
-
-Fault = Literal["client", "node"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,21 +160,14 @@ class Job:
     reason: str = ""
     attempts: int = 0
     result: Mapping[str, Any] = field(default_factory=dict)
+    outcome: Outcome | None = None
+    #: what it was posted under (None only for jobs built by hand in tests)
+    terms: JobTerms | None = None
 
     @property
     def deadline(self) -> int | None:
         """When a running job must have finished (start + timeout)."""
         return None if self.started_at is None else self.started_at + self.timeout
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something that happened to a job (past tense), for logs, metrics and the API."""
-
-    name: str
-    job_id: str
-    at: int
-    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,28 +195,24 @@ def can(job: Job, action: str) -> bool:
     return job.state in TRANSITIONS[action][0]
 
 
-def post(
-    *,
-    job_id: str,
-    client: str,
-    market: MarketParams,
-    spec_hash: str,
-    timeout: int,
-    max_price: int | None,
-    now: int,
-    replicas: int = 1,
-) -> Transition:
-    """A client posts a job: escrow its deposit. The caller checks the client can pay.
+def post(*, job_id: str, client: str, market: MarketParams, spec_hash: str, terms: JobTerms,
+         now: int) -> Transition:
+    """A client posts a job under ``terms``: escrow its deposit. The caller checks the
+    client can pay.
 
-    With ``replicas`` k > 1 the client also reserves k − 1 more deposits for the redundant
-    runs (``replicas:<job>``); what the runs do not use is returned when the job settles.
+    With ``terms.replicas`` k > 1 the client also reserves k − 1 more deposits for the
+    redundant runs (``replicas:<job>``); what the runs do not use is returned when the job
+    settles.
     """
+    if terms.market != market.name:
+        raise InvalidInput(f"the terms name market {terms.market!r}, not {market.name!r}")
+    timeout, replicas = terms.timeout, terms.replicas
     if not 1 <= timeout <= market.max_timeout:
         raise InvalidInput(
             f"timeout {timeout}s is outside the market's range 1..{market.max_timeout}s",
             field="timeout",
         )
-    deposit = market.deposit_for(timeout, max_price)
+    deposit = market.deposit_for(timeout, terms.max_price)
     job = Job(
         id=job_id,
         client=client,
@@ -184,22 +224,24 @@ def post(
         fee_bps=market.fee_bps,
         stakers_share_bps=market.stakers_share_bps,
         created_at=now,
+        terms=terms,
     )
     reserve = deposit * (replicas - 1)
     legs = [(escrow(job_id), deposit), (replica_reserve(job_id), reserve)]
     postings = tuple(Posting(wallet(client), dst, amt) for dst, amt in legs if amt > 0)
-    data = {"deposit": deposit, **({"replica_reserve": reserve} if reserve else {})}
-    return Transition(job, (Event("JobPosted", job_id, now, data),), postings)
+    ev = JobPosted(at=now, job_id=job_id, client=client, market=market.name, deposit=deposit,
+                   replica_reserve=reserve)
+    return Transition(job, (ev,), postings)
 
 
 def assign(job: Job, node: str, now: int) -> Transition:
     new = _move(job, "assign", now, node=node, assigned_at=now, attempts=job.attempts + 1)
-    return Transition(new, (Event("JobAssigned", job.id, now, {"node": node}),))
+    return Transition(new, (JobAssigned(at=now, job_id=job.id, node=node),))
 
 
 def start(job: Job, now: int) -> Transition:
     new = _move(job, "start", now, started_at=now)
-    return Transition(new, (Event("JobStarted", job.id, now, {"node": job.node}),))
+    return Transition(new, (JobStarted(at=now, job_id=job.id, node=job.node or ""),))
 
 
 def _seconds_used(job: Job, now: int, reported: int | None) -> int:
@@ -215,37 +257,48 @@ def complete(job: Job, now: int, seconds_used: int | None = None,
              result: Mapping[str, Any] | None = None) -> Transition:
     used = _seconds_used(job, now, seconds_used)
     new = _move(job, "complete", now, finished_at=now, seconds_used=used,
-                result=dict(result or {}))
-    return Transition(new, (Event("JobCompleted", job.id, now, {"seconds_used": used}),))
+                result=dict(result or {}), outcome=Outcome.COMPLETED, reason="")
+    return Transition(new, (JobCompleted(at=now, job_id=job.id, node=job.node or "",
+                                         seconds_used=used),))
 
 
 def fail(job: Job, now: int, *, fault: Fault, reason: str,
          seconds_used: int | None = None) -> Transition:
     used = _seconds_used(job, now, seconds_used) if fault == "client" else 0
     new = _move(job, "fail", now, finished_at=now, seconds_used=used, fault=fault,
-                reason=reason[:500])
-    return Transition(new, (Event("JobFailed", job.id, now, {"fault": fault, "reason": reason}),))
+                reason=reason[:500],
+                outcome=Outcome.SPEC_FAILED if fault == "client" else Outcome.NODE_FAILED)
+    return Transition(new, (JobFailed(at=now, job_id=job.id, node=job.node or "", fault=fault,
+                                      reason=new.reason),))
 
 
 def time_out(job: Job, now: int, *, fault: Fault) -> Transition:
     used = job.timeout if (fault == "client" and job.started_at is not None) else 0
+    client = fault == "client"
     new = _move(job, "time_out", now, finished_at=now, seconds_used=used, fault=fault,
-                reason="the job ran past its timeout" if fault == "client"
-                else "the node did not report before the deadline")
-    return Transition(new, (Event("JobTimedOut", job.id, now, {"fault": fault}),))
+                reason="the job ran past its timeout" if client
+                else "the node did not report before the deadline",
+                outcome=Outcome.TIMED_OUT if client else Outcome.NODE_SILENT)
+    return Transition(new, (JobTimedOut(at=now, job_id=job.id, node=job.node or "",
+                                        fault=fault),))
 
 
-def cancel(job: Job, now: int, reason: str = "cancelled by the client") -> Transition:
+def cancel(job: Job, now: int, reason: str = "cancelled by the client", *,
+           outcome: Outcome = Outcome.CANCELLED) -> Transition:
+    """The client cancels (or, with ``outcome=WITHDRAWN``, the coordinator takes back a
+    verification run); a running job pays for the seconds used so far."""
     used = _seconds_used(job, now, None) if job.state is S.RUNNING else 0
-    new = _move(job, "cancel", now, finished_at=now, seconds_used=used, reason=reason)
-    return Transition(new, (Event("JobCancelled", job.id, now, {"reason": reason}),))
+    new = _move(job, "cancel", now, finished_at=now, seconds_used=used, reason=reason,
+                outcome=outcome)
+    return Transition(new, (JobCancelled(at=now, job_id=job.id, reason=reason),))
 
 
 def requeue(job: Job, now: int, reason: str) -> Transition:
     """Give the job back to the queue (its node vanished); the escrow stays."""
     new = _move(job, "requeue", now, node=None, assigned_at=None, started_at=None,
-                reason=reason)
-    return Transition(new, (Event("JobRequeued", job.id, now, {"reason": reason}),))
+                reason=reason, outcome=Outcome.REQUEUED)
+    return Transition(new, (JobRequeued(at=now, job_id=job.id, node=job.node or "",
+                                        market=job.market, reason=reason),))
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,14 +318,28 @@ class Payout:
 def payout(job: Job) -> Payout:
     """Split the deposit per the rules in the module docstring."""
     gross = min(job.price_per_second * job.seconds_used, job.deposit)
-    if (job.state in (S.FAILED, S.TIMED_OUT) and job.fault != "client") or job.node is None:
+    if (job.state in (S.FAILED, S.TIMED_OUT) and job.fault != "client") or job.node is None \
+            or job.outcome is Outcome.REJECTED:  # a result judged wrong is not paid
         gross = 0
     fee = bps_of(gross, job.fee_bps)
     stakers = bps_of(fee, job.stakers_share_bps)
     return Payout(gross - fee, fee - stakers, stakers, job.deposit - gross)
 
 
-def settle(job: Job, now: int, stakers_account: str = "stakers_pool") -> Transition:
+def settled_event(job: Job, postings: tuple[Posting, ...], now: int) -> JobSettled:
+    """The ``JobSettled`` of ``job`` (already in its settled state) paid by ``postings``:
+    what left the escrow, by destination."""
+    moved: dict[str, int] = {}
+    for p in postings:
+        if p.src == escrow(job.id):
+            moved[p.dst] = moved.get(p.dst, 0) + p.amount
+    node = wallet(job.node) if job.node else ""
+    return JobSettled(at=now, job_id=job.id, job=job, node_pay=moved.get(node, 0),
+                      treasury_fee=moved.get(TREASURY, 0), stakers_fee=moved.get(STAKERS_POOL, 0),
+                      audit_fee=moved.get(AUDIT_POOL, 0), refund=moved.get(wallet(job.client), 0))
+
+
+def settle(job: Job, now: int, stakers_account: str = STAKERS_POOL) -> Transition:
     """Pay out a finished job from its escrow: node, treasury, stakers, client refund."""
     pay = payout(job)
     new = _move(job, "settle", now)
@@ -284,6 +351,4 @@ def settle(job: Job, now: int, stakers_account: str = "stakers_pool") -> Transit
         (wallet(job.client), pay.refund),
     ]
     postings = tuple(Posting(src, dst, amt) for dst, amt in legs if dst and amt > 0)
-    data = {"node_pay": pay.node_pay, "treasury_fee": pay.treasury_fee,
-            "stakers_fee": pay.stakers_fee, "refund": pay.refund}
-    return Transition(new, (Event("JobSettled", job.id, now, data),), postings)
+    return Transition(new, (settled_event(new, postings, now),), postings)

@@ -1,11 +1,14 @@
 """Verification: which jobs are audited and by whom (:mod:`.sampling`), how two runs'
-outputs compare and who wins a dispute (:mod:`.comparison`).
+outputs compare and who wins a dispute (:mod:`.comparison`), and a held job's case as a
+typed state machine (:mod:`.case`, imported from there).
 
-The public names of both are re-exported here.
+The public names of sampling and comparison are re-exported here.
 """
 
+from nosgrid.core.ledger import AUDIT_POOL
 from nosgrid.core.verification.comparison import (
     BoolArray,
+    CompareResults,
     Comparison,
     DisputeOutcome,
     FloatArray,
@@ -18,10 +21,10 @@ from nosgrid.core.verification.comparison import (
     output_hashes,
     resolve,
     resolve_dispute,
+    resolve_with,
     within_tolerance,
 )
 from nosgrid.core.verification.sampling import (
-    AUDIT_POOL,
     DEFAULT_VERIFICATION,
     HOUR,
     AuditRecord,
@@ -44,11 +47,40 @@ from nosgrid.core.verification.sampling import (
 )
 
 __all__ = [
-    "AUDIT_POOL", "DEFAULT_VERIFICATION", "HOUR", "AuditRecord", "BoolArray", "Candidate",
-    "Comparison", "DisputeOutcome", "FloatArray", "IntArray", "Mode", "ReadBlob", "Tolerance",
-    "Verdict", "VerificationParams", "audit_draw", "audit_probability", "audit_rate_bps",
-    "audit_rates_bps", "choose_auditor", "choose_panel", "compare_output_sets",
-    "compare_outputs", "compare_results", "detection_within", "job_audit_rate_bps",
-    "may_audit", "next_record", "output_hashes", "related", "resolve", "resolve_dispute",
-    "should_audit", "within_tolerance",
+    "AUDIT_POOL",
+    "DEFAULT_VERIFICATION",
+    "HOUR",
+    "AuditRecord",
+    "BoolArray",
+    "Candidate",
+    "CompareResults",
+    "Comparison",
+    "DisputeOutcome",
+    "FloatArray",
+    "IntArray",
+    "Mode",
+    "ReadBlob",
+    "Tolerance",
+    "Verdict",
+    "VerificationParams",
+    "audit_draw",
+    "audit_probability",
+    "audit_rate_bps",
+    "audit_rates_bps",
+    "choose_auditor",
+    "choose_panel",
+    "compare_output_sets",
+    "compare_outputs",
+    "compare_results",
+    "detection_within",
+    "job_audit_rate_bps",
+    "may_audit",
+    "next_record",
+    "output_hashes",
+    "related",
+    "resolve",
+    "resolve_dispute",
+    "resolve_with",
+    "should_audit",
+    "within_tolerance",
 ]

@@ -261,26 +261,43 @@ def compare_results(mode: Mode, a: Mapping[str, Any], b: Mapping[str, Any], tol:
                                      {k: read_blob(v) for k, v in hb.items()}, tol)
 
 
+#: compares two whole results (``compare_results`` with a case's mode, tolerance, blobs)
+CompareResults = Callable[[Mapping[str, Any], Mapping[str, Any]], Comparison]
+
+
+def resolve_with(compare: CompareResults, first: Mapping[str, Any], audit: Mapping[str, Any],
+                 panel: Sequence[Mapping[str, Any]]) -> DisputeOutcome:
+    """The verdict of a dispute from the node's, the auditor's and the panel's results
+    under ``compare``; no panel → inconclusive (the core unanimity rule decides).
+
+    >>> same = lambda x, y: Comparison(x == y)
+    >>> resolve_with(same, {"o": 1}, {"o": 2}, [{"o": 2}, {"o": 2}]).verdict
+    <Verdict.NODE_WRONG: 'node_wrong'>
+    """
+    def agree(x: Mapping[str, Any], y: Mapping[str, Any]) -> bool:
+        return compare(x, y).match
+
+    if agree(first, audit):
+        return DisputeOutcome(Verdict.AGREED)
+    if not panel:
+        return DisputeOutcome(Verdict.INCONCLUSIVE)
+    # Map each run to a token so the core rule decides with its own (unanimity) logic.
+    vf = [agree(p, first) for p in panel]
+    va = [agree(p, audit) for p in panel]
+    tokens = [b"first" if f and not a else b"audit" if a and not f else
+              b"both" if f else b"other" for f, a in zip(vf, va, strict=True)]
+    outcome = resolve_dispute("deterministic", b"first", b"audit", tokens)
+    return replace(outcome, votes_first=sum(vf), votes_audit=sum(va))
+
+
 def resolve(mode: Mode, first: Mapping[str, Any], audit: Mapping[str, Any],
             panel: Sequence[Mapping[str, Any]], tol: Tolerance,
             read_blob: ReadBlob) -> DisputeOutcome:
-    """:func:`resolve_dispute` over whole output sets; no panel → inconclusive.
+    """:func:`resolve_with` comparing whole output sets in ``mode``.
 
     >>> good, bad = {"outputs": [{"path": "/o", "sha256": "g"}]}, {"outputs": []}
     >>> resolve("deterministic", bad, good, [good], Tolerance(), bytes.fromhex).verdict
     <Verdict.NODE_WRONG: 'node_wrong'>
     """
-    def same(x: Mapping[str, Any], y: Mapping[str, Any]) -> bool:
-        return compare_results(mode, x, y, tol, read_blob).match
-
-    if same(first, audit):
-        return DisputeOutcome(Verdict.AGREED)
-    if not panel:
-        return DisputeOutcome(Verdict.INCONCLUSIVE)
-    # Map each run to a token so the core rule decides with its own (unanimity) logic.
-    vf = [same(p, first) for p in panel]
-    va = [same(p, audit) for p in panel]
-    tokens = [b"first" if f and not a else b"audit" if a and not f else
-              b"both" if f else b"other" for f, a in zip(vf, va, strict=True)]
-    outcome = resolve_dispute("deterministic", b"first", b"audit", tokens)
-    return replace(outcome, votes_first=sum(vf), votes_audit=sum(va))
+    return resolve_with(lambda x, y: compare_results(mode, x, y, tol, read_blob),
+                        first, audit, panel)

@@ -45,8 +45,6 @@ from nosgrid.core.errors import InvalidInput
 Mode = Literal["deterministic", "tolerance", "none"]
 IntArray = npt.NDArray[np.int64]
 
-#: the account that collects audit fees and pays auditors and tiebreakers
-AUDIT_POOL: Final = "audit_pool"
 HOUR: Final = 3_600
 
 

@@ -1,0 +1,551 @@
+"""What the API answers: one pydantic model per response shape, shared by server and SDK.
+
+The coordinator's routes declare these as their ``response_model`` (so ``/openapi.json``
+describes every answer) and the SDK parses the same JSON back into them
+(``nosgrid.sdk.models`` re-exports this module). Money is integer base units; the
+``*_nos`` fields are the same amounts as decimal NOS strings, for display only.
+
+Models ignore keys they do not know, so an SDK keeps reading a newer coordinator. A key
+that a route may leave out is a field with a default (``None`` unless said otherwise).
+
+Example::
+
+    job = JobView.model_validate(response.json())
+    if job.state in ENDED:
+        print(job.settlement.cost_nos if job.settlement else job.deposit_nos)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nosgrid.core.jobs.state import JobState
+from nosgrid.core.markets import HardwareReport, MarketParams
+
+__all__ = [
+    "AccountView", "BlobView", "ClaimView", "Comparison", "DeploymentList",
+    "DeploymentStatus", "DeploymentView", "ErrorBody", "ErrorDetail", "FaucetView",
+    "HealthView", "HeartbeatView", "JobList", "JobPayouts", "JobResultView", "JobSpecView",
+    "JobView", "JournalEntryView", "JournalView", "KeyDetail", "KeyList", "KeyRevoked",
+    "KeyView", "LedgerSummary", "LedgerVerifyReport", "LogChunkView", "LogStreamEnd",
+    "LogsStored", "LogsView", "MarketDetail", "MarketNodeView", "MarketParams", "MarketView",
+    "NodeStanding", "NodeView", "OnchainAccountCheck", "OnchainVerifyReport", "PayoutLegView",
+    "PayoutView", "PollView", "RegistrationView", "ReplicaView", "ServiceView",
+    "SettlementSplit", "SolanaAccountView", "SolanaFaucetView", "SolanaInfo",
+    "SolanaSubmitted", "StakeView", "Undeployed", "UsageRow", "UsageView",
+    "VerificationRun", "VerificationSummary", "VerificationView", "View",
+]
+
+
+class View(BaseModel):
+    """Base of every response model: unknown keys are ignored (newer servers add some)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+class ErrorDetail(View):
+    """``code`` is stable (see ``nosgrid.core.errors``); ``message`` says what to do."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorBody(View):
+    """The body of every 4xx/5xx answer of the API."""
+
+    error: ErrorDetail
+
+
+# ------------------------------------------------------------------------------ accounts
+
+
+class AccountView(View):
+    pubkey: str
+    balance: int
+    balance_nos: str
+    stake: int
+    stake_nos: str
+
+
+class JournalEntryView(View):
+    """One posting touching the account; ``delta`` is what it changed there."""
+
+    seq: int
+    kind: str
+    ref: str
+    at: int
+    src: str
+    dst: str
+    amount: int
+    amount_nos: str
+    delta: int
+    entry_hash: str
+
+
+class JournalView(View):
+    entries: list[JournalEntryView]
+    #: pass as ``before`` for the next (older) page; None on the last page
+    next: int | None = None
+
+
+class FaucetView(View):
+    pubkey: str
+    balance: int
+    balance_nos: str
+
+
+class BlobView(View):
+    sha256: str
+    size: int
+
+
+# ------------------------------------------------------------------------------ jobs
+
+
+class SettlementSplit(View):
+    """Where a settled job's escrow went."""
+
+    node_pay: int
+    treasury_fee: int
+    stakers_fee: int
+    refund: int
+    cost_nos: str
+
+
+class JobView(View):
+    """A job: base units plus NOS strings; ``settlement`` once it is settled."""
+
+    id: str
+    client: str
+    market: str
+    state: JobState
+    node: str | None = None
+    spec_hash: str
+    timeout: int
+    deposit: int
+    deposit_nos: str
+    price_per_second: int
+    created_at: int
+    assigned_at: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    seconds_used: int = 0
+    fault: Literal["client", "node"] | None = None
+    reason: str = ""
+    attempts: int = 0
+    result: dict[str, Any] = Field(default_factory=dict)
+    settlement: SettlementSplit | None = None
+    #: how the run ended for the client (filled by coordinators that record it)
+    outcome: str | None = None
+
+
+class JobList(View):
+    jobs: list[JobView]
+    #: pass as ``cursor`` for the next page; None on the last page
+    next: int | None = None
+
+
+class JobSpecView(View):
+    spec_hash: str
+    spec: dict[str, Any]
+
+
+class JobResultView(View):
+    id: str
+    state: JobState
+    result: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""
+
+
+class LogChunkView(View):
+    seq: int
+    stream: str
+    at: float
+    data: str
+
+
+class LogsView(View):
+    chunks: list[LogChunkView]
+    #: pass as ``after`` to read on
+    next: int
+
+
+class LogStreamEnd(View):
+    """The last line of a followed log stream: the job is no longer running."""
+
+    end: Literal[True]
+    #: the job's state (a JobState value)
+    state: str
+
+
+class LogsStored(View):
+    stored: int
+    next_seq: int
+    truncated: bool
+
+
+# ------------------------------------------------------------------------------ markets
+
+
+MarketView = MarketParams
+"""A market's terms (the model markets are created from)."""
+
+
+class MarketDetail(MarketParams):
+    """A market's terms and how many nodes serve it now."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    nodes_online: int
+    nodes_waiting: int
+
+
+class NodeStanding(View):
+    """Stake, reputation and jail state of a node."""
+
+    stake: int
+    reputation: float
+    jobs_done: int
+    offences: int
+    jailed_until: int | None = None
+
+
+class MarketNodeView(NodeStanding):
+    id: str
+    status: str
+
+
+# ------------------------------------------------------------------------------ nodes
+
+
+class RegistrationView(View):
+    node_id: str
+    markets: list[str]
+    #: market → why this node may not serve it
+    rejected: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class HeartbeatView(View):
+    ok: bool
+
+
+class PollView(View):
+    """A job assigned to the polling node and its definition, or both None after the wait."""
+
+    job: JobView | None = None
+    spec: str | None = None
+
+
+class NodeView(NodeStanding):
+    id: str
+    hardware: HardwareReport
+    markets: list[str]
+    status: str
+    registered_at: int
+    last_heartbeat: float
+    waiting_since: float | None = None
+    balance: int
+    balance_nos: str
+
+
+# ------------------------------------------------------------------------------ staking
+
+
+class StakeView(View):
+    """The signer's stake; only ``owner`` and ``staked`` when there is none."""
+
+    owner: str
+    staked: bool
+    amount: int | None = None
+    amount_nos: str | None = None
+    days: int | None = None
+    multiplier_bps: int | None = None
+    score: int | None = None
+    staked_at: int | None = None
+    unstaked_at: int | None = None
+    withdrawable: int | None = None
+    withdrawable_nos: str | None = None
+    pending_rewards: int | None = None
+    pending_rewards_nos: str | None = None
+    active: bool | None = None
+
+
+class ClaimView(StakeView):
+    claimed: int
+    claimed_nos: str
+
+
+# ------------------------------------------------------------------------------ system
+
+
+class HealthView(View):
+    ok: bool
+    ledger_seq: int | None = None
+    #: "local", "litesvm" or "solana"
+    settlement: str
+
+
+class LedgerSummary(View):
+    """Protocol account balances and the ledger head."""
+
+    treasury: int
+    rewards_pool: int
+    stakers_pool: int
+    entries: int
+    head_hash: str | None = None
+
+
+class LedgerVerifyReport(View):
+    ok: bool
+    entries: int
+    accounts: int
+    #: minted supply, in NOS
+    supply: str
+    head_hash: str
+    problems: list[str] = Field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ verification
+
+
+class VerificationRun(View):
+    """One audit, replica or tiebreak run of a verified job."""
+
+    job: str
+    role: str
+    node: str
+    slot: int = 0
+    paid_by: Literal["client", "pool"]
+    #: whether its runner was paid (client-paid replicas, once the verdict is in)
+    paid: bool | None = None
+
+
+class Comparison(View):
+    match: bool
+    reason: str = ""
+    max_abs_error: float | None = None
+
+
+class VerificationView(View):
+    """How a job is being checked. ``status``: not_verified, not_held, held, waiting,
+    auditing, disputed, passed, released, or a verdict."""
+
+    job: str
+    state: JobState
+    status: str
+    mode: str
+    replicas: int | None = None
+    rate_bps: int | None = None
+    audited: bool | None = None
+    beacon: str | None = None
+    result_hash: str | None = None
+    release_at: int | None = None
+    auditor: str | None = None
+    auditors: list[str] | None = None
+    audit_job: str | None = None
+    panel: list[str] | None = None
+    verdict: str | None = None
+    verdict_entry: str | None = None
+    comparison: Comparison | None = None
+    slashed: list[str] | None = None
+    reason: str | None = None
+    runs: list[VerificationRun] = Field(default_factory=list)
+
+
+class VerificationSummary(View):
+    jobs_held: int
+    by_status: dict[str, int]
+    audit_runs: int
+    audit_pool: int
+    audit_compute_seconds: int
+    all_compute_seconds: int
+    #: audit compute ÷ all compute
+    audit_overhead: float
+
+
+# ------------------------------------------------------------------------------ gateway
+
+
+class ServiceView(View):
+    job_id: str
+    model: str
+    healthy: bool
+
+
+class KeyView(View):
+    """A registered gateway API key (the key itself never comes back)."""
+
+    kid: str
+    owner: str
+    cap: int
+    cap_nos: str
+    expires_at: int
+    models: list[str]
+
+
+class KeyDetail(KeyView):
+    label: str = ""
+    created_at: int
+    revoked_at: int | None = None
+    spent: int
+    spent_nos: str
+    #: reserved by requests in flight
+    hold: int = 0
+
+
+class KeyList(View):
+    keys: list[KeyDetail]
+
+
+class KeyRevoked(View):
+    kid: str
+    revoked: bool
+
+
+class UsageRow(View):
+    kid: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: int
+    cost_nos: str
+
+
+class UsageView(View):
+    usage: list[UsageRow]
+
+
+class DeploymentView(View):
+    """A model deployment; prices are base units per token."""
+
+    model: str
+    owner: str
+    market: str
+    min: int
+    max: int
+    idle_s: int
+    prompt_price: int
+    completion_price: int
+    created_at: int
+
+
+class ReplicaView(View):
+    job_id: str
+    node: str
+    healthy: bool
+    outstanding: int
+
+
+class DeploymentStatus(DeploymentView):
+    replicas: list[ReplicaView]
+    #: jobs posted for replicas that are not healthy yet
+    starting: list[str]
+    #: the last cold starts, seconds
+    cold_starts_s: list[float]
+
+
+class DeploymentList(View):
+    deployments: list[DeploymentStatus]
+
+
+class Undeployed(View):
+    model: str
+    deleted: bool
+
+
+# ------------------------------------------------------------------------------ Solana
+
+
+class SolanaInfo(View):
+    """What a client needs to approve the market: mint, delegate, vaults, a blockhash."""
+
+    settlement: str
+    cluster: str
+    mint: str
+    authority: str
+    treasury: str
+    stake_vault: str
+    rewards_vault: str
+    audit_vault: str = ""
+    emissions_vault: str = ""
+    decimals: int
+    recent_blockhash: str
+
+
+class SolanaAccountView(View):
+    """On-chain balance and allowance next to what the ledger holds free and reserved."""
+
+    pubkey: str
+    token_account: str
+    onchain_balance: int
+    onchain_balance_nos: str
+    allowance: int
+    allowance_nos: str
+    free: int
+    free_nos: str
+    reserved: int
+    reserved_nos: str
+
+
+class SolanaSubmitted(SolanaAccountView):
+    signature: str
+
+
+class SolanaFaucetView(View):
+    pubkey: str
+    onchain_balance: int
+    onchain_balance_nos: str
+
+
+class PayoutLegView(View):
+    destination: str
+    amount: int
+    account: str
+
+
+class PayoutView(View):
+    kind: str
+    status: str
+    signature: str | None = None
+    attempts: int
+    error: str = ""
+    entry_hash: str
+    legs: list[PayoutLegView]
+    created_at: float
+    confirmed_at: float | None = None
+
+
+class JobPayouts(View):
+    job_id: str
+    payouts: list[PayoutView]
+
+
+class OnchainAccountCheck(View):
+    """One account reconciled: what the ledger says should be on chain, and what is."""
+
+    account: str
+    ledger: int
+    pending: int | None = None
+    leaving: int | None = None
+    reserved: int | None = None
+    onchain: int
+    expected_onchain: int
+
+
+class OnchainVerifyReport(LedgerVerifyReport):
+    notes: list[str] = Field(default_factory=list)
+    accounts_checked: list[OnchainAccountCheck] = Field(default_factory=list)
+    anchors_checked: int = 0
+    #: unconfirmed outbox rows by status
+    outbox: dict[str, int] = Field(default_factory=dict)
+    mint: str
+    settlement: str

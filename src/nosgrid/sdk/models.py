@@ -1,0 +1,82 @@
+"""The API's response models, as the SDK returns them (defined once in ``core.views``).
+
+Example::
+
+    from nosgrid.sdk.models import JobView
+
+    job: JobView = client.job(job_id)
+    print(job.state, job.deposit_nos)
+"""
+
+from nosgrid.core.views import (
+    AccountView,
+    BlobView,
+    ClaimView,
+    Comparison,
+    DeploymentList,
+    DeploymentStatus,
+    DeploymentView,
+    ErrorBody,
+    ErrorDetail,
+    FaucetView,
+    HealthView,
+    HeartbeatView,
+    JobList,
+    JobPayouts,
+    JobResultView,
+    JobSpecView,
+    JobView,
+    JournalEntryView,
+    JournalView,
+    KeyDetail,
+    KeyList,
+    KeyRevoked,
+    KeyView,
+    LedgerSummary,
+    LedgerVerifyReport,
+    LogChunkView,
+    LogsStored,
+    LogStreamEnd,
+    LogsView,
+    MarketDetail,
+    MarketNodeView,
+    MarketParams,
+    MarketView,
+    NodeStanding,
+    NodeView,
+    OnchainAccountCheck,
+    OnchainVerifyReport,
+    PayoutLegView,
+    PayoutView,
+    PollView,
+    RegistrationView,
+    ReplicaView,
+    ServiceView,
+    SettlementSplit,
+    SolanaAccountView,
+    SolanaFaucetView,
+    SolanaInfo,
+    SolanaSubmitted,
+    StakeView,
+    Undeployed,
+    UsageRow,
+    UsageView,
+    VerificationRun,
+    VerificationSummary,
+    VerificationView,
+    View,
+)
+
+__all__ = [
+    "AccountView", "BlobView", "ClaimView", "Comparison", "DeploymentList",
+    "DeploymentStatus", "DeploymentView", "ErrorBody", "ErrorDetail", "FaucetView",
+    "HealthView", "HeartbeatView", "JobList", "JobPayouts", "JobResultView", "JobSpecView",
+    "JobView", "JournalEntryView", "JournalView", "KeyDetail", "KeyList", "KeyRevoked",
+    "KeyView", "LedgerSummary", "LedgerVerifyReport", "LogChunkView", "LogStreamEnd",
+    "LogsStored", "LogsView", "MarketDetail", "MarketNodeView", "MarketParams", "MarketView",
+    "NodeStanding", "NodeView", "OnchainAccountCheck", "OnchainVerifyReport", "PayoutLegView",
+    "PayoutView", "PollView", "RegistrationView", "ReplicaView", "ServiceView",
+    "SettlementSplit", "SolanaAccountView", "SolanaFaucetView", "SolanaInfo",
+    "SolanaSubmitted", "StakeView", "Undeployed", "UsageRow", "UsageView",
+    "VerificationRun", "VerificationSummary", "VerificationView", "View",
+]
