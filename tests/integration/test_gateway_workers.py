@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -230,9 +231,11 @@ async def test_a_worker_taken_over_while_alive_registers_again(tmp_path: Path) -
         kid = gw_b.authorize(f"Bearer {key}", None).kid
         await until(lambda: gw_b.worker not in t.workers(), "A takes over B", timeout_s=20)
         assert t.balances(hold_account(kid, gw_b.worker))[hold_account(kid, gw_b.worker)] == 0
-        for _ in range(2):  # the first is served from B's stale books, then B re-registers
-            await via_b.chat.completions.create(model="fake", messages=MSG, max_tokens=2)
-        assert gw_b.worker in t.workers()
+        # B wakes up; A takes over nobody else from now on (B's own tick never runs here)
+        w.gw.settings = dataclasses.replace(w.gw.settings, worker_lease_s=3600)
+        await via_b.chat.completions.create(model="fake", messages=MSG, max_tokens=2)
+        await until(lambda: gw_b.worker in t.workers(), "B registers again at its next write")
+        await via_b.chat.completions.create(model="fake", messages=MSG, max_tokens=2)
         gw_b.flush(release_all=True)
         [usage] = (await w.alice.usage()).usage
         assert (usage.requests, usage.cost) == (2, 2 * COST)

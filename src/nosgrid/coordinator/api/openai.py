@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -303,13 +302,9 @@ async def _plain(gw: Gateway, res: Reservation, body: dict[str, Any], model: str
                                                "an OpenAI answer"))
         gw.charge(res, model=model, node=replica.node,
                   prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                  completion_tokens=int(usage.get("completion_tokens") or 0), prices=prices,
-                  write_later=True)
-        # the charge's row is written once the answer is sent (or by the next flush if
-        # the client went away first): the commit is not in the client's latency
+                  completion_tokens=int(usage.get("completion_tokens") or 0), prices=prices)
         return Response(content, media_type="application/json",
-                        headers=_headers(replica, cold_s),
-                        background=BackgroundTask(gw.save_soon))
+                        headers=_headers(replica, cold_s))
     raise UpstreamFailed(f"the request failed on two nodes; last: {last}")
 
 

@@ -165,10 +165,10 @@ class BillingMixin:
     # ------------------------------------------------------------------ charging
 
     def charge(self, res: Reservation, *, model: str, node: str, prompt_tokens: int,
-               completion_tokens: int, prices: Prices, write_later: bool = False) -> int:
+               completion_tokens: int, prices: Prices) -> int:
         """End a request: bill the tokens delivered (nothing delivered, nothing recorded)
-        and write the charge to the database (:meth:`save_soon`; ``write_later``: the
-        caller calls it once the answer is sent). Returns the amount charged."""
+        and write the charge to the database (:meth:`save_soon`). Returns the amount
+        charged."""
         c = self.meter.charge(res, model=model, node=node, prompt_tokens=prompt_tokens,
                               completion_tokens=completion_tokens, prices=prices)
         if c.cost < prices.cost(prompt_tokens, completion_tokens):
@@ -176,8 +176,7 @@ class BillingMixin:
                         extra={"kid": res.kid, "charged": c.cost})
         if c.prompt_tokens or c.completion_tokens:
             self._unsaved.append((next(self._charge_seq), c))
-            if not write_later:
-                self.save_soon()
+            self.save_soon()
         self._since_flush += 1
         if self._since_flush >= self.settings.flush_every:
             self.flush()
