@@ -15,7 +15,10 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint unit bench system venv images clean
 
-run: venv images
+# the demo builds the one small image its job runs in (busybox, ~1 s); the Python test
+# image and the llama.cpp inference image (a ~5 min compile, once) are for `make test`,
+# `nosgrid image build-inference`, or built on first use by `nosgrid up --model`
+run: venv
 	$(BIN)/nosgrid demo
 
 test: venv images lint

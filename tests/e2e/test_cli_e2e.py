@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from solders.keypair import Keypair
 
-from conftest import Cli
+from conftest import Cli, running_coordinator
 from nosgrid.sdk import Client
 
 pytestmark = pytest.mark.e2e
@@ -72,3 +72,46 @@ def test_cli_errors_are_one_line(coordinator: tuple[str, Cli, Path], tmp_path: P
     assert proc.returncode == 1 and "nosgrid wallet new" in proc.stderr
     proc = cli.run("market", "create", "x", "--price-per-second", "1", keypair=me, check=False)
     assert proc.returncode == 1 and "admin" in proc.stderr
+
+
+def test_post_without_market_goes_to_the_definitions_or_the_only_one(
+        coordinator: tuple[str, Cli, Path], tmp_path: Path) -> None:
+    _url, cli, admin = coordinator
+    me = tmp_path / "me.json"
+    cli.run("wallet", "new", "--keypair", str(me))
+    cli.json("faucet", "5", keypair=me)
+    cli.run("market", "create", "cpu", "--price-per-second", "0.001", "--max-timeout", "600",
+            keypair=admin)
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(SPEC))
+    said = " ".join(cli.run("job", "post", str(spec), keypair=me).stdout.split())
+    assert " in cpu (the only market), escrowed 0.06 NOS" in said
+    job = cli.json("job", "post", str(spec), keypair=me)
+    assert (job["market"], job["market_chosen_by"]) == ("cpu", "only")
+
+    cli.run("market", "create", "gpu", "--price-per-second", "0.001", keypair=admin)
+    proc = cli.run("job", "post", str(spec), keypair=me, check=False)
+    assert proc.returncode == 1 and "(cpu, gpu)" in proc.stderr and "--market" in proc.stderr
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({**SPEC, "meta": {"nosgrid": {"timeout": 60, "market": "gpu"}}}))
+    said = " ".join(cli.run("job", "post", str(named), keypair=me).stdout.split())
+    assert " in gpu (named by the definition)," in said
+    said = " ".join(cli.run("job", "post", str(named), "--market", "cpu", keypair=me)
+                    .stdout.split())
+    assert " in cpu (named by the request)," in said
+
+
+def test_post_without_market_goes_to_the_coordinators_default(tmp_path: Path) -> None:
+    with running_coordinator(tmp_path, "--default-market", "cpu") as (_url, cli, admin):
+        me = tmp_path / "me.json"
+        cli.run("wallet", "new", "--keypair", str(me))
+        cli.json("faucet", "5", keypair=me)
+        for name in ("gpu", "cpu"):
+            cli.run("market", "create", name, "--price-per-second", "0.001", keypair=admin)
+        spec = tmp_path / "job.json"
+        spec.write_text(json.dumps(SPEC))
+        said = " ".join(cli.run("job", "post", str(spec), keypair=me).stdout.split())
+        assert " in cpu (the coordinator's default)," in said
+        job = cli.json("job", "post", str(spec), keypair=me)
+        assert (job["market"], job["market_chosen_by"]) == ("cpu", "default")
+        assert job["market_why"] == "the coordinator's default"

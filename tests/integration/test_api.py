@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from api_fixtures import BUSYBOX_SPEC, Market
@@ -187,3 +188,35 @@ async def test_blob_access_follows_jobs(market: Market) -> None:
     await m.node.finish_job(job.id, outputs=[{"path": "/outputs/r", "sha256": out,
                                                  "size": 7}])
     assert await m.alice.download_blob(out) == b"result\n"
+
+
+async def test_post_without_a_market_says_which_it_went_to(market: Market) -> None:
+    m = market
+    await m.alice.faucet("1")
+    job = await m.alice.post_job(spec=BUSYBOX_SPEC, timeout=10)  # "cpu" is the only market
+    assert (job.market, job.market_chosen_by, job.market_why) == ("cpu", "only",
+                                                                  "the only market")
+    assert (await m.alice.job(job.id)).market == "cpu"  # the job view shows it too
+    await m.admin.create_market({"name": "gpu", "price_per_second": 1000, "max_timeout": 600})
+    before = (await m.alice.balance(), len((await m.alice.jobs()).jobs))
+    with pytest.raises(InvalidInput) as err:
+        await m.alice.post_job(spec=BUSYBOX_SPEC, timeout=10)
+    assert "(cpu, gpu)" in err.value.message and err.value.details["markets"] == ["cpu", "gpu"]
+    assert (await m.alice.balance(), len((await m.alice.jobs()).jobs)) == before
+    named = {**BUSYBOX_SPEC, "meta": {"nosgrid": {"market": "gpu"}}}
+    job = await m.alice.post_job(spec=named, timeout=10)
+    assert (job.market, job.market_chosen_by) == ("gpu", "definition")
+    job = await m.alice.post_job(spec=named, market="cpu", timeout=10)
+    assert (job.market, job.market_chosen_by) == ("cpu", "request")
+
+
+async def test_the_coordinators_default_market(market: Market) -> None:
+    m = market
+    await m.admin.create_market({"name": "gpu", "price_per_second": 1000, "max_timeout": 600})
+    m.coord.settings = dataclasses.replace(m.coord.settings, default_market="gpu")
+    await m.alice.faucet("1")
+    job = await m.alice.post_job(spec=BUSYBOX_SPEC, timeout=10)
+    assert (job.market, job.market_chosen_by) == ("gpu", "default")
+    m.coord.settings = dataclasses.replace(m.coord.settings, default_market="gone")
+    with pytest.raises(MarketNotFound, match="the coordinator's default"):
+        await m.alice.post_job(spec=BUSYBOX_SPEC, timeout=10)

@@ -231,3 +231,21 @@ def test_a_failing_money_handler_rolls_back_the_whole_use_case(store: Store) -> 
     with store.uow(write=False) as uow:
         assert (uow.ledger.balances(), uow.ledger.head()) == before
         assert uow.jobs.get(job.id).state.value == "queued"
+
+
+def test_a_clients_cancellation_does_not_count_against_the_node(store: Store) -> None:
+    """Outcome ``cancelled`` is the client's doing: the node's reputation learns nothing
+    (before outcomes, a job cancelled while running counted as the node's failure)."""
+    with store.uow() as uow:
+        svc.create_market(uow, MarketParams(name="cpu", price_per_second=10), 0)
+        accounts.faucet(uow, "alice", 10_000, 0)
+        job = svc.post_job(uow, client="alice", definition=parse_job_definition(DEFINITION),
+                           market="cpu", timeout=10, now=0)
+        svc.assign_to(uow, job, "NODE", 1)
+        svc.start_job(uow, job.id, "NODE", 2)
+        done = svc.cancel_job(uow, job.id, "alice", 5)
+        uow.commit()
+    with store.uow(write=False) as uow:
+        rep = uow.economics.reputation("NODE")
+    assert done.outcome is not None and done.outcome.value == "cancelled"
+    assert rep.success_ok == 0 and rep.success_bad == 0

@@ -12,6 +12,7 @@ from nosgrid.core.jobs.plan import (
     effective_op,
     execution_groups,
     volume_name,
+    waits_for,
 )
 from nosgrid.core.jobs.spec import CreateVolumeOperation, JobDefinition, RunOperation
 
@@ -67,6 +68,32 @@ def test_plan_problems_on_plain_nodes() -> None:
         "ops[2].execution.depends_on",
     ]
     assert group_order([OpNode("x", None, ())]) == [("x", [0])]
+
+
+def test_a_dependency_on_an_earlier_group_is_satisfied_a_later_one_is_not() -> None:
+    story = [OpNode("story", "story", ()), OpNode("image", "media", ("story",)),
+             OpNode("video", "media", ("story",)), OpNode("download", "download",
+                                                        ("image", "video"))]
+    assert plan_problems(story) == []
+    later = plan_problems([OpNode("a", "g", ("b",)), OpNode("b", "h", ())])
+    assert later == [("ops[0].execution.depends_on[0]",
+                      "op 'a' depends on 'b', which is in group 'h', which runs after group "
+                      "'g'; a dependency must be in the same group or an earlier one")]
+    # a group's rank is its first appearance: 'c' belongs to 'g', which runs before 'h'
+    assert plan_problems([OpNode("a", "g", ()), OpNode("b", "h", ("c",)),
+                          OpNode("c", "g", ())]) == []
+    unknown = plan_problems([OpNode("a", "g", ()), OpNode("b", "h", ("a", "zz"))])
+    assert unknown == [("ops[1].execution.depends_on[1]", "op 'b' depends on unknown op 'zz'")]
+    # a cycle needs an edge into a later group or one inside a group: both still refused
+    cycle = plan_problems([OpNode("a", "g", ("b",)), OpNode("b", "g", ("a",)),
+                           OpNode("c", "h", ("a",))])
+    assert cycle == [("ops[0].execution.depends_on", "dependency cycle: 'a' -> 'b' -> 'a'")]
+
+
+def test_an_op_waits_only_for_the_dependencies_of_its_own_group() -> None:
+    d = defn(op("story"), op("db", "work"), op("app", "work", ("story", "db")),
+             op("report", "end", ("app", "story")))
+    assert [waits_for(d, i) for i in range(4)] == [(), (), ("db",), ()]
 
 
 def test_effective_op_merges_global_like_the_node() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from nosgrid.core.errors import InvalidJobSpec
-from nosgrid.core.jobs.load import load_job_definition
+from nosgrid.core.jobs.load import load_job_definition, parse_job_definition
 
 HEALTH = {"type": "http", "path": "/v1/models", "method": "GET", "expected_status": 200}
 
@@ -257,6 +257,55 @@ VALID: dict[str, dict[str, Any]] = {
 }
 
 
+# The story pipeline of Nosana's literals documentation, in its shape: a story op, a media
+# group whose two ops read its results, a download op that depends on both media ops (in an
+# earlier group) and reads all three ops' results.
+VALID["story pipeline with dependencies on earlier groups"] = {
+    "version": "0.1",
+    "type": "container",
+    "meta": {"trigger": "cli"},
+    "ops": [
+        {
+            "type": "container/run",
+            "id": "story",
+            "args": {"image": "docker.io/example/story-writer:1", "cmd": ["--length", "short"]},
+            "results": {"title": "title=.*", "body": "body=.*", "slug": "slug=.*"},
+            "execution": {"group": "story"},
+        },
+        {
+            "type": "container/run",
+            "id": "image",
+            "args": {"image": "docker.io/example/painter:1",
+                     "cmd": ["--prompt", "a cover for %%ops.story.results.title%%"]},
+            "results": {"cover_path": ".*\\.png"},
+            "execution": {"group": "media", "depends_on": ["story"]},
+        },
+        {
+            "type": "container/run",
+            "id": "video",
+            "args": {"image": "docker.io/example/renderer:1",
+                     "cmd": ["--script", "%%ops.story.results.body%%"]},
+            "results": {"video_path": ".*\\.mp4"},
+            "execution": {"group": "media", "depends_on": ["story"]},
+        },
+        {
+            "type": "container/run",
+            "id": "download",
+            "args": {
+                "image": "docker.io/library/alpine",
+                "entrypoint": ["sh"],
+                "cmd": ["-c", "echo cover=%%ops.image.results.cover_path%% "
+                              "video=%%ops.video.results.video_path%%"],
+                "resources": [{"type": "S3", "target": "/upload",
+                               "url": "s3://bucket/stories/%%ops.story.results.slug%%"}],
+            },
+            "results": {"dest": "uploaded=.*"},
+            "execution": {"group": "download", "depends_on": ["image", "video"]},
+        },
+    ],
+}
+
+
 @pytest.mark.parametrize("data", VALID.values(), ids=list(VALID))
 def test_nosana_shaped_definitions_validate(data: dict[str, Any]) -> None:
     load_job_definition(json.dumps(data))
@@ -322,9 +371,15 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "ops[1].execution.depends_on[1]: op 'b' depends on unknown op 'zz'",
     ),
     (
-        "cross-group dependency",
-        job(dep("a"), dep("b", "a")),
-        "ops[1].execution.depends_on[0]: op 'b' depends on 'a', which is in group 'a', not 'b'",
+        "dependency on a later group",
+        job(dep("b", "a"), dep("a")),
+        "ops[0].execution.depends_on[0]: op 'b' depends on 'a', which is in group 'a', which "
+        "runs after group 'b'; a dependency must be in the same group or an earlier one",
+    ),
+    (
+        "dependency on a later group, groups interleaved",
+        job(dep("a", group="g"), dep("b", "c", group="g"), dep("c", group="h")),
+        "ops[1].execution.depends_on[0]: op 'b' depends on 'c', which is in group 'h'",
     ),
     (
         "cycle",
@@ -463,6 +518,17 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         job({**base(), "id": ""}),
         "ops[0].id: string should have at least 1 character",
     ),
+    (  # JSON may escape half a surrogate pair; nothing can encode, store or hash it
+        "lone surrogate",
+        {**job(base()), "meta": {"description": "story \ud800"}},
+        "meta.description: holds a lone surrogate (U+D800 at character 6)",
+    ),
+    (
+        "lone surrogate in a key",
+        job(base(env={"A\udfff": "x"})),
+        "ops[0].args.env: a key holds a lone surrogate (U+DFFF at character 1)",
+    ),
+    ("NUL in argv", job(base(cmd=["echo", "a\x00b"])), "ops[0].args.cmd[1]: holds a NUL"),
 ]
 
 
@@ -473,3 +539,15 @@ def test_invalid_definitions_name_the_field(data: dict[str, Any], expected: str)
     with pytest.raises(InvalidJobSpec) as info:
         load_job_definition(json.dumps(data))
     assert any(line.startswith(expected) for line in info.value.errors), info.value.errors
+
+
+def test_bad_text_is_refused_however_it_arrives() -> None:
+    data = {**job(base()), "meta": {"description": "\ud800"}}
+    for text in (json.dumps(data), 'version: "0.1"\ntype: container\nmeta: {d: "\\ud800"}\n'
+                 "ops: []\n"):
+        with pytest.raises(InvalidJobSpec, match="lone surrogate"):
+            load_job_definition(text)
+    with pytest.raises(InvalidJobSpec, match="the definition holds a lone surrogate"):
+        load_job_definition(json.dumps(data, ensure_ascii=False))  # the character itself
+    with pytest.raises(InvalidJobSpec, match=r"meta\.description: holds a lone surrogate"):
+        parse_job_definition(data)  # an API body, already parsed

@@ -11,6 +11,7 @@ from nosgrid.core.markets import (
     HardwareReport,
     MarketParams,
     NodeCandidate,
+    choose_markets,
     eligibility,
     parse_market_params,
 )
@@ -52,3 +53,26 @@ def test_fifo_picks_longest_waiting() -> None:
     picked = FifoMatcher().pick(c, seed=0)
     assert picked is not None and picked.node_id == "a"
     assert FifoMatcher().pick([], seed=0) is None
+
+
+CPU = MarketParams(name="cpu", price_per_second=1)
+STAKED = MarketParams(name="staked", price_per_second=1, min_stake=50)
+BIG = MarketParams(name="big", price_per_second=1, min_memory_mb=1 << 20)
+SMALL_BOX = HardwareReport(cpu_cores=2, memory_mb=4096)
+
+
+@pytest.mark.parametrize(("pinned", "stake", "served", "rejected"), [
+    (None, 0, ("cpu",), {"big", "staked"}),           # any: every one it qualifies for
+    (None, 50, ("cpu", "staked"), {"big"}),           # the stake now meets the minimum
+    ([], 0, ("cpu",), {"big", "staked"}),             # an empty pin list is "any" too
+    (["staked", "cpu"], 0, ("cpu",), {"staked"}),     # pinned: only those, and why not
+    (["staked", "cpu", "staked"], 50, ("staked", "cpu"), set()),  # in the pins' order, once
+    (["gpu"], 50, (), {"gpu"}),                       # a pin may name a market yet to come
+])
+def test_a_node_serves_the_markets_it_qualifies_for_among_its_pins(
+    pinned: list[str] | None, stake: int, served: tuple[str, ...], rejected: set[str],
+) -> None:
+    choice = choose_markets([STAKED, BIG, CPU], SMALL_BOX, stake, pinned)
+    assert choice.markets == served
+    assert set(choice.rejected) == rejected
+    assert all(choice.rejected.values())  # each refusal says why

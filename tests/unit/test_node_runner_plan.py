@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from nosgrid.core.jobs.load import load_job_definition
-from nosgrid.core.jobs.plan import effective_op, execution_groups
+from nosgrid.core.jobs.plan import effective_op, execution_groups, waits_for
 from nosgrid.core.jobs.spec import RunArgs, RunOperation
 from nosgrid.node.runner import (
     RunnerLimits,
@@ -16,8 +16,10 @@ from nosgrid.node.runner import (
     op_host,
     restart_limit,
 )
+from nosgrid.node.runner.ops import OpRun, resolve_args
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jobs" / "three-op-pipeline.json"
+STORY = EXAMPLE.with_name("story-pipeline.json")
 
 
 def test_example_pipeline_groups_and_global_merge() -> None:
@@ -29,6 +31,29 @@ def test_example_pipeline_groups_and_global_merge() -> None:
     client = effective_op(defn, 3, "f")
     assert isinstance(client, RunOperation)
     assert client.args.env == {"GREETING": "hello-from-global", "NOSANA_ID": "f"}
+
+
+def test_story_pipeline_runs_group_by_group_and_reads_earlier_groups_results() -> None:
+    defn = load_job_definition(STORY.read_text())
+    assert [(g.name, g.op_ids) for g in execution_groups(defn)] == [
+        ("story", ("story",)), ("media", ("image", "video")), ("download", ("download",)),
+    ]
+    # every dependency is in an earlier group: satisfied, so no op waits (nor is stopped)
+    assert [waits_for(defn, i) for i in range(len(defn.ops))] == [(), (), (), ()]
+    runs = [OpRun(i, effective_op(defn, i, "f"), op_host("f", i, in_pod=False))
+            for i in range(len(defn.ops))]
+    story, image, video, download = runs
+    story.logs += [("stdout", "title=The Fox"), ("stdout", "body=A quick tale"),
+                   ("stdout", "slug=the-fox")]
+    ctx = {"job": "j1", "host": "127.0.0.1", "variables": {}}
+    assert resolve_args(image.op, runs, ctx).command_argv() == [  # type: ignore[arg-type]
+        "/bin/sh", "-c", "echo drawing a cover for The Fox; echo cover=the-fox.png"]
+    image.logs += [("stdout", "drawing a cover for The Fox"), ("stdout", "cover=the-fox.png")]
+    video.logs += [("stdout", "rendering A quick tale"), ("stdout", "video=the-fox.mp4")]
+    args = resolve_args(download.op, runs, ctx)  # type: ignore[arg-type]
+    assert args.command_argv() == ['echo "uploaded story=The Fox cover=the-fox.png '
+                                   'video=the-fox.mp4" | tee /outputs/manifest.txt']
+    assert args.entrypoint_argv() == ["sh", "-c"]
 
 
 def test_container_spec_follows_nosana_argv_rules(tmp_path: Path) -> None:

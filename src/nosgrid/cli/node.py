@@ -85,10 +85,19 @@ def _node_keypair(state_dir: Path, keypair: Path | None) -> Any:
     return load_keypair(path)
 
 
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"{text!r} is not KEY=VALUE", param_hint="--label")
+    return key, value
+
+
 @app.command("start")
 def start(
     coordinator: str = typer.Option(None, "--coordinator", help="Coordinator URL."),
-    market: list[str] = typer.Option(["cpu"], "--market", help="Markets to serve (repeat)."),
+    market: list[str] = typer.Option(
+        [], "--market", help="Pin the markets to serve (repeat); without it the node serves "
+        "every market it qualifies for, joining new ones as they are created."),
     state_dir: Path = typer.Option(None, "--state-dir", help="Agent state and job files."),
     keypair: Path = typer.Option(None, "--keypair", help="Node keypair (default: state dir)."),
     grace_s: float = typer.Option(30.0, "--grace", help="Seconds a job gets on SIGTERM."),
@@ -96,6 +105,8 @@ def start(
                                       help="Seconds between heartbeats (keep it well under "
                                            "the coordinator's heartbeat timeout)."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Debug logging."),
+    label: list[str] = typer.Option([], "--label", help="KEY=VALUE put on every container, "
+                                    "pod and volume this node creates (repeat)."),
     lying: bool = typer.Option(False, "--lying", hidden=True,
                                help="TEST ONLY: upload garbage instead of real outputs "
                                     "(exercises audits, disputes and slashing)."),
@@ -103,19 +114,20 @@ def start(
     """Run a node agent until SIGINT/SIGTERM (then the running job is finished or handed back)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    labels = dict(_label(text) for text in label)
     directory = (state_dir or default_node_dir()).expanduser()
     kp = _node_keypair(directory, keypair)
     url = coordinator or default_url()
-    console.print(f"node {kp.pubkey()} → {url} (markets: {', '.join(market)})",
-                  highlight=False)
+    serving = ", ".join(market) or "any it qualifies for"
+    console.print(f"node {kp.pubkey()} → {url} (markets: {serving})", highlight=False)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop.set)
         await run_node(url, kp, directory, market, stop, grace_s=grace_s, lying=lying,
-                       heartbeat_s=heartbeat_s)
+                       heartbeat_s=heartbeat_s, labels=labels)
 
     asyncio.run(main())
 

@@ -2,20 +2,27 @@
 
 ``up`` starts a coordinator on SQLite with the dev faucet, creates the ``cpu`` market,
 and starts N node agents, each as its own process, so that a node can be killed without
-taking the coordinator down. Ctrl-C stops everything.
+taking the coordinator down. Ctrl-C, SIGTERM or SIGHUP stops everything, at any moment,
+in a few seconds: the nodes first (they stop their containers and hand their jobs back),
+then the model hub and the coordinator; then whatever a killed node left behind goes too
+(every container, pod and volume of the run carries the ``nosgrid.up`` label).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from types import FrameType
+from typing import Annotated, Any, Final
 
 import typer
 
@@ -30,11 +37,21 @@ from nosgrid.sdk.wallet import load_keypair, new_keypair, save_keypair
 #: after a minute rather than a day
 LOCAL_AUDIT_WINDOW_S = 60
 
+#: every container, pod and volume a node of one ``up`` creates carries this label, with
+#: the run's state directory as its value (what ``Stack.stop`` removes at the end)
+UP_LABEL: Final = "nosgrid.up"
+#: a job running when ``up`` stops gets this long to end before it is handed back
+NODE_GRACE_S: Final = 1.0
+#: how long the nodes, then the coordinator and the model hub, get to stop before SIGKILL
+NODES_STOP_S: Final = 5.0
+SERVICES_STOP_S: Final = 2.0
+
 DEFAULT_MARKET: dict[str, Any] = {
     "name": "cpu", "price_per_second": 1_000, "max_timeout": 3600, "fee_bps": 500,
     "min_cpu_cores": 1,
 }
 
+#: runs in the busybox test image, the only image the demo needs
 DEMO_JOB: dict[str, Any] = {
     "version": "0.1",
     "type": "container",
@@ -69,6 +86,51 @@ def _keypair(path: Path) -> Any:
     return load_keypair(path)
 
 
+class _StopSignals:
+    """SIGINT, SIGTERM and SIGHUP all mean "stop everything", once.
+
+    The first one raises ``KeyboardInterrupt`` where the main thread is, as Ctrl-C does,
+    so ``up``'s ``finally`` runs the cleanup; inside ``spawning()`` it waits until the new
+    child is recorded (else it would outlive ``up`` unseen). From the first signal on,
+    more signals are ignored: a second Ctrl-C must not cut the cleanup short.
+    """
+
+    SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._spawning = 0
+        self._pending = False
+
+    def install(self) -> None:
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        if self._spawning:
+            self._pending = True
+            return
+        self.stopping = True
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[None]:
+        self._spawning += 1
+        try:
+            yield
+        finally:
+            self._spawning -= 1
+            if self._pending and not self._spawning and not self.stopping:
+                self.stopping = True
+                raise KeyboardInterrupt
+
+
+#: ``up`` and ``demo`` install it; without (a benchmark's stack) ``spawning`` is a no-op
+_stop_signals = _StopSignals()
+
+
 class Stack:
     """A coordinator process and N node-agent processes sharing one state directory."""
 
@@ -88,13 +150,18 @@ class Stack:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.node_procs: dict[int, subprocess.Popen[bytes]] = {}
         self.admin = _keypair(data_dir / "admin.json")
+        #: on every container, pod and volume of this run's nodes
+        self.label = f"{UP_LABEL}={data_dir.resolve()}"
 
     def _spawn(self, args: list[str], log_name: str, *, module: str = "nosgrid.cli.main",
                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.data_dir / "logs" / log_name, "ab")  # noqa: SIM115 (owned by the child)
-        proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(proc)
+        # each child in a session of its own: a terminal's Ctrl-C reaches only `up`, which
+        # stops the children in order (nodes first) and kills each one's process group
+        with open(self.data_dir / "logs" / log_name, "ab") as log, _stop_signals.spawning():
+            proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env,
+                                    stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs.append(proc)
         return proc
 
     def start(self, wait_s: float = 30.0) -> None:
@@ -109,7 +176,7 @@ class Stack:
                      self.host, "--port", str(self.port), "--faucet", "--admin",
                      str(self.admin.pubkey()), "--heartbeat-timeout",
                      str(self.heartbeat_timeout_s), "--audit-window", str(LOCAL_AUDIT_WINDOW_S),
-                     *extra], "coordinator.log")
+                     "--default-market", DEFAULT_MARKET["name"], *extra], "coordinator.log")
         self.wait_healthy(wait_s)
         with Client(self.url, self.admin) as admin, contextlib.suppress(AlreadyExists):
             admin.create_market(DEFAULT_MARKET)
@@ -131,9 +198,12 @@ class Stack:
 
     def start_node(self, i: int) -> subprocess.Popen[bytes]:
         env = {**os.environ, "HF_ENDPOINT": self.hf_endpoint} if self.hf_endpoint else None
-        proc = self._spawn(["node", "start", "--coordinator", self.url, "--market", "cpu",
+        # no --market: a local marketplace's nodes serve every market they qualify for,
+        # `cpu` and any created later
+        proc = self._spawn(["node", "start", "--coordinator", self.url,
                             "--state-dir", str(self.data_dir / "nodes" / str(i)),
-                            "--heartbeat", str(self.heartbeat_timeout_s / 3)],
+                            "--heartbeat", str(self.heartbeat_timeout_s / 3),
+                            "--grace", str(NODE_GRACE_S), "--label", self.label],
                            f"node-{i}.log", env=env)
         self.node_procs[i] = proc
         return proc
@@ -176,26 +246,46 @@ class Stack:
                 time.sleep(0.2)
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        """Stop everything this stack started, in about ``NODES_STOP_S + SERVICES_STOP_S``
+        at most: the nodes first, while the coordinator still takes their reports (each
+        stops its containers and hands its job back), then the model hub and the
+        coordinator; SIGKILL for a process past its time, and the run's labelled
+        containers, pods and volumes removed once no node can create more."""
+        nodes = [p for p in self.procs if p in self.node_procs.values()]
+        _terminate(nodes, NODES_STOP_S)
+        if self.node_procs:
+            self._sweep()
+        _terminate([p for p in self.procs if p not in nodes], SERVICES_STOP_S)
+
+    def _sweep(self) -> None:
+        if shutil.which("podman") is None:
+            return
+        from nosgrid.node.executor import PodmanRuntime
+
+        try:
+            left = asyncio.run(PodmanRuntime(self.data_dir / "executor").sweep(self.label))
+        except NosgridError as exc:
+            console.print(f"[yellow]could not remove this run's containers: {exc}[/]")
+            return
+        if left:
+            console.print(f"removed what a stopped node left: {', '.join(left)}",
+                          highlight=False)
 
 
-def _stop_on_sigterm() -> None:
-    """Treat SIGTERM (a process manager, `kill`) like Ctrl-C, so the coordinator and the
-    nodes are stopped too instead of outliving this process."""
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
+def _terminate(procs: list[subprocess.Popen[bytes]], wait_s: float) -> None:
+    """SIGTERM each process group, SIGKILL those still running after ``wait_s``."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+    end = time.monotonic() + wait_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 def up(
@@ -214,9 +304,9 @@ def up(
     if settlement not in ("local", "litesvm"):
         raise typer.BadParameter("use local or litesvm", param_hint="--settlement")
     data = data_dir or default_data_dir() / "up"
+    _stop_signals.install()
     stack = Stack(data, nodes, port, settlement=settlement,
                   heartbeat_timeout_s=heartbeat_timeout)
-    _stop_on_sigterm()
     try:
         if model is not None:
             from nosgrid.cli.gateway import check_model
@@ -242,13 +332,17 @@ def up(
         console.print("[red]the coordinator exited; stopping[/] (see logs in "
                       f"{data / 'logs'})")
     except KeyboardInterrupt:
-        console.print("stopping…")
+        console.print("stopping… (a few seconds)")
     finally:
-        if model is not None and (data / "gateway-model").exists():
+        _stop_signals.stopping = True
+        if model is not None and (data / "gateway-user.json").exists():
             from nosgrid.cli.gateway import stop_deployment
 
-            with contextlib.suppress(NosgridError):  # the replica's container goes first
-                stop_deployment(stack.url, _keypair(data / "gateway-user.json"), model)
+            # even mid-deploy: a deployment left behind would start a replica in the next
+            # `up`; the nodes stop the replica's container when they stop
+            with contextlib.suppress(NosgridError):
+                stop_deployment(stack.url, _keypair(data / "gateway-user.json"), model,
+                                wait_s=0)
             (data / "gateway-model").unlink(missing_ok=True)
         stack.stop()
 
@@ -259,10 +353,11 @@ def demo(
 ) -> None:
     """What `make run` shows: a marketplace, a job in a container, and who got paid."""
     data = data_dir or default_data_dir() / "demo"
+    _stop_signals.install()
     stack = Stack(data, 1, 0)
-    _stop_on_sigterm()
     try:
         console.rule("nosgrid demo")
+        _demo_image()
         console.print(f"starting a coordinator and one node (state in {data})…")
         stack.start()
         stack.wait_nodes()
@@ -270,9 +365,18 @@ def demo(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     finally:
+        _stop_signals.stopping = True
         stack.stop()
     if json:
         print_json(summary)
+
+
+def _demo_image() -> None:
+    """The demo job's image, built on first use (~1 s; the other images are not needed)."""
+    from nosgrid.node.executor.images import BUSYBOX_IMAGE, build_test_images
+
+    if build_test_images(if_missing=True, names=(BUSYBOX_IMAGE,)):
+        console.print(f"built {BUSYBOX_IMAGE}", highlight=False)
 
 
 def _treasury(c: Client) -> int:

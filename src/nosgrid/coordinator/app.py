@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -39,7 +40,8 @@ from nosgrid.coordinator.api.solana import router as solana_router
 from nosgrid.coordinator.bootstrap import bootstrap, open_settlement
 from nosgrid.coordinator.gateway import Gateway, GatewaySettings
 from nosgrid.coordinator.settings import CoordinatorSettings
-from nosgrid.core.errors import InvalidInput, NosgridError, PayloadTooLarge
+from nosgrid.core.errors import InvalidInput, InvalidText, NosgridError, PayloadTooLarge
+from nosgrid.core.text import bad_text, may_hold_surrogates
 from nosgrid.settlement.backend import SettlementBackend
 from nosgrid.store.db import Store
 
@@ -103,6 +105,78 @@ class BodyLimit:
                 raise
         if over and not started:
             await error_response(too_large)(scope, receive, send)
+
+
+class TextGuard:
+    """Refuse (400 ``invalid_text``) a JSON body with a lone surrogate in any string, and a
+    path with a NUL, before a route, the signature check or the store sees them.
+
+    Nothing downstream can encode a lone surrogate (``nosgrid.core.text``): unchecked, it
+    failed deep inside (the store, a hash, the answer) as a 500. Most bodies hold no
+    ``\\uD8xx`` escape at all, and a byte scan says so without parsing them twice.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"]:
+            await error_response(InvalidText("the URL path holds a NUL character (%00); "
+                                             "no name or id has one"))(scope, receive, send)
+            return
+        if not _is_json(dict(scope.get("headers") or []).get(b"content-type", b"")):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        last: Message | None = None
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                last = message  # the client went away (or BodyLimit cut it off): pass it on
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if last is None and (problem := _surrogate_problem(body)) is not None:
+            await error_response(problem)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return last or {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _is_json(content_type: bytes) -> bool:
+    """The media types FastAPI parses as JSON (``application/json``, ``…+json``)."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/")
+                                             and media.endswith(b"+json"))
+
+
+def _surrogate_problem(body: bytes) -> InvalidText | None:
+    if not may_hold_surrogates(body):
+        return None
+    try:
+        tree = json.loads(body)  # bytes: decoded with surrogatepass, as the route would
+    except (ValueError, RecursionError):
+        return None  # not JSON: the route answers that
+    found = bad_text(tree, nul=False)
+    if not found:
+        return None
+    where = [f"{path or 'the body'} {problem}" for path, problem in found]
+    return InvalidText("the body holds text that is not valid Unicode: " + "; ".join(where)
+                       + "; send UTF-8 text (an escape must not name half of a surrogate "
+                       "pair)", path=[path for path, _ in found])
 
 
 def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
@@ -179,6 +253,7 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
                                       str(response.status_code)).inc()
         return response
 
+    app.add_middleware(TextGuard)  # the coordinator's routes; the gateway reads its own
     app.add_middleware(GatewayDispatch)  # inside BodyLimit, before routing and metrics
     app.add_middleware(BodyLimit, max_body=settings.max_body_bytes,
                        max_blob=settings.max_blob_bytes)

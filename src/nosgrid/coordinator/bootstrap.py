@@ -4,7 +4,8 @@ clock and the notifier, and says which handler runs for which event.
 Everything else receives what it needs from here. The table below is the whole list of
 side effects of the domain events; ``docs/architecture.md`` explains it::
 
-    event                 in the transaction (moves money)      after commit (notifies)
+    event                 in the transaction (moves money,      after commit (notifies)
+                          writes state)
     JobQueued                                                   wake the market's nodes
     JobAssigned                                                 wake the node; metrics
     JobRequeued                                                 wake the market; logs
@@ -18,6 +19,12 @@ side effects of the domain events; ``docs/architecture.md`` explains it::
     RewardsClaimed/
     NodeSlashed
     UsageBilled           settlement: owner → nodes, treasury   sender
+    MarketCreated         nodes that qualify join it (nodes)
+    Staked/StakeToppedUp/ the node joins/leaves markets by
+    Unstaked/Restaked/    their minimum stake
+    StakeWithdrawn/
+    NodeSlashed
+    NodeMarketsChanged                                          wake the node's poll
 
 >>> from nosgrid.coordinator.settings import CoordinatorSettings
 >>> coord = bootstrap(CoordinatorSettings(db="sqlite://"))
@@ -33,7 +40,7 @@ from pathlib import Path
 from typing import Final
 
 from nosgrid.coordinator.runtime import Coordinator
-from nosgrid.coordinator.services import audit_runs, economics
+from nosgrid.coordinator.services import audit_runs, economics, nodes
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.events import (
     AuditRunnersPaid,
@@ -49,11 +56,15 @@ from nosgrid.core.events import (
     JobRequeued,
     JobSettled,
     JobTimedOut,
+    MarketCreated,
+    NodeMarketsChanged,
     NodeSlashed,
+    Restaked,
     RewardsClaimed,
     Staked,
     StakeToppedUp,
     StakeWithdrawn,
+    Unstaked,
     UsageBilled,
 )
 from nosgrid.settlement.backend import SettlementBackend
@@ -64,12 +75,24 @@ from nosgrid.store.db import Handlers, Store
 STAKE_MOVES = (Staked, StakeToppedUp, StakeWithdrawn, RewardsClaimed, NodeSlashed)
 #: the events that pay keys out of a protocol pool
 POOL_PAYOUTS = (AuditRunnersPaid, EpochEmitted)
+#: the events after which a staker's stake counts for more or fewer markets
+MARKET_STAKE_MOVES = (Staked, StakeToppedUp, Unstaked, Restaked, StakeWithdrawn)
 
 
 def money_handlers(handlers: Handlers) -> Handlers:
     """The protocol's own in-transaction consequences (any settlement backend)."""
     handlers.on(JobSettled, economics.on_job_settled)
     handlers.on(JobSettled, audit_runs.return_unused_reserve)
+    return handlers
+
+
+def market_handlers(handlers: Handlers) -> Handlers:
+    """Which markets each node serves follows new markets and its stake (in the transaction
+    that changed them, so a job posted next is matched against the new markets)."""
+    handlers.on(MarketCreated, nodes.on_market_created)
+    for moved in MARKET_STAKE_MOVES:
+        handlers.on(moved, nodes.on_stake_moved)
+    handlers.on(NodeSlashed, nodes.on_node_slashed)
     return handlers
 
 
@@ -104,6 +127,10 @@ class Notifications:
     def node_has_work(self, event: JobAssigned) -> None:
         self.coord.notifier.wake(event.node)
 
+    def node_markets_changed(self, event: NodeMarketsChanged) -> None:
+        """A waiting poll wakes to wait again under the markets the node serves now."""
+        self.coord.notifier.wake(event.node)
+
     def logs_moved(self, event: JobEvent) -> None:
         self.coord.wake_logs(event.job_id)
 
@@ -116,6 +143,7 @@ def notification_handlers(handlers: Handlers, coord: Coordinator) -> Handlers:
     handlers.after(JobQueued, notify.market_has_work)
     handlers.after(JobRequeued, notify.market_has_work)
     handlers.after(JobAssigned, notify.node_has_work)
+    handlers.after(NodeMarketsChanged, notify.node_markets_changed)
     for ended in (JobRequeued, JobCompleted, JobFailed, JobTimedOut, JobCancelled, JobSettled):
         handlers.after(ended, notify.logs_moved)
     for counted in COUNTED:
@@ -130,6 +158,7 @@ def open_store(path_or_url: str | Path, *, settlement: SettlementBackend = LOCAL
     store = Store.open(path_or_url, now=now)
     use_settlement(store, settlement)
     money_handlers(store.handlers)
+    market_handlers(store.handlers)
     return store
 
 
@@ -153,6 +182,7 @@ def bootstrap(settings: CoordinatorSettings, *, store: Store | None = None,
     store.handlers = Handlers()
     coord = Coordinator(settings, store, clock)
     money_handlers(store.handlers)
+    market_handlers(store.handlers)
     notification_handlers(store.handlers, coord)
     if settlement is not None:
         install_settlement(coord, settlement)

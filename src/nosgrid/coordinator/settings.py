@@ -35,6 +35,9 @@ class CoordinatorSettings:
     settlement_batch_size: int = 1
     #: anchor the ledger head on chain every N journal entries (0 = never)
     anchor_every: int = 100
+    #: where a post that names no market goes (``nosgrid up``: ``cpu``); None: the only
+    #: market, when there is exactly one (core.jobs.terms.requested_market)
+    default_market: str | None = None
     faucet: bool = False
     faucet_cap_per_hour: int = 10_000 * BASE_UNITS_PER_NOS
     max_body_bytes: int = 1 << 20

@@ -11,6 +11,7 @@ Solana) are translated into this tree at the boundary with ``raise ... from exc`
     │   ├── InvalidAmount             400 invalid_amount
     │   ├── InvalidJobSpec            422 invalid_job_spec
     │   ├── InvalidMarketParams       400 invalid_market_params
+    │   ├── InvalidText               400 invalid_text
     │   └── SchemaMismatch            400 schema_mismatch
     ├── AuthError                     401 unauthorized
     │   ├── BadSignature              401 bad_signature
@@ -120,6 +121,14 @@ class InvalidJobSpec(InvalidInput):
 class InvalidMarketParams(InvalidInput):
     code = "invalid_market_params"
     default_message = "The market parameters are not valid."
+
+
+class InvalidText(InvalidInput):
+    """Text that cannot be encoded or stored: a lone surrogate, or a NUL where none may be
+    (``nosgrid.core.text``); ``path`` names where it is."""
+
+    code = "invalid_text"
+    default_message = "The request holds text that is not valid Unicode; send UTF-8 text."
 
 
 class SchemaMismatch(InvalidInput):

@@ -165,6 +165,26 @@ class ReplicaReserveReturned(JobEvent):
     amount: int
 
 
+# --------------------------------------------------------------------- markets and nodes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketCreated(Event):
+    """A new market exists: the nodes that qualify for it (and did not pin others) join."""
+
+    market: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeMarketsChanged(Event):
+    """The markets ``node`` serves changed (registration, a new market, its stake moved)."""
+
+    node: str
+    markets: tuple[str, ...]
+    joined: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+
+
 # --------------------------------------------------------------------- stakes
 
 

@@ -13,7 +13,7 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -24,6 +24,10 @@ from nosgrid.core.money import TOTAL_SUPPLY
 
 MARKET_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MAX_TIMEOUT_LIMIT: Final = 7 * 24 * 3600
+#: the price oracle's NOS/USD rate is kept like a market's price; no market has this name
+NOS_USD: Final = "nos_usd"
+#: the highest USD price per second a market may fix (µUSD: $1,000,000 per second)
+MAX_USD_MICROS_PER_SECOND: Final = 10**12
 
 
 class MarketParams(BaseModel):
@@ -45,13 +49,24 @@ class MarketParams(BaseModel):
     min_gpus: int = Field(default=0, ge=0, le=64)
     min_cpu_cores: int = Field(default=1, ge=0, le=4096)
     min_memory_mb: int = Field(default=0, ge=0)
+    #: a market quoted in USD: its price per second in µUSD, converted into NOS at the price
+    #: oracle's NOS/USD rate when a job is posted (``price_per_second`` is the fallback
+    #: while the oracle has no rate); None: the market is priced in NOS
+    price_usd_micros_per_second: int | None = Field(default=None, ge=1,
+                                                    le=MAX_USD_MICROS_PER_SECOND)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not MARKET_NAME_RE.match(v):
             raise ValueError("lower-case letters, digits, '.', '_' or '-', at most 63 characters")
+        if v == NOS_USD:
+            raise ValueError(f"{NOS_USD!r} is the price oracle's NOS/USD rate; choose another name")
         return v
+
+    def at_price(self, price_per_second: int) -> MarketParams:
+        """The same terms at another price per second (a USD price converted into NOS)."""
+        return self.model_copy(update={"price_per_second": price_per_second})
 
     def deposit_for(self, timeout: int, max_price: int | None) -> int:
         """What a job with ``timeout`` seconds escrows: price × timeout, capped by max_price."""
@@ -123,6 +138,46 @@ def eligibility(market: MarketParams, hw: HardwareReport, stake: int = 0) -> Eli
     if stake < market.min_stake:
         reasons.append(f"needs a stake of at least {market.min_stake} base units, has {stake}")
     return Eligibility(not reasons, tuple(reasons))
+
+
+@dataclass(frozen=True, slots=True)
+class ServedMarkets:
+    """The markets a node serves, and why not each other one it pinned (or, pinning
+    nothing, each other market)."""
+
+    markets: tuple[str, ...]
+    rejected: Mapping[str, tuple[str, ...]]
+
+
+def choose_markets(markets: Sequence[MarketParams], hw: HardwareReport, stake: int,
+                   pinned: Sequence[str] | None = None) -> ServedMarkets:
+    """The markets a node with ``hw`` and ``stake`` serves: every one it qualifies for, or,
+    when its operator pinned some (``pinned``), those of them it qualifies for.
+
+    Rerun whenever one of the inputs may have changed (a market created, the stake moved):
+    a node joins and leaves markets without restarting.
+
+    >>> cpu = MarketParams(name="cpu", price_per_second=1)
+    >>> big = MarketParams(name="big", price_per_second=1, min_memory_mb=1 << 20)
+    >>> hw = HardwareReport(cpu_cores=2, memory_mb=4096)
+    >>> choose_markets([big, cpu], hw, 0).markets
+    ('cpu',)
+    >>> dict(choose_markets([big, cpu], hw, 0, pinned=["gpu"]).rejected)
+    {'gpu': ('no such market',)}
+    """
+    by_name = {m.name: m for m in markets}
+    wanted = list(dict.fromkeys(pinned)) if pinned else sorted(by_name)
+    accepted: list[str] = []
+    rejected: dict[str, tuple[str, ...]] = {}
+    for name in wanted:
+        market = by_name.get(name)
+        verdict = eligibility(market, hw, stake) if market is not None else \
+            Eligibility(False, ("no such market",))
+        if verdict.ok:
+            accepted.append(name)
+        else:
+            rejected[name] = verdict.reasons
+    return ServedMarkets(tuple(accepted), rejected)
 
 
 @dataclass(frozen=True, slots=True)

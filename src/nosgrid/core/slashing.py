@@ -3,7 +3,8 @@
 nosgrid slashes only on evidence already recorded by the protocol: every
 :class:`SlashNode` carries an :class:`Evidence` with the hash of the journal entry that
 recorded the fault (the audit verdict, the timeout) and/or the job id. A slash without
-evidence is refused (:class:`MissingEvidence`).
+evidence is refused (:class:`MissingEvidence`); an equivocation's evidence is the two
+reports' hashes instead.
 
 The table (defaults, :data:`SLASHING_TABLE`)::
 
@@ -12,6 +13,10 @@ The table (defaults, :data:`SLASHING_TABLE`)::
     abandoned_job        2%  (200 bps)       1 × job price    0           1
     missed_deadline      1%  (100 bps)       1 × job price    0           1
     missed_heartbeats    0.5% (50 bps)       none             0           1
+    equivocation         20% (2000 bps)      none             0           3 (jail now)
+
+An ``equivocation`` is a price reporter's: two different signed prices for one market
+and epoch (``core/pricing.py``); its evidence names both reports' hashes.
 
 The slash is ``min(vault, max(stake × bps, floor × job price))``. The challenger's part
 goes ``stake:<k>`` → ``wallet:<challenger>``, the rest ``stake:<k>`` → ``treasury``. A
@@ -55,6 +60,7 @@ class Offence(StrEnum):
     ABANDONED_JOB = "abandoned_job"  # took a job and dropped it (node-fault failure)
     MISSED_DEADLINE = "missed_deadline"  # no result by the job's deadline
     MISSED_HEARTBEATS = "missed_heartbeats"  # went silent while assigned
+    EQUIVOCATION = "equivocation"  # a price reporter signed two prices for one epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,8 @@ class Penalty:
     challenger_bps: int
     strikes: int
     needs_journal_hash: bool = False
+    #: the evidence is two signed reports (their hashes), not a job
+    needs_reports: bool = False
 
     def __post_init__(self) -> None:
         if not (0 <= self.stake_bps <= 10_000 and 0 <= self.challenger_bps <= 10_000):
@@ -79,6 +87,7 @@ SLASHING_TABLE: Final[Mapping[Offence, Penalty]] = {
     Offence.ABANDONED_JOB: Penalty(200, 1, 0, 1),
     Offence.MISSED_DEADLINE: Penalty(100, 1, 0, 1),
     Offence.MISSED_HEARTBEATS: Penalty(50, 0, 0, 1),
+    Offence.EQUIVOCATION: Penalty(2_000, 0, 0, 3, needs_reports=True),
 }
 
 
@@ -106,12 +115,21 @@ DEFAULT_SLASHING: Final = SlashingParams()
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """Where the fault is recorded: a journal entry hash (sha256 hex) and/or a job id."""
+    """Where the fault is recorded: a journal entry hash (sha256 hex) and/or a job id, or
+    (an equivocation) the hashes of the two conflicting signed reports."""
 
     journal_hash: str = ""
     job_id: str = ""
+    reports: tuple[str, ...] = ()
 
     def check(self, penalty: Penalty) -> None:
+        if penalty.needs_reports or self.reports:
+            if (len(set(self.reports)) != 2
+                    or not all(_HASH_RE.match(h) for h in self.reports)):
+                raise MissingEvidence("an equivocation slash needs the sha256 hashes of both "
+                                      "conflicting reports")
+            if penalty.needs_reports:
+                return
         if not self.journal_hash and not self.job_id:
             raise MissingEvidence("refusing to slash without evidence (journal hash or job id)")
         if self.journal_hash and not _HASH_RE.match(self.journal_hash):
@@ -121,6 +139,8 @@ class Evidence:
 
     @property
     def ref(self) -> str:
+        if self.reports:
+            return "reports:" + ",".join(self.reports)
         return self.journal_hash or f"job:{self.job_id}"
 
 

@@ -30,9 +30,11 @@ __all__ = [
     "HealthView", "HeartbeatView", "JobList", "JobPayouts", "JobResultView", "JobSpecView",
     "JobView", "JournalEntryView", "JournalView", "KeyDetail", "KeyList", "KeyRevoked",
     "KeyView", "LedgerSummary", "LedgerVerifyReport", "LogChunkView", "LogStreamEnd",
-    "LogsStored", "LogsView", "MarketDetail", "MarketNodeView", "MarketParams", "MarketView",
-    "NodeStanding", "NodeView", "OnchainAccountCheck", "OnchainVerifyReport", "PayoutLegView",
-    "PayoutView", "PollView", "RegistrationView", "ReplicaView", "ServiceView",
+    "LogsStored", "LogsView", "MarketDetail", "MarketNodeView", "MarketParams",
+    "MarketPriceView", "MarketView", "NodeStanding", "NodeView", "NosUsdView",
+    "OnchainAccountCheck", "OnchainVerifyReport", "OracleEpochView", "OracleReportView",
+    "OracleSourceView", "PayoutLegView", "PayoutView", "PollView", "PostedJob",
+    "RegistrationView", "ReplicaView", "ReporterView", "ServiceView",
     "SettlementSplit", "SolanaAccountView", "SolanaFaucetView", "SolanaInfo",
     "SolanaSubmitted", "StakeView", "Undeployed", "UsageRow", "UsageView",
     "VerificationRun", "VerificationSummary", "VerificationView", "View",
@@ -147,6 +149,23 @@ class JobView(View):
     outcome: str | None = None
 
 
+class PostedJob(JobView):
+    """A job just posted, and how its market was chosen: ``market_chosen_by`` is
+    ``request``, ``definition`` (``meta.nosgrid.market``), ``default`` (the coordinator's)
+    or ``only`` (the only market); ``market_why`` says it in words."""
+
+    market_chosen_by: Literal["request", "definition", "default", "only"] | None = None
+    market_why: str = ""
+    #: posted without a max price: the reference price × timeout, as a suggestion (the
+    #: job is charged as usual), where it comes from (``oracle``/``configured``) and why
+    suggested_max_price: int | None = None
+    suggested_max_price_nos: str | None = None
+    suggested_price_source: Literal["oracle", "configured"] | None = None
+    suggested_price_why: str = ""
+    #: a market quoted in USD: the NOS/USD rate (µUSD per NOS) the price was converted at
+    nos_usd_rate: int | None = None
+
+
 class JobList(View):
     jobs: list[JobView]
     #: pass as ``cursor`` for the next page; None on the last page
@@ -192,6 +211,121 @@ class LogsStored(View):
     truncated: bool
 
 
+# ------------------------------------------------------------------------------ price oracle
+
+
+class OracleSourceView(View):
+    """One independent operator's value in an oracle epoch (its keys collapsed to one)."""
+
+    operator: str
+    value: int
+    #: its standing × the weight of the strongest kind it used, in basis points
+    weight: int
+    kinds: list[Literal["ask", "settled", "report"]]
+    #: rejected as an outlier (farther from the median than the MAD bound)
+    outlier: bool = False
+
+
+class OracleEpochView(View):
+    """The oracle's aggregate for one market (or ``nos_usd``: the NOS/USD rate in µUSD
+    per NOS) and epoch. ``price`` None: too few fresh independent sources (``reason``).
+    ``final``: the epoch closed and this is its published price; otherwise it is the
+    open epoch's, from the sources fresh now."""
+
+    market: str
+    epoch: int
+    price: int | None = None
+    reason: str
+    final: bool = False
+    sources: int
+    min_sources: int
+    median: int | None = None
+    #: the lower and upper medians of every fresh source: the price never leaves them
+    band_low: int | None = None
+    band_high: int | None = None
+    #: the previous published price (the move bound's anchor) and its epoch
+    previous: int | None = None
+    previous_epoch: int | None = None
+    #: the move bound held the price back this epoch
+    bounded: bool = False
+    stale: int = 0
+    duplicates: int = 0
+    operators: list[OracleSourceView] = Field(default_factory=list)
+    #: the keys that signed two prices for this epoch (slashed), by operator
+    equivocators: list[str] = Field(default_factory=list)
+
+
+class MarketPriceView(View):
+    """A market's reference price per second: the oracle's published price
+    (``source: oracle``), or the market's configured price when the oracle has none
+    (``source: configured``, ``reason`` says why); what a job posted now is charged
+    (``charged_price_per_second``: the configured NOS price, or the market's USD price at
+    the oracle's NOS/USD rate ``nos_usd_rate``); and the open epoch in progress."""
+
+    market: str
+    source: Literal["oracle", "configured"]
+    reason: str
+    price_per_second: int
+    price_per_second_nos: str
+    #: the closed epoch the oracle price was published for
+    epoch: int | None = None
+    configured_price_per_second: int
+    charged_price_per_second: int
+    charged_reason: str
+    #: the market's own USD price (µUSD per second); None: priced in NOS
+    price_usd_micros_per_second: int | None = None
+    #: the published NOS/USD rate, µUSD per NOS (None: the oracle has none)
+    nos_usd_rate: int | None = None
+    #: the reference price in µUSD per second at that rate
+    price_usd_micros: int | None = None
+    provisional: OracleEpochView
+
+
+class NosUsdView(View):
+    """The oracle's published NOS/USD rate (µUSD per NOS; ``rate_usd`` as dollars), or
+    none with the reason, and the open epoch in progress."""
+
+    rate: int | None = None
+    rate_usd: str | None = None
+    epoch: int | None = None
+    reason: str
+    provisional: OracleEpochView
+
+
+class ReporterView(View):
+    """A registered price reporter key and the operator it counts for."""
+
+    key: str
+    operator: str
+    registered_at: int
+    #: the operator's active stake (base units) and the minimum a reporter needs
+    stake: int
+    min_stake: int
+
+
+class OracleReportView(View):
+    """A stored report or ask. ``status``: ``accepted``, ``duplicate`` (the same price
+    again: the first report answers), or ``equivocation`` (a second price for the epoch:
+    both reports are evidence, the operator was slashed ``slashed`` base units)."""
+
+    hash: str
+    source: str
+    operator: str
+    kind: Literal["ask", "settled", "report"]
+    market: str
+    epoch: int
+    price: int
+    at: int
+    signature: str
+    #: what the key signed: path, timestamp, nonce and the body (check it with the key)
+    signed: dict[str, Any] = Field(default_factory=dict)
+    evidence: bool = False
+    status: Literal["accepted", "duplicate", "equivocation", "stored"] = "stored"
+    slashed: int = 0
+    #: an equivocation: the hashes of both conflicting reports
+    conflicts_with: list[str] = Field(default_factory=list)
+
+
 # ------------------------------------------------------------------------------ markets
 
 
@@ -206,6 +340,8 @@ class MarketDetail(MarketParams):
 
     nodes_online: int
     nodes_waiting: int
+    #: the reference price the oracle gives it now (or its configured price, and why)
+    price: MarketPriceView | None = None
 
 
 class NodeStanding(View):
@@ -235,6 +371,8 @@ class RegistrationView(View):
 
 class HeartbeatView(View):
     ok: bool
+    #: the markets the node serves now (they follow new markets and its stake)
+    markets: list[str] = Field(default_factory=list)
 
 
 class PollView(View):
@@ -252,6 +390,8 @@ class NodeView(NodeStanding):
     registered_at: int
     last_heartbeat: float
     waiting_since: float | None = None
+    #: the markets its operator pinned; None: any market it qualifies for
+    pinned_markets: list[str] | None = None
     balance: int
     balance_nos: str
 

@@ -10,7 +10,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,10 +19,14 @@ from solders.keypair import Keypair
 from nosgrid.core.errors import (
     Conflict,
     Forbidden,
+    InvalidInput,
     InvalidJobSpec,
     NodeNotFound,
     NosgridError,
     NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ReplayedNonce,
     Unavailable,
 )
 from nosgrid.core.jobs.load import load_job_definition
@@ -59,6 +63,27 @@ def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0,
     """
     r = rng or random.Random()
     return float(min(cap, base * 2**attempt) * r.uniform(0.5, 1.0))
+
+
+def is_transient(err: NosgridError) -> bool:
+    """Worth asking again: the coordinator is unreachable, overloaded or failed inside (any
+    5xx, a proxy's page included), or it rate-limited us, or a nonce collided.
+
+    Everything else (4xx) is its considered answer about this one request: asking again
+    changes nothing.
+
+    >>> is_transient(Unavailable()), is_transient(NosgridError("HTTP 502"))
+    (True, True)
+    >>> is_transient(Conflict("cannot complete job j: it is settled"))
+    False
+    """
+    return isinstance(err, (Unavailable, RateLimited, ReplayedNonce)) or err.http_status >= 500
+
+
+def not_ours_any_more(err: NosgridError) -> bool:
+    """The coordinator's answer to a report about a job that is no longer this node's:
+    settled or cancelled (409), given to another node (403), unknown (404)."""
+    return isinstance(err, (Conflict, Forbidden, NotFound))
 
 
 class _LogPusher:
@@ -177,6 +202,8 @@ class Agent:
         self.node_id: str | None = None
         self.jobs_done = 0
         self.hardware: HardwareReport | None = None
+        #: the markets the coordinator says this node serves (they follow new markets)
+        self.serving: list[str] = []
         self._reports: set[asyncio.Task[Any]] = set()
         #: models (HF resources) shared by this node's jobs, LRU-bounded
         self.hf_cache = HFCache(state_dir / "models", model_cache_bytes)
@@ -200,17 +227,28 @@ class Agent:
         log.info("agent stopped", extra={"node": self.node_id, "jobs": self.jobs_done})
 
     async def register(self) -> RegistrationView | None:
-        """Probe and benchmark this machine, then register (retrying while unreachable)."""
+        """Probe and benchmark this machine, then register (retrying while unreachable).
+
+        A refusal that asking again cannot change (a bad signature: the keypair or the
+        clock; a report the coordinator rejects) is the one error that stops the agent.
+        """
         if self.hardware is None:
             score = (await asyncio.to_thread(run_benchmark, 1.0)).cpu_score if self.benchmark \
                 else 0.0
             probe = await asyncio.to_thread(probe_hardware, self.state_dir, cpu_score=score)
             self.hardware = probe.report
         hw = self.hardware.model_dump(mode="json")
-        reg = await self._retry(lambda: self.client.register_node(hw, self.markets))
+        try:
+            reg = await self._retry(lambda: self.client.register_node(hw, self.markets))
+        except NosgridError as exc:
+            log.error("the coordinator refuses to register this node, so it cannot work; "
+                      "check its keypair, its clock and the coordinator URL",
+                      extra={"err": str(exc), "code": exc.code})
+            raise
         if reg is None:
             return None
         self.node_id = reg.node_id
+        self.serving = list(reg.markets)
         log.info("node registered", extra={"node": self.node_id, "markets": reg.markets,
                                            "rejected": reg.rejected})
         return reg
@@ -223,12 +261,9 @@ class Agent:
             return
         log.warning("reporting the job in flight before the restart", extra={"job": job.job_id})
         await self._remove_leftovers(job)
-        try:
-            await self._retry(lambda: self.client.fail_job(
-                job.job_id, reason=RESTART_REASON, fault="node",
-                seconds_used=max(0, int(time.time() - job.started_at))))
-        except (Conflict, Forbidden, NotFound) as exc:  # already requeued/expired/cancelled
-            log.info("in-flight job no longer ours", extra={"job": job.job_id, "err": str(exc)})
+        await self._tell(job.job_id, "fail", lambda: self.client.fail_job(
+            job.job_id, reason=RESTART_REASON, fault="node",
+            seconds_used=max(0, int(time.time() - job.started_at))))
         self.state.save(AgentState(node_id=self.node_id))
 
     async def _remove_leftovers(self, job: InFlightJob) -> None:
@@ -247,13 +282,19 @@ class Agent:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             try:
-                await self.client.heartbeat()
+                beat = await self.client.heartbeat()
             except (NodeNotFound, NotFound):
                 log.warning("coordinator forgot this node; registering again")
                 with contextlib.suppress(NosgridError):
                     await self.register()
             except NosgridError as exc:
                 log.warning("heartbeat failed", extra={"err": str(exc)})
+            else:
+                if beat.markets != self.serving:
+                    log.info("node now serves other markets",
+                             extra={"node": self.node_id, "markets": beat.markets,
+                                    "before": self.serving})
+                    self.serving = list(beat.markets)
 
     async def _work_loop(self) -> None:
         attempt = 0
@@ -305,13 +346,16 @@ class Agent:
 
     async def _retry(self, call: Callable[[], Awaitable[T]], *, give_up_s: float = 120.0
                      ) -> T | None:
-        """``call`` until it does not raise ``Unavailable``; None if ``stop`` or time ran out."""
+        """``call`` until it raises nothing :func:`is_transient`; None if ``stop`` or time ran
+        out. Any other error is the caller's to judge."""
         end = time.monotonic() + give_up_s
         attempt = 0
         while True:
             try:
                 return await call()
-            except Unavailable as exc:
+            except NosgridError as exc:
+                if not is_transient(exc):
+                    raise
                 if (self.stop.is_set() and attempt > 2) or time.monotonic() > end:
                     log.error("coordinator unreachable; giving up", extra={"err": str(exc)})
                     return None
@@ -320,6 +364,16 @@ class Agent:
                 log.warning("coordinator unavailable", extra={"err": str(exc),
                                                               "delay_s": round(delay, 2)})
                 await asyncio.sleep(delay)
+
+    async def _tell(self, job_id: str, report: str, call: Callable[[], Awaitable[T]]) -> T | None:
+        """Send one report about ``job_id``: asked again while the coordinator is unavailable,
+        logged and dropped when it refuses it (most often: the job is no longer this
+        node's, cancelled or given to another). Never raises for the job."""
+        try:
+            return await self._retry(call)
+        except NosgridError as exc:
+            _dropped(job_id, report, exc)
+            return None
 
     # ------------------------------------------------------------------ one job
 
@@ -331,7 +385,8 @@ class Agent:
             defn = load_job_definition(spec_text)
         except InvalidJobSpec as exc:
             reason = f"invalid job definition: {exc.message}"[:2000]
-            await self._retry(lambda: self.client.fail_job(job_id, reason=reason, fault="client"))
+            await self._tell(job_id, "fail", lambda: self.client.fail_job(
+                job_id, reason=reason, fault="client"))
             return
         started = time.time()
         attempt = view.attempts or 1
@@ -342,9 +397,13 @@ class Agent:
                                               if isinstance(op, CreateVolumeOperation)))
         self.state.save(AgentState(node_id=self.node_id, in_flight=in_flight))
         try:
-            await self._retry(lambda: self.client.start_job(job_id))
+            began = await self._retry(lambda: self.client.start_job(job_id))
         except NosgridError as exc:
-            log.warning("could not start the job", extra={"job": job_id, "err": str(exc)})
+            began, reason = None, str(exc)
+        else:
+            reason = "the coordinator stayed unreachable"
+        if began is None:  # not running on the coordinator: running it would be for nothing
+            log.warning("could not start the job", extra={"job": job_id, "err": reason})
             self.state.save(AgentState(node_id=self.node_id))
             return
         log.info("job started", extra={"job": job_id, "timeout_s": timeout_s})
@@ -392,7 +451,7 @@ class Agent:
         def report(op_id: str, endpoints: dict[str, str], healthy: bool) -> None:
             for port, endpoint in endpoints.items():
                 name = op_id if len(endpoints) == 1 else f"{op_id}:{port}"
-                task = asyncio.create_task(self._retry(functools.partial(
+                task = asyncio.create_task(self._tell(job_id, "service", functools.partial(
                     self.client.report_service, job_id, name, endpoint, healthy)))
                 self._reports.add(task)
                 task.add_done_callback(self._reports.discard)
@@ -402,8 +461,10 @@ class Agent:
         """Abort the run when the coordinator cancels the job, or after the stop grace period."""
         stop_seen: float | None = None
         while True:
-            await asyncio.sleep(min(self.cancel_check_s, 0.5) if stop_seen else
-                                self.cancel_check_s)
+            if stop_seen:
+                await asyncio.sleep(min(self.cancel_check_s, 0.5))
+            else:  # a stop starts the grace period at once, not at the next check
+                await self._sleep_or_stop(self.cancel_check_s)
             if self.stop.is_set():
                 stop_seen = stop_seen or time.monotonic()
                 if time.monotonic() - stop_seen >= self.grace_s:
@@ -428,27 +489,58 @@ class Agent:
 
     async def _report(self, job_id: str, outcome: JobOutcome,
                       logs: list[dict[str, Any]] | None = None) -> None:
+        """Tell the coordinator how the job ended; never raises for the job. A result the
+        coordinator refuses (invalid, too large) is reported as the job's failure instead."""
         if outcome.status == "completed":
-            outputs = []
-            for out in outcome.outputs:
-                data = await asyncio.to_thread(out.host_path.read_bytes)
-                if self.lying:
-                    data = os.urandom(max(1, len(data)))
-                sha = await self._retry(_bind(self.client.upload_blob, data))
-                outputs.append({"path": out.path, "sha256": sha, "size": len(data)})
-            await self._retry(lambda: self.client.finish_job(
-                job_id, seconds_used=outcome.seconds_used, exit_code=0, outputs=outputs,
-                results=outcome.results, logs=logs))
-            log.info("job finished", extra={"job": job_id, "outputs": len(outputs)})
-            return
+            try:
+                return await self._finish(job_id, outcome, logs)
+            except (InvalidInput, PayloadTooLarge) as exc:
+                log.warning("the coordinator refused the result; reporting a failure",
+                            extra={"job": job_id, "err": str(exc)})
+                outcome = dataclasses.replace(
+                    outcome, status="failed", fault="client",
+                    reason=f"the coordinator refused the job's result: {exc.message}")
+            except NosgridError as exc:
+                _dropped(job_id, "finish", exc)
+                return
         fault = outcome.fault or "client"
         reason = outcome.reason
         if outcome.status == "aborted":
             fault, reason = "node", SHUTDOWN_REASON
-        await self._retry(lambda: self.client.fail_job(
+        failed = await self._tell(job_id, "fail", lambda: self.client.fail_job(
             job_id, reason=reason[:2000], fault=fault, seconds_used=outcome.seconds_used,
             timed_out=outcome.status == "timed_out", logs=logs))
-        log.info("job failed", extra={"job": job_id, "status": outcome.status, "fault": fault})
+        if failed is not None:
+            log.info("job failed", extra={"job": job_id, "status": outcome.status,
+                                          "fault": fault})
+
+    async def _finish(self, job_id: str, outcome: JobOutcome,
+                      logs: list[dict[str, Any]] | None) -> None:
+        """Upload the outputs and report success (given up on when the coordinator stays
+        unreachable: its deadline then ends the job)."""
+        outputs = []
+        for out in outcome.outputs:
+            data = await asyncio.to_thread(out.host_path.read_bytes)
+            if self.lying:
+                data = os.urandom(max(1, len(data)))
+            sha = await self._retry(_bind(self.client.upload_blob, data))
+            if sha is None:
+                return
+            outputs.append({"path": out.path, "sha256": sha, "size": len(data)})
+        done = await self._retry(lambda: self.client.finish_job(
+            job_id, seconds_used=outcome.seconds_used, exit_code=0, outputs=outputs,
+            results=outcome.results, logs=logs))
+        if done is not None:
+            log.info("job finished", extra={"job": job_id, "outputs": len(outputs)})
+
+
+def _dropped(job_id: str, report: str, exc: NosgridError) -> None:
+    if not_ours_any_more(exc):  # cancelled, settled or given to another node meanwhile
+        log.info("job no longer this node's; report dropped",
+                 extra={"job": job_id, "report": report, "err": str(exc)})
+    else:
+        log.error("the coordinator refused a report; dropped",
+                  extra={"job": job_id, "report": report, "err": str(exc), "code": exc.code})
 
 
 def _bind(fn: Callable[[bytes], Awaitable[T]], data: bytes) -> Callable[[], Awaitable[T]]:
@@ -465,11 +557,13 @@ async def run_node(
     heartbeat_s: float = 10.0,
     lying: bool = False,
     grace_s: float = 30.0,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
     """Run one node agent against the coordinator at ``url`` until ``stop_event`` is set.
 
     The executor keeps its Podman settings under ``state_dir/executor``; jobs' files go
-    under ``state_dir/jobs``. This is what ``nosgrid node start`` and ``nosgrid up`` call.
+    under ``state_dir/jobs``; ``labels`` go on every container, pod and volume it creates.
+    This is what ``nosgrid node start`` and ``nosgrid up`` call.
 
     Example::
 
@@ -477,7 +571,7 @@ async def run_node(
         await run_node("http://127.0.0.1:8700", load_keypair(), Path("~/.nosgrid/node"),
                        ["cpu"], stop)
     """
-    runtime = PodmanRuntime(state_dir / "executor")
+    runtime = PodmanRuntime(state_dir / "executor", labels=labels)
     async with AsyncClient(url, keypair) as client:
         agent = Agent(client, runtime, state_dir, markets, heartbeat_s=heartbeat_s,
                       lying=lying, grace_s=grace_s, stop=stop_event)

@@ -63,6 +63,7 @@ from nosgrid.core.views import (
     MarketParams,
     NodeView,
     PollView,
+    PostedJob,
     RegistrationView,
     ServiceView,
     StakeView,
@@ -195,10 +196,13 @@ class AsyncClient:
 
     async def post_job(self, *, spec: dict[str, Any] | None = None, spec_text: str | None = None,
                        market: str | None = None, timeout: int | None = None,
-                       max_price: str | None = None) -> JobView:
+                       max_price: str | None = None) -> PostedJob:
+        """Post a definition; without ``market`` the coordinator picks it (the definition's
+        ``meta.nosgrid.market``, its default market, or its only one) and says how in
+        ``market_chosen_by`` / ``market_why``."""
         body = {"spec": spec, "spec_text": spec_text, "market": market, "timeout": timeout,
                 "max_price": max_price}
-        return await self._model(JobView, "POST", "/v1/jobs",
+        return await self._model(PostedJob, "POST", "/v1/jobs",
                                  json_body={k: v for k, v in body.items() if v is not None})
 
     async def job(self, job_id: str) -> JobView:

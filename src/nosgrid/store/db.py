@@ -35,6 +35,7 @@ from sqlalchemy.pool import StaticPool
 from nosgrid.core.events import Event
 from nosgrid.core.ledger import default_allocations, genesis_entry
 from nosgrid.store.economics import EconomicsRepo
+from nosgrid.store.pricing import PricingRepo
 from nosgrid.store.repositories import (
     BlobRepo,
     JobRepo,
@@ -233,6 +234,7 @@ class UnitOfWork:
         self.logs = LogRepo(self.conn)
         self.economics = EconomicsRepo(self.conn)
         self.verification = VerificationRepo(self.conn)
+        self.pricing = PricingRepo(self.conn)
         return self
 
     def publish(self, *events: Event) -> None:

@@ -376,17 +376,31 @@ class MarketRepo:
         rows = self.conn.execute(select(t.markets.c.params).order_by(t.markets.c.name))
         return [_market(r.params) for r in rows]
 
+    def names(self) -> list[str]:
+        return [str(n) for n in self.conn.execute(
+            select(t.markets.c.name).order_by(t.markets.c.name)).scalars()]
+
 
 class NodeRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def upsert(self, node_id: str, hardware: HardwareReport, markets: Sequence[str],
+    def upsert(self, node_id: str, hardware: HardwareReport, pinned: Sequence[str] | None,
                at: float) -> None:
-        values = {"hardware": hardware.model_dump_json(), "markets": json.dumps(list(markets)),
+        """Record a registration: the hardware report and the operator's pins (None: any
+        market). The markets it serves are the service's to set (:meth:`set_markets`)."""
+        values = {"hardware": hardware.model_dump_json(),
+                  "pinned_markets": None if pinned is None else json.dumps(list(pinned)),
                   "status": "online", "last_heartbeat": at}
-        ins = _insert(self.conn, t.nodes).values(id=node_id, registered_at=int(at), **values)
+        ins = _insert(self.conn, t.nodes).values(id=node_id, registered_at=int(at),
+                                                 markets="[]", **values)
         self.conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=values))
+
+    def set_markets(self, node_id: str, markets: Sequence[str]) -> None:
+        self.set(node_id, markets=json.dumps(list(markets)))
+
+    def ids(self) -> list[str]:
+        return [r.id for r in self.conn.execute(select(t.nodes.c.id).order_by(t.nodes.c.id))]
 
     def get(self, node_id: str) -> dict[str, Any]:
         row = self.conn.execute(_GET_NODE, {"node_id": node_id}).first()
@@ -398,6 +412,8 @@ class NodeRepo:
             "markets": json.loads(row.markets), "status": row.status,
             "registered_at": row.registered_at, "last_heartbeat": row.last_heartbeat,
             "waiting_since": row.waiting_since,
+            "pinned_markets": None if row.pinned_markets is None
+            else json.loads(row.pinned_markets),
         }
 
     def set(self, node_id: str, **values: Any) -> None:
@@ -417,8 +433,7 @@ class NodeRepo:
         ]
 
     def all(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute(select(t.nodes.c.id).order_by(t.nodes.c.id))
-        return [self.get(r.id) for r in rows]
+        return [self.get(node_id) for node_id in self.ids()]
 
 
 class NonceRepo:

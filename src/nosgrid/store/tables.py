@@ -118,6 +118,8 @@ nodes = Table(
     Column("registered_at", BigInteger, nullable=False),
     Column("last_heartbeat", Float, nullable=False),
     Column("waiting_since", Float),
+    #: the markets the operator asked for (JSON list); NULL: any it qualifies for
+    Column("pinned_markets", Text),
 )
 
 nonces = Table(
@@ -353,4 +355,62 @@ gateway_charges = Table(
     Column("completion_tokens", BigInteger, nullable=False),
     Column("cost", BigInteger, nullable=False),
     Column("at", Float, nullable=False),
+)
+
+#: the price oracle (core/pricing.py, issue 16): reporter keys and the operator each one
+#: counts for (``consent``: the operator's signature taking the key, '' for itself)
+oracle_reporters = Table(
+    "oracle_reporters",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("operator", String(64), nullable=False),
+    Column("consent", String(128), nullable=False),
+    Column("registered_at", BigInteger, nullable=False),
+    Index("ix_oracle_reporters_operator", "operator"),
+)
+
+#: what the sources said: nodes' asks (the latest per node and market) and reporters'
+#: signed reports per epoch (``signed``: the request's path, timestamp, nonce and body, so
+#: anyone can check ``signature``; ``hash`` is the sha256 of the signed bytes). A report
+#: that is evidence of an equivocation is never pruned. ``market`` may be ``nos_usd``.
+oracle_reports = Table(
+    "oracle_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("source", String(64), nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("market", String(64), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("price", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("signed", Text, nullable=False),
+    Column("evidence", Boolean, nullable=False),
+    Index("ix_oracle_reports_market_at", "market", "at"),
+    Index("ix_oracle_reports_source", "source", "market", "epoch"),
+)
+
+#: how much each operator's values count in a market (deviation loses weight)
+oracle_standings = Table(
+    "oracle_standings",
+    metadata,
+    Column("market", String(64), primary_key=True),
+    Column("operator", String(64), primary_key=True),
+    Column("weight_bps", Integer, nullable=False),
+    Column("deviations", Integer, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+)
+
+#: each closed epoch's published price (NULL: too few sources, ``reason`` says why)
+oracle_prices = Table(
+    "oracle_prices",
+    metadata,
+    Column("market", String(64), primary_key=True),
+    Column("epoch", BigInteger, primary_key=True),
+    Column("price", BigInteger),
+    Column("sources", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
 )

@@ -38,6 +38,7 @@ from nosgrid.core.views import (
     LogsStored,
     LogStreamEnd,
     LogsView,
+    PostedJob,
 )
 from nosgrid.store.db import UnitOfWork
 
@@ -45,19 +46,21 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201)
-async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> JobView:
+async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> PostedJob:
     if (body.spec is None) == (body.spec_text is None):
         raise InvalidInput("send the job definition as exactly one of `spec` or `spec_text`")
     defn = (parse_job_definition(body.spec) if body.spec is not None
             else load_job_definition(body.spec_text or ""))
     max_price = parse_nos(body.max_price) if body.max_price is not None else None
     with coord.store.uow() as uow:
-        job = job_services.post_job(uow, client=signer, definition=defn, market=body.market,
-                                    timeout=body.timeout, max_price=max_price,
-                                    now=int(coord.now()))
+        job, choice = job_services.post_job_in(
+            uow, client=signer, definition=defn, market=body.market, timeout=body.timeout,
+            max_price=max_price, now=int(coord.now()),
+            default_market=coord.settings.default_market)
         job = job_services.dispatch(uow, job, int(coord.now()), coord.matcher)
         uow.commit()  # the handlers wake the chosen node, or the market's waiting nodes
-    return job_view(job)
+    return PostedJob(**dict(job_view(job)), market_chosen_by=choice.chosen_by,
+                     market_why=choice.why)
 
 
 @router.get("")

@@ -26,10 +26,7 @@ router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=ERROR_RESPONSES
 @router.post("/register")
 async def register(body: RegisterRequest, coord: Coord, signer: Signer) -> RegistrationView:
     with coord.store.uow() as uow:
-        acct = uow.economics.stake(signer)
-        stake = acct.market_stake if acct else 0
-        reg = node_services.register(uow, signer, body.hardware, body.markets, coord.now(),
-                                     stake)
+        reg = node_services.register(uow, signer, body.hardware, body.markets, coord.now())
         uow.commit()
     return RegistrationView(node_id=reg.node_id, markets=reg.markets, rejected=reg.rejected)
 
@@ -37,14 +34,18 @@ async def register(body: RegisterRequest, coord: Coord, signer: Signer) -> Regis
 @router.post("/heartbeat")
 async def heartbeat(coord: Coord, signer: Signer) -> HeartbeatView:
     with coord.store.uow() as uow:
-        node_services.heartbeat(uow, signer, coord.now())
+        markets = node_services.heartbeat(uow, signer, coord.now())
         uow.commit()
-    return HeartbeatView(ok=True)
+    return HeartbeatView(ok=True, markets=markets)
 
 
 @router.post("/poll")
 async def poll(body: PollRequest, coord: Coord, signer: Signer) -> PollView:
-    """Long-poll: returns a job as soon as one is assigned, or ``{"job": null}`` after wait."""
+    """Long-poll: returns a job as soon as one is assigned, or ``{"job": null}`` after wait.
+
+    The poll waits under the markets the node serves; when they change while it waits (a
+    market was created, its stake moved) it is woken and waits again under the new ones.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.wait, coord.settings.long_poll_max_s)
     with coord.store.uow(write=False) as uow:
@@ -55,16 +56,19 @@ async def poll(body: PollRequest, coord: Coord, signer: Signer) -> PollView:
             with coord.store.uow() as uow:
                 job = node_services.take_work(uow, signer, coord.now())
                 spec = uow.jobs.spec(job.spec_hash) if job else None
+                serving = uow.nodes.get(signer)["markets"]
                 uow.commit()
             if job is not None:
                 return PollView(job=job_view(job), spec=spec)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return PollView(job=None, spec=None)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+            if serving == markets:  # else: register under the new markets first
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
         finally:
-            coord.notifier.unregister(signer, markets)
+            coord.notifier.unregister(signer, markets, event)
+        markets = serving
 
 
 @router.get("/{node_id}")

@@ -9,17 +9,15 @@ the coordinator observes an offence, ``candidates`` when a job is dispatched, an
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from nosgrid.core import reputation as rep_rules
 from nosgrid.core import staking, tokenomics
-from nosgrid.core.errors import NodeNotFound
 from nosgrid.core.events import EpochEmitted, Event, JobSettled
 from nosgrid.core.jobs.state import Job
 from nosgrid.core.ledger import REWARDS_POOL, wallet
 from nosgrid.core.markets import MarketParams, NodeCandidate
-from nosgrid.core.slashing import Evidence, Offence, SlashNode, may_take_jobs, must_leave_market
+from nosgrid.core.slashing import Evidence, Offence, SlashNode, may_take_jobs
 from nosgrid.core.slashing import slash as slash_rule
 from nosgrid.store.db import UnitOfWork
 
@@ -85,46 +83,42 @@ def record_heartbeat(uow: UnitOfWork, node: str, now: int, *, received: bool) ->
     uow.economics.save_reputation(node, rep)
 
 
-def slash_for(uow: UnitOfWork, job: Job, offence: Offence, now: int, *,
-              journal_hash: str = "", challenger: str | None = None) -> int:
-    """Slash the job's node for ``offence``, with the job (and entry) as evidence.
+def slash_for(uow: UnitOfWork, job: Job | None, offence: Offence, now: int, *,
+              journal_hash: str = "", challenger: str | None = None,
+              offender: str | None = None, reports: tuple[str, ...] = ()) -> int:
+    """Slash the job's node for ``offence``, with the job (and entry) as evidence; or,
+    for an offence without a job (a price reporter's equivocation), ``offender`` with the
+    hashes of its two conflicting ``reports`` as evidence.
 
     Returns the amount slashed (0 when the node has no stake: strikes still count).
-    A node whose stake falls under a market's minimum leaves that market.
+    A node whose stake falls under a market's minimum leaves that market (the handler
+    of ``NodeSlashed``, ``nodes.on_node_slashed``).
     """
-    node = job.node
+    node = offender or (job.node if job is not None else None)
     if node is None:
         return 0
+    job_id = job.id if job is not None else ""
     account = uow.economics.stake(node) or staking.StakeAccount(owner=node)
     history = uow.economics.offences(node)
-    cmd = SlashNode(node, offence, Evidence(journal_hash=journal_hash, job_id=job.id), now,
-                    job_price=job.price_per_second * job.timeout, challenger=challenger)
+    evidence = Evidence(journal_hash=journal_hash, job_id=job_id, reports=reports)
+    cmd = SlashNode(node, offence, evidence, now,
+                    job_price=job.price_per_second * job.timeout if job is not None else 0,
+                    challenger=challenger)
     res = slash_rule(uow.economics.pool(), account, history, cmd)
     events: tuple[Event, ...] = res.events
     if res.postings:
-        entry = uow.ledger.append("slash", node, now, res.postings,
-                                  {"offence": str(offence), "job_id": job.id,
-                                   "evidence": cmd.evidence.ref})
+        meta: dict[str, Any] = {"offence": str(offence), "job_id": job_id,
+                                "evidence": cmd.evidence.ref}
+        if reports:
+            meta["reports"] = list(reports)
+        entry = uow.ledger.append("slash", node, now, res.postings, meta)
         events = tuple(e.booked(entry) for e in events)
     uow.economics.save_offences(node, res.history)
     if uow.economics.stake(node) is not None or res.amount:
         uow.economics.save_pool(res.pool)
         uow.economics.save_stake(res.account)
-    _leave_markets_below_minimum(uow, node, res.account)
     uow.publish(*events)
     return res.amount
-
-
-def _leave_markets_below_minimum(uow: UnitOfWork, node: str,
-                                 account: staking.StakeAccount) -> None:
-    try:
-        info = uow.nodes.get(node)
-    except NodeNotFound:
-        return
-    keep = [name for name in info["markets"]
-            if (m := uow.markets.find(name)) is not None and not must_leave_market(account, m)]
-    if keep != info["markets"]:
-        uow.nodes.set(node, markets=json.dumps(keep))
 
 
 def node_standing(uow: UnitOfWork, node: str, now: int) -> dict[str, Any]:

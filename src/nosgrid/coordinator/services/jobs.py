@@ -15,13 +15,19 @@ from nosgrid.coordinator.services.lifecycle import (
     new_job_id,
     record,
 )
-from nosgrid.core.errors import Forbidden, IllegalTransition, InsufficientFunds, InvalidInput
-from nosgrid.core.events import Fault, JobQueued
+from nosgrid.core.errors import (
+    Forbidden,
+    IllegalTransition,
+    InsufficientFunds,
+    InvalidInput,
+    MarketNotFound,
+)
+from nosgrid.core.events import Fault, JobQueued, MarketCreated
 from nosgrid.core.jobs import state as rules
 from nosgrid.core.jobs.load import canonical_json, spec_hash
 from nosgrid.core.jobs.spec import JobDefinition
 from nosgrid.core.jobs.state import Job, JobState
-from nosgrid.core.jobs.terms import requested_market, terms_of
+from nosgrid.core.jobs.terms import MarketChoice, requested_market, terms_of
 from nosgrid.core.ledger import wallet
 from nosgrid.core.markets import MarketParams, Matcher
 from nosgrid.core.money import format_nos
@@ -30,7 +36,9 @@ from nosgrid.store.db import UnitOfWork
 
 
 def create_market(uow: UnitOfWork, market: MarketParams, now: int) -> MarketParams:
+    """Add a market; the registered nodes that qualify for it join it (``MarketCreated``)."""
     uow.markets.add(market, now)
+    uow.publish(MarketCreated(at=now, market=market.name))
     return market
 
 
@@ -44,12 +52,37 @@ def post_job(
     timeout: int | None = None,
     max_price: int | None = None,
     job_id: str | None = None,
+    default_market: str | None = None,
 ) -> Job:
     """Escrow the deposit and queue a validated definition under its terms (the request's
     market, timeout and max price over the definition's). Raises InsufficientFunds if the
-    wallet is short."""
-    name = requested_market(definition, market)
-    params = uow.markets.get(name)
+    wallet is short. :func:`post_job_in` also says how the market was chosen."""
+    return post_job_in(uow, client=client, definition=definition, now=now, market=market,
+                       timeout=timeout, max_price=max_price, job_id=job_id,
+                       default_market=default_market)[0]
+
+
+def post_job_in(
+    uow: UnitOfWork,
+    *,
+    client: str,
+    definition: JobDefinition,
+    now: int,
+    market: str | None = None,
+    timeout: int | None = None,
+    max_price: int | None = None,
+    job_id: str | None = None,
+    default_market: str | None = None,
+) -> tuple[Job, MarketChoice]:
+    """:func:`post_job`, and the market it went to and why: the request's, else the
+    definition's, else ``default_market`` (the coordinator's), else the only market."""
+    choice = requested_market(definition, market, default=default_market,
+                              markets=uow.markets.names())
+    params = uow.markets.find(choice.name)
+    if params is None:
+        raise MarketNotFound(f"no market {choice.name!r} ({choice.why}); `nosgrid market "
+                             "list` shows the markets")
+    name = choice.name
     terms = terms_of(definition, market=name, max_timeout=params.max_timeout, timeout=timeout,
                      max_price=max_price)
     for sha in terms.inputs:
@@ -71,7 +104,7 @@ def post_job(
             "timeout", needed=needed, balance=have,
         )
     uow.jobs.put_spec(digest, canonical_json(definition).decode())
-    return record(uow, tr, kind="job.posted", new=True)
+    return record(uow, tr, kind="job.posted", new=True), choice
 
 
 def assign_next(uow: UnitOfWork, node_id: str, markets: Sequence[str], now: int) -> Job | None:

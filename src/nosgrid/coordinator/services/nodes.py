@@ -1,4 +1,10 @@
-"""Node use cases: register with a hardware report, heartbeat, take work, go offline."""
+"""Node use cases: register with a hardware report, heartbeat, take work, go offline.
+
+Which markets a node serves is recomputed, by :func:`refresh_markets`, from what it
+registered (its hardware report and its operator's pins), its stake and the markets that
+exist: at registration, on each heartbeat, and (handlers registered in
+``coordinator/bootstrap.py``) when a market is created or the node's stake moves.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from dataclasses import dataclass, field
 
 from nosgrid.coordinator.services import economics
 from nosgrid.coordinator.services import jobs as job_services
+from nosgrid.core.errors import NodeNotFound
+from nosgrid.core.events import MarketCreated, NodeMarketsChanged, NodeSlashed, StakeEvent
 from nosgrid.core.jobs.state import Job, JobState
-from nosgrid.core.markets import HardwareReport, eligibility
+from nosgrid.core.markets import HardwareReport, MarketParams, ServedMarkets, choose_markets
 from nosgrid.store.db import UnitOfWork
 
 
@@ -20,29 +28,67 @@ class Registration:
 
 
 def register(uow: UnitOfWork, node_id: str, hardware: HardwareReport, wanted: Sequence[str],
-             now: float, stake: int = 0) -> Registration:
-    """The coordinator, not the node, decides which markets it joins (from the report)."""
-    markets = {m.name: m for m in uow.markets.all()}
-    wanted = list(wanted) or sorted(markets)
-    accepted, rejected = [], {}
-    for name in wanted:
-        market = markets.get(name)
-        if market is None:
-            rejected[name] = ["no such market"]
-            continue
-        verdict = eligibility(market, hardware, stake)
-        if verdict.ok:
-            accepted.append(name)
-        else:
-            rejected[name] = list(verdict.reasons)
-    uow.nodes.upsert(node_id, hardware, accepted, now)
-    return Registration(node_id, accepted, rejected)
+             now: float) -> Registration:
+    """The coordinator, not the node, decides which markets it joins (from the report).
+
+    ``wanted``: the markets the operator pinned; empty means any market the node
+    qualifies for, now or later.
+    """
+    uow.nodes.upsert(node_id, hardware, list(dict.fromkeys(wanted)) or None, now)
+    choice = refresh_markets(uow, node_id, int(now))
+    return Registration(node_id, list(choice.markets),
+                        {name: list(why) for name, why in choice.rejected.items()})
 
 
-def heartbeat(uow: UnitOfWork, node_id: str, now: float) -> None:
-    uow.nodes.get(node_id)
+def refresh_markets(uow: UnitOfWork, node_id: str, now: int,
+                    markets: Sequence[MarketParams] | None = None) -> ServedMarkets:
+    """Recompute the markets ``node_id`` serves from its hardware report, its stake and its
+    operator's pins; record them and publish ``NodeMarketsChanged`` if they changed."""
+    node = uow.nodes.get(node_id)
+    account = uow.economics.stake(node_id)
+    choice = choose_markets(uow.markets.all() if markets is None else markets,
+                            node["hardware"], account.market_stake if account else 0,
+                            node["pinned_markets"])
+    before = list(node["markets"])
+    if list(choice.markets) != before:
+        uow.nodes.set_markets(node_id, choice.markets)
+        uow.publish(NodeMarketsChanged(
+            at=now, node=node_id, markets=choice.markets,
+            joined=tuple(m for m in choice.markets if m not in before),
+            left=tuple(m for m in before if m not in choice.markets)))
+    return choice
+
+
+def on_market_created(uow: UnitOfWork, event: MarketCreated) -> None:
+    """Every registered node that qualifies for the new market (and pinned no others) joins."""
+    markets = uow.markets.all()
+    for node_id in uow.nodes.ids():
+        refresh_markets(uow, node_id, event.at, markets)
+
+
+def on_stake_moved(uow: UnitOfWork, event: StakeEvent) -> None:
+    """A node's stake rose above a market's minimum (it joins) or fell under it (it leaves)."""
+    _refresh_if_registered(uow, event.owner, event.at)
+
+
+def on_node_slashed(uow: UnitOfWork, event: NodeSlashed) -> None:
+    _refresh_if_registered(uow, event.node, event.at)
+
+
+def _refresh_if_registered(uow: UnitOfWork, node_id: str, now: int) -> None:
+    try:
+        refresh_markets(uow, node_id, now)
+    except NodeNotFound:  # a staker that runs no node
+        return
+
+
+def heartbeat(uow: UnitOfWork, node_id: str, now: float) -> list[str]:
+    """The node is alive; returns the markets it serves (re-evaluated: a safety net for
+    changes no event announced)."""
+    choice = refresh_markets(uow, node_id, int(now))
     uow.nodes.set(node_id, last_heartbeat=now, status="online")
     economics.record_heartbeat(uow, node_id, int(now), received=True)
+    return list(choice.markets)
 
 
 def take_work(uow: UnitOfWork, node_id: str, now: float) -> Job | None:

@@ -1,12 +1,17 @@
 """The op graph of a job: plan-time checks and execution groups, on plain ids (no models).
 
-Nosana's node rejects a plan with duplicate ids, an op that depends on itself or on an
-unknown id, or a dependency in another group; nosgrid also rejects cycles, which the
-node would otherwise wait on forever.
+Rejected: duplicate ids, an op that depends on itself or on an unknown id, a dependency
+in a group that runs later, and cycles (which would wait forever). Groups run one after
+another, so a dependency on an op of an earlier group is already satisfied when the
+dependent's group starts: Nosana's node rejects it, but Nosana's own documentation
+builds pipelines that way (a story op, a media group reading its results, a download op
+that needs the media ops), and nosgrid runs them.
 
->>> nodes = [OpNode("a", None, ()), OpNode("b", None, ("a",))]
+>>> nodes = [OpNode("b", None, ("a",)), OpNode("a", None, ())]
 >>> plan_problems(nodes)
-[('ops[1].execution.depends_on[0]', "op 'b' depends on 'a', which is in group 'a', not 'b'; dependencies must be in the same group")]
+[('ops[0].execution.depends_on[0]', "op 'b' depends on 'a', which is in group 'a', which runs after group 'b'; a dependency must be in the same group or an earlier one")]
+>>> plan_problems([OpNode("a", None, ()), OpNode("b", None, ("a",))])
+[]
 """  # noqa: E501
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ def plan_problems(nodes: Sequence[OpNode]) -> list[tuple[str, str]]:
     """
     problems: list[tuple[str, str]] = []
     first: dict[str, int] = {}
+    rank = {name: k for k, (name, _) in enumerate(group_order(nodes))}
     for i, node in enumerate(nodes):
         if node.id in first:
             problems.append(
@@ -54,13 +60,13 @@ def plan_problems(nodes: Sequence[OpNode]) -> list[tuple[str, str]]:
                 problems.append((path, f"op {node.id!r} depends on itself"))
             elif dep not in first:
                 problems.append((path, f"op {node.id!r} depends on unknown op {dep!r}"))
-            elif nodes[first[dep]].group_name != node.group_name:
-                other = nodes[first[dep]].group_name
+            elif rank[other := nodes[first[dep]].group_name] > rank[node.group_name]:
                 problems.append(
                     (
                         path,
                         f"op {node.id!r} depends on {dep!r}, which is in group {other!r}, "
-                        f"not {node.group_name!r}; dependencies must be in the same group",
+                        f"which runs after group {node.group_name!r}; a dependency must be "
+                        "in the same group or an earlier one",
                     )
                 )
     if not problems:

@@ -28,6 +28,7 @@ from pydantic_core import ErrorDetails
 from nosgrid.core.errors import InvalidJobSpec
 from nosgrid.core.jobs.base import PROBLEMS_ERROR
 from nosgrid.core.jobs.spec import JobDefinition
+from nosgrid.core.text import bad_text, text_problem
 
 MAX_SPEC_BYTES: Final = 256 * 1024
 MAX_DEPTH: Final = 64
@@ -60,6 +61,8 @@ def load_job_definition(data: bytes | str, *, filename: str | None = None) -> Jo
     ...
     nosgrid.core.errors.InvalidJobSpec: invalid job definition: version: field required; type: field required
     """  # noqa: E501
+    if isinstance(data, str) and (problem := text_problem(data, nul=False)) is not None:
+        raise InvalidJobSpec(errors=[f"the definition {problem}; save it as UTF-8 text"])
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if len(raw) > MAX_SPEC_BYTES:
         raise InvalidJobSpec(
@@ -85,6 +88,11 @@ def parse_job_definition(tree: object) -> JobDefinition:
     size_problem = _size_problem(tree)
     if size_problem is not None:
         raise InvalidJobSpec(errors=[size_problem])
+    # a lone surrogate cannot be encoded (stored, hashed, answered); a NUL cannot reach a
+    # container's argv, environment or paths: no string of a definition may hold either
+    if bad := bad_text(tree):
+        raise InvalidJobSpec(errors=[f"{path}: {problem}" if path else problem
+                                     for path, problem in bad])
     try:
         defn = JobDefinition.model_validate(tree)
     except ValidationError as exc:

@@ -2,7 +2,8 @@
 
 Pure helpers for the node agent. Groups run one after another in order of first
 appearance; the ops of a group start together (``depends_on`` ops wait for a dependency's
-startup success). The plan-time checks themselves run when a definition is validated
+startup success; one in an earlier group has already ended, see ``waits_for``). The
+plan-time checks themselves run when a definition is validated
 (``nosgrid.core.jobs.graph.plan_problems``).
 
 >>> from nosgrid.core.jobs.load import load_job_definition
@@ -44,6 +45,28 @@ def execution_groups(defn: JobDefinition) -> list[ExecutionGroup]:
         ExecutionGroup(name, tuple(defn.ops[i].id for i in indices), tuple(indices))
         for name, indices in group_order(defn.op_nodes())
     ]
+
+
+def waits_for(defn: JobDefinition, index: int) -> tuple[str, ...]:
+    """The dependencies op ``index`` waits for when its group starts: those in its own group.
+
+    A dependency in an earlier group has ended by then (groups run one after another), so
+    it is satisfied and its results are final; waiting on it, or stopping when it "ends"
+    (``stop_if_dependent_stops``), would be wrong.
+
+    >>> from nosgrid.core.jobs.load import load_job_definition
+    >>> defn = load_job_definition('''{"version": "0.1", "type": "container", "ops": [
+    ...   {"type": "container/run", "id": "story", "args": {"image": "busybox"}},
+    ...   {"type": "container/run", "id": "db", "args": {"image": "busybox"},
+    ...    "execution": {"group": "work"}},
+    ...   {"type": "container/run", "id": "app", "args": {"image": "busybox"},
+    ...    "execution": {"group": "work", "depends_on": ["story", "db"]}}]}''')
+    >>> waits_for(defn, 2)
+    ('db',)
+    """
+    op = defn.ops[index]
+    group = {o.id: o.group_name for o in defn.ops}
+    return tuple(dep for dep in op.depends_on if group.get(dep) == op.group_name)
 
 
 def effective_op(

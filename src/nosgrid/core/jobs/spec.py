@@ -239,7 +239,8 @@ class _OperationBase(ClosedModel):
 
     @property
     def depends_on(self) -> tuple[str, ...]:
-        """The ids this op waits for (empty when none)."""
+        """The ids this op depends on (empty when none); ``plan.waits_for`` says which of
+        them it waits for (those of its own group)."""
         deps = self.execution.depends_on if self.execution else None
         return tuple(deps or ())
 

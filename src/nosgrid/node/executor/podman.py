@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -82,9 +83,13 @@ class PodmanRuntime:
         *,
         podman: str = "podman",
         seccomp_base: Path = PODMAN_DEFAULT_PROFILE,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.state_dir = state_dir or default_state_dir()
         self.podman = podman
+        #: put on every container, pod and volume this runtime creates (``nosgrid up``
+        #: labels its nodes' containers with its run, to find and remove leftovers)
+        self.labels = dict(labels or {})
         self.work_root = self.state_dir / "work"
         self.work_root.mkdir(parents=True, exist_ok=True)
         self.work_root.chmod(0o711)
@@ -148,6 +153,26 @@ class PodmanRuntime:
             await self.remove(name)
         return names
 
+    async def sweep(self, label: str) -> list[str]:
+        """Remove every container, pod and volume carrying ``label`` (``key=value``); return
+        their names. For what a node killed mid-job left behind (``nosgrid up`` on exit).
+
+        Example::
+
+            await PodmanRuntime().sweep("nosgrid.up=/root/.local/share/nosgrid/up")
+        """
+        removed = await self.remove_all(label=label)
+        for kind, listing, remove in (("pod", "ps", self.remove_pod),
+                                      ("volume", "ls", self.remove_volume)):
+            rc, out, err = await self._podman(kind, listing, "--filter", f"label={label}",
+                                              "--format", "{{.Name}}")
+            if rc != 0:
+                raise PodmanUnavailable(f"podman {kind} {listing} failed: {err.strip()}")
+            for name in out.split():
+                await remove(name)
+                removed.append(name)
+        return removed
+
     async def create_volume(
         self,
         name: str,
@@ -162,7 +187,8 @@ class PodmanRuntime:
         """
         if not NAME_RE.match(name):
             raise ContainerSpecInvalid(f"not a volume name: {name!r}")
-        label_args = [a for k, v in (labels or {}).items() for a in ("--label", f"{k}={v}")]
+        label_args = [a for k, v in {**self.labels, **(labels or {})}.items()
+                      for a in ("--label", f"{k}={v}")]
         label_args += [a for k, v in (options or {}).items() for a in ("--opt", f"{k}={v}")]
         rc, _, err = await self._podman("volume", "create", *label_args, name)
         if rc != 0:
@@ -179,7 +205,8 @@ class PodmanRuntime:
         """Create a pod whose only network is ``lo``, shared by the containers put in it."""
         if not NAME_RE.match(name):
             raise ContainerSpecInvalid(f"not a pod name: {name!r}")
-        label_args = [a for k, v in (labels or {}).items() for a in ("--label", f"{k}={v}")]
+        label_args = [a for k, v in {**self.labels, **(labels or {})}.items()
+                      for a in ("--label", f"{k}={v}")]
         rc, _, err = await self._podman(
             *ENGINE_FLAGS,
             "pod", "create", "--network", "none", "--label", f"{EXECUTOR_LABEL}=1",
@@ -227,6 +254,8 @@ class PodmanRuntime:
             ...
             result = await runtime.stop(svc)
         """
+        if self.labels:
+            spec = dataclasses.replace(spec, labels={**self.labels, **spec.labels})
         validate_spec(spec)
         name = spec.name or f"nosgrid-{uuid.uuid4().hex[:12]}"
         work_dir, own = self._make_work_dir(spec, name)

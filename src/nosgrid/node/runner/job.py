@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from nosgrid.core.errors import NosgridError
 from nosgrid.core.jobs.literals import TemplateError
 from nosgrid.core.jobs.meta import NosgridMeta
-from nosgrid.core.jobs.plan import effective_op, execution_groups, volume_name
+from nosgrid.core.jobs.plan import effective_op, execution_groups, volume_name, waits_for
 from nosgrid.core.jobs.spec import CreateVolumeOperation, JobDefinition, RunOperation
 from nosgrid.node.executor import PodmanContainer, PodmanRuntime
 from nosgrid.node.executor.base import ContainerSpecInvalid, PodmanUnavailable
@@ -107,6 +107,8 @@ class JobRunner:
         self._pinned: list[Path] = []
         self._ops: list[OpRun] = []
         self._by_id: dict[str, OpRun] = {}
+        #: per op index, the dependencies it waits for (its own group's; see waits_for)
+        self._waits: dict[int, tuple[str, ...]] = {}
         self._failed = False
         self._containers: list[str] = []
         #: a container of this job really ran (not refused at start): time is billable
@@ -142,6 +144,7 @@ class JobRunner:
             for i in range(len(defn.ops))
         ]
         self._by_id = {r.op.id: r for r in self._ops}
+        self._waits = {i: waits_for(defn, i) for i in range(len(defn.ops))}
         self._http = httpx.AsyncClient(timeout=self.limits.health_timeout_s, trust_env=False)
         outcome: JobOutcome
         # every container of a run that ended by itself has exited and been reaped; only a
@@ -263,7 +266,8 @@ class JobRunner:
 
     async def _op_task(self, run: OpRun, f: _Flow, ctx_base: dict[str, Any]) -> None:
         try:
-            deps = [self._by_id[d] for d in run.op.depends_on]
+            # a dependency in an earlier group has ended: only this group's are waited for
+            deps = [self._by_id[d] for d in self._waits.get(run.index, ())]
             if deps:
                 await wait_first(*(d.released.wait() for d in deps), run.stop_requested.wait())
             if run.stop_requested.is_set():
