@@ -173,6 +173,11 @@ async def test_openai_and_langchain_through_the_gateway(
 
         emb = await oa.embeddings.create(model="smollm2-embed", input=["hello", "bonjour"])
         assert len(emb.data) == 2 and len(emb.data[0].embedding) > 100
+        # the chat replica's llama.cpp answers embeddings with a 500; the gateway says why
+        with pytest.raises(openai.BadRequestError) as refused:
+            await oa.embeddings.create(model="smollm2", input="hello")
+        assert refused.value.code == "model_not_supported"
+        assert "models that do: smollm2-embed" in refused.value.message
 
         from langchain_openai import ChatOpenAI
 

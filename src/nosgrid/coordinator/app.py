@@ -34,7 +34,7 @@ from nosgrid.coordinator.api import (
     verification,
 )
 from nosgrid.coordinator.api import services as service_routes
-from nosgrid.coordinator.api.openai import GatewayDispatch
+from nosgrid.coordinator.api.openai import GatewayDispatch, openai_error
 from nosgrid.coordinator.api.openai import router as openai_router
 from nosgrid.coordinator.api.solana import router as solana_router
 from nosgrid.coordinator.bootstrap import bootstrap, open_settlement
@@ -52,7 +52,15 @@ _HTTP_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed"
                413: "payload_too_large"}
 
 
-def error_response(err: NosgridError) -> JSONResponse:
+#: the gateway's routes, whose errors are rendered in OpenAI's shape
+OPENAI_PREFIX = "/openai/"
+
+
+def error_response(err: NosgridError, path: str = "") -> JSONResponse:
+    """``err`` as the API answers it; under ``/openai/`` in OpenAI's shape, which is what
+    the gateway's clients parse (``path``: the request's)."""
+    if path.startswith(OPENAI_PREFIX):
+        return openai_error(err)
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
 
 
@@ -75,7 +83,7 @@ class BodyLimit:
         too_large = PayloadTooLarge(f"the body is over {limit} bytes")
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await error_response(too_large)(scope, receive, send)
+            await error_response(too_large, scope["path"])(scope, receive, send)
             return
         seen, over, started = 0, False, False
 
@@ -104,7 +112,7 @@ class BodyLimit:
             if not over:
                 raise
         if over and not started:
-            await error_response(too_large)(scope, receive, send)
+            await error_response(too_large, scope["path"])(scope, receive, send)
 
 
 class TextGuard:
@@ -125,7 +133,8 @@ class TextGuard:
             return
         if "\x00" in scope["path"]:
             await error_response(InvalidText("the URL path holds a NUL character (%00); "
-                                             "no name or id has one"))(scope, receive, send)
+                                             "no name or id has one"), scope["path"])(
+                scope, receive, send)
             return
         if not _is_json(dict(scope.get("headers") or []).get(b"content-type", b"")):
             await self.app(scope, receive, send)
@@ -142,7 +151,7 @@ class TextGuard:
                 break
         body = b"".join(chunks)
         if last is None and (problem := _surrogate_problem(body)) is not None:
-            await error_response(problem)(scope, receive, send)
+            await error_response(problem, scope["path"])(scope, receive, send)
             return
         replayed = False
 
@@ -214,36 +223,37 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     app.include_router(openai_router)
 
     @app.exception_handler(NosgridError)
-    async def nosgrid_error(_request: Request, exc: NosgridError) -> JSONResponse:
-        return error_response(exc)
+    async def nosgrid_error(request: Request, exc: NosgridError) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         msgs = []
         for e in exc.errors():
             loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
             msgs.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
         return error_response(InvalidInput("invalid request: " + "; ".join(msgs[:10]),
-                                           errors=msgs[:50]))
+                                           errors=msgs[:50]), request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Framework errors (unknown route, wrong method, an unreadable body) get the same
         # error shape as ours; a body cut off by BodyLimit surfaces here as the cause.
         if isinstance(exc.__cause__, NosgridError):
-            return error_response(exc.__cause__)
+            return error_response(exc.__cause__, request.url.path)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
                             status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(ClientDisconnect)
-    async def client_went_away(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
-        return error_response(InvalidInput("the client went away before sending the body"))
+    async def client_went_away(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        return error_response(InvalidInput("the client went away before sending the body"),
+                              request.url.path)
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return error_response(NosgridError())
+        return error_response(NosgridError(), request.url.path)
 
     @app.middleware("http")
     async def count(request: Request, call_next: Any) -> Any:

@@ -12,6 +12,7 @@ Solana) are translated into this tree at the boundary with ``raise ... from exc`
     │   ├── InvalidJobSpec            422 invalid_job_spec
     │   ├── InvalidMarketParams       400 invalid_market_params
     │   ├── InvalidText               400 invalid_text
+    │   ├── ModelCannotServe          400 model_not_supported (gateway)
     │   └── SchemaMismatch            400 schema_mismatch
     ├── AuthError                     401 unauthorized
     │   ├── BadSignature              401 bad_signature
@@ -129,6 +130,16 @@ class InvalidText(InvalidInput):
 
     code = "invalid_text"
     default_message = "The request holds text that is not valid Unicode; send UTF-8 text."
+
+
+class ModelCannotServe(InvalidInput):
+    """The model's engine does not answer this route (a chat model asked for embeddings)."""
+
+    code = "model_not_supported"
+    default_message = "This model does not serve that route; see GET /openai/v1/models."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, param="model")
 
 
 class SchemaMismatch(InvalidInput):

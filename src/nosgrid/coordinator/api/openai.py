@@ -27,7 +27,7 @@ from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nosgrid.coordinator.gateway.registry import Replica
-from nosgrid.coordinator.gateway.replicas import model_not_found
+from nosgrid.coordinator.gateway.replicas import EMBEDDINGS, model_not_found
 from nosgrid.coordinator.gateway.runtime import Gateway
 from nosgrid.coordinator.gateway.upstream import UpstreamError, UpstreamResponse
 from nosgrid.core.apikeys import KeyClaims
@@ -35,6 +35,8 @@ from nosgrid.core.errors import (
     AuthError,
     InvalidApiKey,
     InvalidInput,
+    InvalidText,
+    ModelCannotServe,
     ModelNotAllowed,
     ModelNotFound,
     ModelUnavailable,
@@ -46,6 +48,7 @@ from nosgrid.core.errors import (
     UpstreamFailed,
 )
 from nosgrid.core.metering import Prices, Reservation
+from nosgrid.core.text import bad_text
 
 log = logging.getLogger(__name__)
 Kind = Literal["chat", "completions", "embeddings"]
@@ -64,6 +67,7 @@ OPENAI_ERRORS: tuple[tuple[type[NosgridError], str, str | None], ...] = (
     (AuthError, "invalid_request_error", "invalid_api_key"),
     (ModelNotAllowed, "invalid_request_error", "model_not_allowed"),
     (ModelNotFound, "invalid_request_error", "model_not_found"),
+    (ModelCannotServe, "invalid_request_error", "model_not_supported"),
     (InvalidInput, "invalid_request_error", None),  # OpenAI names the `param` instead
     (PayloadTooLarge, "invalid_request_error", None),
     (PaymentRequired, "insufficient_quota", "insufficient_quota"),
@@ -174,6 +178,10 @@ def _parse(raw: bytes, kind: Kind, gw: Gateway) -> tuple[dict[str, Any], str, in
         raise _bad("We could not parse the JSON body of your request.") from None
     if not isinstance(body, dict):
         raise _bad("The body must be a JSON object.")
+    found = bad_text(body, nul=False)
+    if found:
+        path, problem = found[0]
+        raise InvalidText(f"{path or 'the body'} {problem}", param=path)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("you must provide a model parameter", "model")
@@ -207,6 +215,23 @@ def _parse(raw: bytes, kind: Kind, gw: Gateway) -> tuple[dict[str, Any], str, in
     return body, model, prompt_bound, max_tokens * n
 
 
+ROUTE_NAMES: dict[Kind, str] = {"chat": "chat completions", "completions": "completions",
+                                "embeddings": "embeddings"}
+
+
+def _check_serves(gw: Gateway, model: str, kind: Kind) -> None:
+    """A 400 naming the models that do, when ``model``'s engine does not answer ``kind``
+    (llama.cpp answers a chat model's embeddings request with a 500)."""
+    kinds = gw.serves(model)
+    if kinds is None or kind in kinds:
+        return
+    what = "an embedding model" if kinds == EMBEDDINGS else "a chat model"
+    others = [m for m in gw.models() if kind in (gw.serves(m) or {kind})]
+    hint = f"; models that do: {', '.join(others)}" if others else ""
+    raise ModelCannotServe(f"model {model!r} does not serve {ROUTE_NAMES[kind]}: it is "
+                           f"{what}{hint}")
+
+
 def _prompt_text(body: dict[str, Any], kind: Kind) -> str:
     if kind == "chat":
         parts = []
@@ -234,6 +259,7 @@ async def _proxy(request: Request, kind: Kind) -> Response:
         prices = gw.prices(model)
         if model not in gw.models():
             raise model_not_found(model)
+        _check_serves(gw, model, kind)
         res = gw.reserve(claims, prices.cost(prompt_bound, completion_bound))
     except NosgridError as err:
         return openai_error(err)
@@ -325,13 +351,15 @@ def _pool_token_embeddings(answer: dict[str, Any]) -> bool:
 
 
 def _upstream_error(code: int, content: bytes) -> Response:
-    """Pass an engine's own error through when it is OpenAI-shaped, else wrap it."""
-    status = code if 400 <= code < 600 else 502
+    """Pass an engine's own error through when it is OpenAI-shaped, else wrap it. An
+    engine's 5xx is the node's failure, so the client gets a 502 (a 500 from the gateway
+    would say the gateway broke)."""
+    status = code if 400 <= code < 500 else 502
     try:
         body = json.loads(content)
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             err = body["error"]
-            if status == 500 and "validation" in str(err.get("message", "")):
+            if code == 500 and "validation" in str(err.get("message", "")):
                 status = 400  # llama.cpp reports a request it cannot validate as a 500
             return JSONResponse(_openai_shape(
                 str(err.get("message") or "error"),

@@ -23,7 +23,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from nosgrid.coordinator.gateway.registry import Registry, Replica
 from nosgrid.coordinator.gateway.settings import GatewaySettings
@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 #: a replica lives while its job is open (core's definition)
 LIVE_STATES = frozenset(s.value for s in OPEN)
 _ALIAS = re.compile(r"^--(model_alias|served-model-name|alias)$")
+#: the OpenAI routes the gateway proxies
+CHAT: Final = frozenset({"chat", "completions"})
+EMBEDDINGS: Final = frozenset({"embeddings"})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 @dataclass
@@ -70,6 +74,8 @@ class ReplicasMixin:
     registry: Registry
     deployments: dict[str, Deployment]
     job_models: dict[str, str]
+    #: job id → the routes its engine answers (``served_kinds`` of its definition)
+    job_kinds: dict[str, frozenset[str] | None]
     starting: dict[str, ColdStart]
     cold_starts: list[ColdStart]
 
@@ -159,6 +165,7 @@ class ReplicasMixin:
         for j in job_ids:
             self.starting.pop(j, None)
             self.job_models.pop(j, None)
+            self.job_kinds.pop(j, None)
         for model in {r.model for r in self.registry.replicas.values()} | set(self.deployments):
             if not any(r.healthy for r in self.registry.for_model(model)):
                 self.registry.ready[model].clear()
@@ -179,6 +186,22 @@ class ReplicasMixin:
 
     def models(self) -> list[str]:
         return sorted(set(self.registry.models()) | set(self.deployments))
+
+    def serves(self, model: str) -> frozenset[str] | None:
+        """The routes ``model`` answers (:func:`served_kinds` of its deployment's or its
+        replicas' definition), or None when no definition says."""
+        d = self.deployments.get(model)
+        if d is not None:
+            return served_kinds(json.loads(d.spec))
+        for replica in self.registry.for_model(model):
+            if replica.job_id not in self.job_kinds:
+                with self.coord.store.uow(write=False) as uow:
+                    spec = uow.jobs.spec(uow.jobs.get(replica.job_id).spec_hash) or "{}"
+                self.job_kinds[replica.job_id] = served_kinds(json.loads(spec))
+            kinds = self.job_kinds[replica.job_id]
+            if kinds is not None:
+                return kinds
+        return None
 
     def prices(self, model: str) -> Prices:
         d = self.deployments.get(model)
@@ -339,4 +362,44 @@ def model_from_spec(spec: dict[str, Any]) -> str | None:
     return None
 
 
-__all__ = ["LIVE_STATES", "ColdStart", "ReplicasMixin", "model_from_spec", "model_not_found"]
+def served_kinds(spec: dict[str, Any]) -> frozenset[str] | None:
+    """The routes the engine of a service job answers, when its command says: llama.cpp's
+    servers do embeddings only in embedding mode (``--embedding true``, ``--embeddings``)
+    and then nothing else; vLLM embeds with ``--task embed`` (or ``--runner pooling``).
+    None: the command names no engine we know, so every route is passed on.
+
+    >>> cmd = ["python3", "-m", "llama_cpp.server", "--model_alias", "m"]
+    >>> def spec(*extra): return {"ops": [{"args": {"expose": [{"port": 8000}],
+    ...                                            "cmd": [*cmd, *extra]}}]}
+    >>> sorted(served_kinds(spec())), sorted(served_kinds(spec("--embedding", "true")))
+    (['chat', 'completions'], ['embeddings'])
+    >>> served_kinds(spec("--embedding", "false")) == CHAT
+    True
+    >>> served_kinds({"ops": [{"args": {"expose": [{"port": 1}], "cmd": "serve"}}]}) is None
+    True
+    """
+    for op in spec.get("ops") or []:
+        args = op.get("args") or {}
+        cmd = args.get("cmd")
+        if not args.get("expose") or not isinstance(cmd, list):
+            continue
+        words = [w for w in cmd if isinstance(w, str)]
+        text = " ".join(words)
+        if "llama_cpp.server" in text or "llama-server" in text:
+            for i, word in enumerate(words):
+                flag, _, value = word.partition("=")
+                if flag not in ("--embedding", "--embeddings"):
+                    continue
+                value = value or (words[i + 1] if i + 1 < len(words)
+                                  and not words[i + 1].startswith("-") else "true")
+                return CHAT if value.lower() in _FALSE else EMBEDDINGS
+            return CHAT
+        if "vllm" in text:
+            pairs = dict(zip(words, [*words[1:], ""], strict=True))
+            pooling = pairs.get("--task") == "embed" or pairs.get("--runner") == "pooling"
+            return EMBEDDINGS if pooling else CHAT
+    return None
+
+
+__all__ = ["CHAT", "EMBEDDINGS", "LIVE_STATES", "ColdStart", "ReplicasMixin",
+           "model_from_spec", "model_not_found", "served_kinds"]

@@ -66,6 +66,7 @@ class Gateway(BillingMixin, ReplicasMixin):
         self._retired = False  # stopped: its lease and holds are gone
         self.deployments: dict[str, Deployment] = {}
         self.job_models: dict[str, str] = {}
+        self.job_kinds: dict[str, frozenset[str] | None] = {}
         self.starting: dict[str, ColdStart] = {}  # job id → a replica being started
         self.cold_starts: list[ColdStart] = []
         self._since_flush = 0
