@@ -6,30 +6,18 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from conftest import NOSGRID, Cli, free_port
+from conftest import NOSGRID, Cli, free_port, wait_until
 from nosgrid.core.money import parse_nos
 from nosgrid.sdk.wallet import load_keypair
 
 pytestmark = [pytest.mark.e2e, pytest.mark.container]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
-
-
-def _wait(what: str, check: Any, timeout: float = 60) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -52,7 +40,7 @@ def up(tmp_path: Path) -> Iterator[tuple[str, Cli, Path]]:
             return False
 
     try:
-        _wait("two nodes online", two_nodes, timeout=90)
+        wait_until("two nodes online", two_nodes, timeout=90)
         yield url, Cli(env), data
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
@@ -80,7 +68,7 @@ def test_job_through_the_cli_then_a_node_killed_mid_job(
     out = tmp_path / "out"
     cli.run("job", "result", done["id"], "-o", str(out), keypair=me)
     assert (out / "outputs" / "status.txt").read_text() == "done\n"
-    done = _wait("the held pay to be released", lambda: (
+    done = wait_until("the held pay to be released", lambda: (
         j if (j := cli.json("job", "status", done["id"], keypair=me))["state"] == "settled"
         else None), timeout=150)
     cost = parse_nos(done["settlement"]["cost_nos"])
@@ -95,7 +83,7 @@ def test_job_through_the_cli_then_a_node_killed_mid_job(
             "image": "localhost/nosgrid-busybox:test", "cmd": "echo working; sleep 6"}}]}))
     job = cli.json("job", "post", str(spec), "--market", "cpu", "--timeout", "120",
                    keypair=me)
-    running = _wait("the job to run", lambda: (
+    running = wait_until("the job to run", lambda: (
         j if (j := cli.json("job", "status", job["id"], keypair=me))["state"] == "running"
         else None))
     victim = next(i for i in (0, 1)
@@ -104,7 +92,7 @@ def test_job_through_the_cli_then_a_node_killed_mid_job(
     pid = int(subprocess.run(["pgrep", "-f", f"state-dir {data}/nodes/{victim} "],
                              capture_output=True, text=True, check=True).stdout.split()[0])
     os.kill(pid, signal.SIGKILL)
-    final = _wait("the job to end", lambda: (
+    final = wait_until("the job to end", lambda: (
         j if (j := cli.json("job", "status", job["id"], keypair=me))["state"] == "settled"
         else None), timeout=90)
     if final["fault"] == "node":  # reported by the restarted agent: a full refund

@@ -108,7 +108,9 @@ class StakingMachine(RuleBasedStateMachine):
         acct = self.accounts.get(owner)
         if acct is None:
             return
-        ev = sl.Evidence(journal_hash="0" * 64, job_id="job-1")
+        ev = (sl.Evidence(reports=("1" * 64, "2" * 64))
+              if sl.SLASHING_TABLE[offence].needs_reports
+              else sl.Evidence(journal_hash="0" * 64, job_id="job-1"))
         cmd = sl.SlashNode(owner, offence, ev, self.now, job_price=price, challenger=challenger)
         r = sl.slash(self.pool, acct, self.history.get(owner, sl.OffenceHistory()), cmd)
         assert r.amount <= acct.amount
