@@ -106,5 +106,7 @@ def test_market_price_report_and_ask_from_the_cli(
     # source is too few
     out = json.loads(run(cli, ["market", "price", "cpu", "--json", "--url", url]).output)
     assert out["source"] == "oracle" and out["price_per_second"] == 2000
+    res = run(cli, ["market", "show", "cpu", "--url", url])
+    assert "reference price" in res.flat and "(oracle: median of 4" in res.flat, res.output
     res = run(cli, ["market", "price", "nope", "--url", url])
     assert res.exit_code != 0 and "Traceback" not in res.output

@@ -38,8 +38,14 @@ def show(name: str, url: UrlOpt = None, json: JsonOpt = False) -> None:
     if json:
         print_json(m)
         return
-    console.print(table(f"market {name}", ["field", "value"],
-                        [[k, v] for k, v in sorted(m.model_dump(mode="json").items())]))
+    rows = [[k, v] for k, v in sorted(m.model_dump(mode="json", exclude={"price"}).items())]
+    if m.price is not None:
+        p = m.price
+        rows += [["reference price", f"{p.price_per_second_nos} NOS/s ({p.source}: "
+                  f"{p.reason})"],
+                 ["charged now", f"{format_nos(p.charged_price_per_second)} NOS/s "
+                  f"({p.charged_reason})"]]
+    console.print(table(f"market {name}", ["field", "value"], rows))
 
 
 @app.command("nodes")
