@@ -126,7 +126,8 @@ async def test_equivocation_is_slashed_with_both_reports_as_evidence(market: Mar
     m = market
     cheat = await _reporter(m)
     epoch = _start_of_epoch(m)
-    first = await cheat.submit_report("cpu", 1500, epoch)
+    first = await cheat.submit_report("cpu", 1500)  # the SDK asks for the open epoch
+    assert first.epoch == epoch
     again = await cheat.submit_report("cpu", 1500, epoch)
     assert again.status == "duplicate" and again.hash == first.hash
     second = await cheat.submit_report("cpu", 1700, epoch)

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 from urllib.parse import urlencode
@@ -37,8 +36,9 @@ from solders.keypair import Keypair
 
 from nosgrid.core.errors import NosgridError, Unavailable
 from nosgrid.core.jobs.state import ENDED
+from nosgrid.core.markets import NOS_USD
 from nosgrid.core.money import format_nos
-from nosgrid.core.pricing import epoch_of, reporter_consent_message
+from nosgrid.core.pricing import reporter_consent_message
 from nosgrid.core.views import (
     AccountView,
     ClaimView,
@@ -192,9 +192,10 @@ class AsyncClient:
     async def submit_report(self, market: str, price: int,
                             epoch: int | None = None) -> OracleReportView:
         """A signed price report for the open epoch (``market`` ``nos_usd``: the rate in
-        µUSD per NOS); ``epoch`` defaults to the open one at the default epoch length."""
+        µUSD per NOS); without ``epoch``, the coordinator's open one (one read more)."""
         if epoch is None:
-            epoch = epoch_of(int(self._clock() if self._clock else time.time()))
+            epoch = (await self.nos_usd() if market == NOS_USD
+                     else await self.market_price(market)).provisional.epoch
         return await self._model(OracleReportView, "POST", f"/v1/markets/{market}/reports",
                                  json_body={"epoch": epoch, "price": price})
 

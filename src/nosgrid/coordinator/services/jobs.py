@@ -55,13 +55,14 @@ def post_job(
     max_price: int | None = None,
     job_id: str | None = None,
     default_market: str | None = None,
+    oracle: OracleParams = DEFAULT_ORACLE,
 ) -> Job:
     """Escrow the deposit and queue a validated definition under its terms (the request's
     market, timeout and max price over the definition's). Raises InsufficientFunds if the
     wallet is short. :func:`post_job_in` also says how the market was chosen."""
     return post_job_in(uow, client=client, definition=definition, now=now, market=market,
                        timeout=timeout, max_price=max_price, job_id=job_id,
-                       default_market=default_market)[0]
+                       default_market=default_market, oracle=oracle)[0]
 
 
 def post_job_in(
