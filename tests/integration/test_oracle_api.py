@@ -20,6 +20,7 @@ from nosgrid.core.errors import (
     NodeNotFound,
     NosgridError,
 )
+from nosgrid.core.events import OraclePricePublished, ReportEquivocated
 from nosgrid.core.identity import request_message
 from nosgrid.core.pricing import epoch_of, report_hash, signature_valid
 from nosgrid.sdk.client import AsyncClient, reporter_consent
@@ -78,8 +79,11 @@ async def test_reports_make_the_price_and_a_minority_cannot_move_it(market: Mark
     assert prov.sources == 4 and prov.price == 2000 and not prov.final
     assert prov.band_low == 2000 and prov.band_high == 2100
     assert [o.outlier for o in prov.operators if o.value == 10**9] == [True]
+    published: list[OraclePricePublished] = []
+    m.coord.store.handlers.after(OraclePricePublished, published.append)
     m.clock.t += EPOCH
     assert m.coord.maintenance()["oracle_prices"] == 2  # cpu, and nos_usd (no sources)
+    assert {(e.market, e.price) for e in published} == {("cpu", 2000), ("nos_usd", None)}
     assert m.coord.maintenance()["oracle_prices"] == 0  # an epoch is closed once
     price = await m.alice.market_price("cpu")
     assert (price.source, price.price_per_second, price.epoch) == ("oracle", 2000, epoch)
@@ -130,9 +134,12 @@ async def test_equivocation_is_slashed_with_both_reports_as_evidence(market: Mar
     assert first.epoch == epoch
     again = await cheat.submit_report("cpu", 1500, epoch)
     assert again.status == "duplicate" and again.hash == first.hash
+    seen: list[ReportEquivocated] = []
+    m.coord.store.handlers.after(ReportEquivocated, seen.append)
     second = await cheat.submit_report("cpu", 1700, epoch)
     assert second.status == "equivocation" and second.slashed == 20 * 10**6  # 20% of 100
     assert second.conflicts_with == [first.hash, second.hash]
+    assert [e.reports for e in seen] == [(first.hash, second.hash)]
     stake = await cheat.stake()
     assert stake.amount == 80 * 10**6
     with pytest.raises(Conflict):

@@ -37,6 +37,7 @@ from nosgrid.core.errors import (
     MarketNotFound,
     NotFound,
 )
+from nosgrid.core.events import OraclePricePublished, ReportEquivocated
 from nosgrid.core.jobs.state import Job
 from nosgrid.core.markets import NOS_USD, MarketParams
 from nosgrid.core.money import TOTAL_SUPPLY, format_nos
@@ -209,6 +210,8 @@ def submit_report(uow: UnitOfWork, *, source: str, market: str, epoch: int, pric
     if finding is None:
         return _report_view(stored, "accepted")
     uow.pricing.mark_evidence(finding.evidence)
+    uow.publish(ReportEquivocated(at=now, source=source, operator=finding.operator,
+                                  market=market, epoch=epoch, reports=finding.evidence))
     slashed = economics.slash_for(uow, None, Offence.EQUIVOCATION, now,
                                   offender=finding.operator, reports=finding.evidence)
     stored = replace(stored, evidence=True)
@@ -293,6 +296,8 @@ def close_epoch(uow: UnitOfWork, now: int, params: OracleParams = DEFAULT_ORACLE
                                            now))
         changed = update_standings(agg, uow.pricing.standings(market), params)
         uow.pricing.save_standings(market, changed.values())
+        uow.publish(OraclePricePublished(at=now, market=market, epoch=epoch, price=agg.price,
+                                         sources=agg.sources))
         closed.append(agg)
     if closed:
         uow.pricing.prune(now - 2 * max(params.max_age_ask_s, params.max_age_report_s))
