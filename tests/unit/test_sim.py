@@ -27,6 +27,7 @@ from nosgrid.core.slashing import DEFAULT_SLASHING, Offence, slash_amount
 from nosgrid.core.verification import Candidate, related
 from nosgrid.sim import MarketConfig, SimConfig, run_all, run_market
 from nosgrid.sim.experiments import Economy, detection, detection_curve, faking_profit
+from nosgrid.sim.oracle import OracleSimConfig, manipulation
 from nosgrid.sim.rules import (
     ReputationArrays,
     matcher_probabilities,
@@ -133,8 +134,10 @@ def test_small_market_run() -> None:
 
 def test_report_keys_and_cli_json() -> None:
     cfg = SimConfig(runs=50, horizon=200, profit_runs=20, fake_rates=(0.05, 1.0),
-                    ring_sizes=(2, 5), market=MarketConfig(nodes=60, jobs=2_000))
+                    ring_sizes=(2, 5), market=MarketConfig(nodes=60, jobs=2_000),
+                    oracle=OracleSimConfig(reporters=20, epochs=10))
     rep = run_all(cfg)
+    assert rep["oracle_manipulation"]["epochs"] == 10
     for key in ("caught_5pct_within_1000", "caught_5pct_newcomer_within_200",
                 "audit_overhead", "max_cheater_profit_nos", "max_ring_profit_nos",
                 "honest_false_slashes", "runs", "seed"):
@@ -162,3 +165,20 @@ def test_published_figures_at_the_defaults() -> None:
     assert rep["audit_overhead"] <= 0.10
     assert rep["max_cheater_profit_nos"] < 0 and rep["max_ring_profit_nos"] < 0
     assert rep["honest_false_slashes"] == 0
+
+
+def test_oracle_manipulation_stays_in_the_honest_range() -> None:
+    """10%, 30% and 49% of reporters colluding over 100 epochs, every strategy: the price
+    never leaves the honest reports' range; a larger coalition gets at most to its edge."""
+    rep = manipulation()
+    assert rep["epochs"] == 100 and rep["reporters"] == 100
+    attack = rep["attack"]
+    assert set(attack) == {"0.1", "0.3", "0.49"}
+    for a in attack.values():
+        assert a["epochs_outside_honest_range"] == 0
+        assert a["max_share_of_honest_half_range"] <= 1.0
+    devs = [attack[f]["max_deviation_bps"] for f in ("0.1", "0.3", "0.49")]
+    assert devs == sorted(devs) and rep["baseline_max_deviation_bps"] <= devs[0]
+    # a coalition that deviates loses its weight
+    assert attack["0.3"]["by_strategy"]["inflate_10x"]["attacker_weight_bps_end"] == 100
+    assert manipulation(seed=rep["seed"]) == rep  # seeded: reproducible

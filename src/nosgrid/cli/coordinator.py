@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from nosgrid.coordinator.settings import CoordinatorSettings, default_data_dir
+from nosgrid.core.money import parse_nos
+from nosgrid.core.pricing import DEFAULT_ORACLE, OracleParams
 
 #: seconds in-flight requests get after SIGTERM before waiting long-polls are cancelled
 GRACEFUL_SHUTDOWN_S = 3
 
 app = typer.Typer(help="Run a coordinator.", no_args_is_help=True)
+
+
+def _oracle(epoch_s: int, min_sources: int, stake: str) -> OracleParams:
+    """The oracle's parameters from the start options (reports stay fresh 2 epochs)."""
+    return replace(DEFAULT_ORACLE, epoch_seconds=epoch_s, min_sources=min_sources,
+                   max_age_report_s=2 * epoch_s, min_reporter_stake=parse_nos(stake))
 
 
 def settings_from(db: Path | None, data_dir: Path | None, admin: list[str] | None,
@@ -50,6 +59,12 @@ def start(
     default_market: Annotated[str | None, typer.Option(
         help="market of a post that names none (default: the only market, if just one)")
     ] = None,
+    oracle_epoch: Annotated[int, typer.Option(
+        min=1, help="seconds of a price oracle epoch (docs/pricing.md)")] = 600,
+    oracle_min_sources: Annotated[int, typer.Option(
+        min=1, help="independent operators the oracle needs for a price")] = 3,
+    oracle_reporter_stake: Annotated[str, typer.Option(
+        help="NOS an operator stakes for its asks and reports to count")] = "100",
     log_level: str = "warning",
 ) -> None:
     """Start the coordinator (Ctrl-C stops it)."""
@@ -73,7 +88,8 @@ def start(
         solana_commitment=commitment, solana_authority_keypair=authority_keypair,
         anchor_every=anchor_every, settlement_batch_size=batch_size,
         heartbeat_timeout_s=heartbeat_timeout, audit_window_s=audit_window,
-        default_market=default_market or None)
+        default_market=default_market or None,
+        oracle=_oracle(oracle_epoch, oracle_min_sources, oracle_reporter_stake))
     app_ = create_app(config)
     # SIGTERM/Ctrl-C: in-flight requests get a few seconds, then waiting long-polls are
     # cancelled (they hold no transaction while they wait) instead of keeping the process

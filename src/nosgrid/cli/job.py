@@ -14,6 +14,7 @@ from nosgrid.cli.output import console, err_console, fail, print_json
 from nosgrid.core.errors import InvalidJobSpec, NosgridError
 from nosgrid.core.jobs.load import job_definition_schema_text, load_job_definition, spec_hash
 from nosgrid.core.jobs.state import JobState
+from nosgrid.core.money import format_nos
 from nosgrid.sdk.client import Client
 from nosgrid.sdk.models import JobView
 
@@ -124,6 +125,14 @@ def post(
             why = f" ({posted.market_why})" if posted.market_why else ""
             console.print(f"posted [bold]{posted.id}[/] in {posted.market}{why}, escrowed "
                           f"{posted.deposit_nos} NOS")
+            if posted.nos_usd_rate is not None:
+                console.print(f"  {format_nos(posted.price_per_second)} NOS/s: "
+                              f"{posted.charged_reason}", highlight=False)
+            if posted.suggested_max_price_nos is not None:
+                console.print(f"  no --max-price given; suggested "
+                              f"{posted.suggested_max_price_nos} NOS "
+                              f"({posted.suggested_price_source}: "
+                              f"{posted.suggested_price_why})", highlight=False)
         if not wait:
             return
         with console.status(f"job {posted.id} queued…", spinner="dots"):

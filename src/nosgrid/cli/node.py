@@ -14,12 +14,12 @@ from rich.table import Table
 
 from nosgrid.cli.output import console, print_json
 from nosgrid.core.errors import NotFound
-from nosgrid.core.money import format_nos
+from nosgrid.core.money import format_nos, parse_nos
 from nosgrid.node.agent import run_node
 from nosgrid.node.benchmark import run_benchmark
 from nosgrid.node.hardware import probe_hardware
 from nosgrid.sdk.client import AsyncClient, default_url
-from nosgrid.sdk.models import NodeView
+from nosgrid.sdk.models import NodeView, OracleReportView
 from nosgrid.sdk.wallet import load_keypair, new_keypair, save_keypair
 
 app = typer.Typer(help="Provide compute: probe this machine and run a node agent.",
@@ -130,6 +130,32 @@ def start(
                        heartbeat_s=heartbeat_s, labels=labels)
 
     asyncio.run(main())
+
+
+@app.command("ask")
+def ask(
+    market: str = typer.Argument(..., help="A market this node serves."),
+    price: str = typer.Argument(..., help="The node's ask, NOS per second."),
+    coordinator: str = typer.Option(None, "--coordinator", help="Coordinator URL."),
+    state_dir: Path = typer.Option(None, "--state-dir", help="The node's state dir."),
+    keypair: Path = typer.Option(None, "--keypair", help="Node keypair (default: state dir)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Publish this node's ask for a market (a source of the price oracle; replaces the
+    last one; the node needs the reporter stake)."""
+    amount = parse_nos(price)
+    kp = _node_keypair((state_dir or default_node_dir()).expanduser(), keypair)
+
+    async def send() -> OracleReportView:
+        async with AsyncClient(coordinator or default_url(), kp) as c:
+            return await c.publish_ask(market, amount)
+
+    r = asyncio.run(send())
+    if as_json:
+        print_json(r)
+        return
+    console.print(f"ask {format_nos(r.price)} NOS/s in {r.market} published "
+                  f"(epoch {r.epoch})", highlight=False)
 
 
 @app.command("show")

@@ -22,7 +22,8 @@ def sim(
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the charts as PNG."),
 ) -> None:
-    """Simulate audits, disputes and slashing; print detection, overhead and profits."""
+    """Simulate audits, disputes and slashing; print detection, overhead and profits; and
+    a coordinated manipulation of the price oracle by 10%, 30% and 49% of reporters."""
     from nosgrid.sim.report import SimConfig, run_all
     from nosgrid.sim.report import plot as write_plot
 
@@ -46,6 +47,17 @@ def sim(
                 "audit_overhead", "audit_overhead_adversarial", "max_cheater_profit_nos",
                 "max_ring_profit_nos", "honest_false_slashes", "honest_earnings_per_job_nos"):
         t.add_row(key, str(report[key]))
+    console.print(t)
+    o = report["oracle_manipulation"]
+    t = Table("attackers", "worst strategy", "max deviation from honest median",
+              "share of honest half-range", "epochs outside honest range",
+              title=f"price oracle: coordinated manipulation over {o['epochs']} epochs, "
+              f"{o['reporters']} reporters (honest noise {o['noise_bps'] / 100:g}%, "
+              f"honest-only max deviation {o['baseline_max_deviation_bps'] / 100:g}%)")
+    for f, a in o["attack"].items():
+        t.add_row(f"{float(f):.0%} ({a['attackers']})", a["worst_strategy"],
+                  f"{a['max_deviation_bps'] / 100:g}%", f"{a['max_share_of_honest_half_range']:g}",
+                  str(a["epochs_outside_honest_range"]))
     console.print(t)
     if plot is not None:
         console.print(f"wrote {plot}", highlight=False)

@@ -29,6 +29,7 @@ from nosgrid.coordinator.api import (
     jobs,
     markets,
     nodes,
+    pricing,
     staking,
     system,
     verification,
@@ -216,7 +217,8 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     app = FastAPI(title="nosgrid coordinator", version=__version__, lifespan=lifespan)
     app.state.coordinator = coord
     app.state.gateway = gw
-    for module in (markets, accounts, nodes, jobs, blobs, staking, system, verification):
+    for module in (markets, accounts, nodes, jobs, blobs, staking, system, verification,
+                   pricing):
         app.include_router(module.router)
     app.include_router(solana_router)
     app.include_router(service_routes.router)

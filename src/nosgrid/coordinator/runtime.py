@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from nosgrid.coordinator.blobs import BlobStore
 from nosgrid.coordinator.notifier import WorkNotifier
-from nosgrid.coordinator.services import economics, verification
+from nosgrid.coordinator.services import economics, pricing, verification
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.services.audit_runs import VerificationConfig
@@ -130,7 +130,15 @@ class Coordinator:
             epochs = economics.run_emissions(uow, int(now))
             uow.commit()  # the handlers wake the nodes of requeued jobs and log followers
         return {"expired": len(expired), "requeued_or_refunded": len(touched),
-                "epochs": len(epochs), **self.verify(int(now))}
+                "epochs": len(epochs), **self.verify(int(now)),
+                "oracle_prices": self.close_oracle_epoch(int(now))}
+
+    def close_oracle_epoch(self, now: int) -> int:
+        """Publish the last closed oracle epoch's prices (its own transaction; once)."""
+        with self.store.uow() as uow:
+            closed = pricing.close_epoch(uow, now, self.settings.oracle)
+            uow.commit()
+        return len(closed)
 
     def verification_config(self) -> VerificationConfig:
         s = self.settings

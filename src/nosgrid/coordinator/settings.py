@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nosgrid.core.money import BASE_UNITS_PER_NOS
+from nosgrid.core.pricing import DEFAULT_ORACLE, OracleParams
 
 
 def default_data_dir() -> Path:
@@ -38,6 +39,8 @@ class CoordinatorSettings:
     #: where a post that names no market goes (``nosgrid up``: ``cpu``); None: the only
     #: market, when there is exactly one (core.jobs.terms.requested_market)
     default_market: str | None = None
+    #: the price oracle's parameters (docs/pricing.md): epochs, sources, bounds, stake
+    oracle: OracleParams = DEFAULT_ORACLE
     faucet: bool = False
     faucet_cap_per_hour: int = 10_000 * BASE_UNITS_PER_NOS
     max_body_bytes: int = 1 << 20

@@ -185,6 +185,32 @@ class NodeMarketsChanged(Event):
     left: tuple[str, ...] = ()
 
 
+# --------------------------------------------------------------------- price oracle
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OraclePricePublished(Event):
+    """A closed oracle epoch's price of ``market`` (or ``nos_usd``) was published; None:
+    too few fresh independent sources (the market shows its configured price)."""
+
+    market: str
+    epoch: int
+    price: int | None
+    sources: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportEquivocated(Event):
+    """Reporter key ``source`` signed two prices for ``market`` in ``epoch``; its
+    ``operator`` is slashed (``NodeSlashed`` follows) with both reports' hashes."""
+
+    source: str
+    operator: str
+    market: str
+    epoch: int
+    reports: tuple[str, str]
+
+
 # --------------------------------------------------------------------- stakes
 
 

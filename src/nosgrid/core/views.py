@@ -147,6 +147,10 @@ class JobView(View):
     settlement: SettlementSplit | None = None
     #: how the run ended for the client (filled by coordinators that record it)
     outcome: str | None = None
+    #: a market quoted in USD: the price oracle's NOS/USD rate (µUSD per NOS) its USD price
+    #: was converted at when it was posted (``price_per_second`` is the result); None: the
+    #: job is priced in NOS (or no rate existed and the configured NOS price was used)
+    nos_usd_rate: int | None = None
 
 
 class PostedJob(JobView):
@@ -162,8 +166,9 @@ class PostedJob(JobView):
     suggested_max_price_nos: str | None = None
     suggested_price_source: Literal["oracle", "configured"] | None = None
     suggested_price_why: str = ""
-    #: a market quoted in USD: the NOS/USD rate (µUSD per NOS) the price was converted at
-    nos_usd_rate: int | None = None
+    #: how ``price_per_second`` was set: the market's NOS price, or its USD price at the
+    #: oracle's NOS/USD rate (``nos_usd_rate``), or the configured fallback and why
+    charged_reason: str = ""
 
 
 class JobList(View):

@@ -44,7 +44,7 @@ from nosgrid.core.errors import (
     Unavailable,
 )
 from nosgrid.core.jobs.state import ENDED, JobState
-from nosgrid.sdk.client import AsyncClient, Client, default_url
+from nosgrid.sdk.client import AsyncClient, Client, default_url, reporter_consent
 from nosgrid.sdk.models import (
     AccountView,
     BlobView,
@@ -197,5 +197,6 @@ __all__ = [
     "default_url",
     "load_keypair",
     "new_keypair",
+    "reporter_consent",
     "save_keypair",
 ]

@@ -36,7 +36,9 @@ from solders.keypair import Keypair
 
 from nosgrid.core.errors import NosgridError, Unavailable
 from nosgrid.core.jobs.state import ENDED
+from nosgrid.core.markets import NOS_USD
 from nosgrid.core.money import format_nos
+from nosgrid.core.pricing import reporter_consent_message
 from nosgrid.core.views import (
     AccountView,
     ClaimView,
@@ -61,10 +63,14 @@ from nosgrid.core.views import (
     MarketDetail,
     MarketNodeView,
     MarketParams,
+    MarketPriceView,
     NodeView,
+    NosUsdView,
+    OracleReportView,
     PollView,
     PostedJob,
     RegistrationView,
+    ReporterView,
     ServiceView,
     StakeView,
     Undeployed,
@@ -165,6 +171,48 @@ class AsyncClient:
 
     async def create_market(self, params: dict[str, Any]) -> MarketParams:
         return await self._model(MarketParams, "POST", "/v1/markets", json_body=params)
+
+    # -- price oracle (docs/pricing.md) -------------------------------------------------
+
+    async def market_price(self, name: str) -> MarketPriceView:
+        """The market's reference price (the oracle's, or its configured price and why),
+        what a job posted now is charged, and the open epoch's provisional aggregate."""
+        return await self._model(MarketPriceView, "GET", f"/v1/markets/{name}/price",
+                                 signed=False)
+
+    async def nos_usd(self) -> NosUsdView:
+        """The oracle's published NOS/USD rate (µUSD per NOS), or why there is none."""
+        return await self._model(NosUsdView, "GET", "/v1/oracle/nos_usd", signed=False)
+
+    async def publish_ask(self, market: str, price_per_second: int) -> OracleReportView:
+        """This node's ask for ``market`` (base units per second; replaces the last)."""
+        return await self._model(OracleReportView, "POST", f"/v1/markets/{market}/ask",
+                                 json_body={"price": price_per_second})
+
+    async def submit_report(self, market: str, price: int,
+                            epoch: int | None = None) -> OracleReportView:
+        """A signed price report for the open epoch (``market`` ``nos_usd``: the rate in
+        µUSD per NOS); without ``epoch``, the coordinator's open one (one read more)."""
+        if epoch is None:
+            epoch = (await self.nos_usd() if market == NOS_USD
+                     else await self.market_price(market)).provisional.epoch
+        return await self._model(OracleReportView, "POST", f"/v1/markets/{market}/reports",
+                                 json_body={"epoch": epoch, "price": price})
+
+    async def register_reporter(self, operator: str, consent: str) -> ReporterView:
+        """Register this key as a price reporter for ``operator``; ``consent`` is the
+        operator's signature (:func:`reporter_consent`)."""
+        return await self._model(ReporterView, "POST", "/v1/oracle/reporters",
+                                 json_body={"operator": operator, "consent": consent})
+
+    async def reporter(self, key: str) -> ReporterView:
+        return await self._model(ReporterView, "GET", f"/v1/oracle/reporters/{key}",
+                                 signed=False)
+
+    async def oracle_report(self, digest: str) -> OracleReportView:
+        """A stored report or ask by hash, with what its key signed."""
+        return await self._model(OracleReportView, "GET", f"/v1/oracle/reports/{digest}",
+                                 signed=False)
 
     async def balance(self) -> AccountView:
         return await self._model(AccountView, "GET", "/v1/accounts/me")
@@ -450,6 +498,13 @@ class Client:
     market = _blocking(AsyncClient.market)
     market_nodes = _blocking(AsyncClient.market_nodes)
     create_market = _blocking(AsyncClient.create_market)
+    market_price = _blocking(AsyncClient.market_price)
+    nos_usd = _blocking(AsyncClient.nos_usd)
+    publish_ask = _blocking(AsyncClient.publish_ask)
+    submit_report = _blocking(AsyncClient.submit_report)
+    register_reporter = _blocking(AsyncClient.register_reporter)
+    reporter = _blocking(AsyncClient.reporter)
+    oracle_report = _blocking(AsyncClient.oracle_report)
     balance = _blocking(AsyncClient.balance)
     journal = _blocking(AsyncClient.journal)
     faucet = _blocking(AsyncClient.faucet)
@@ -521,6 +576,18 @@ async def _make_async(url: str | None, keypair: Keypair | None,
 
 async def _await(aw: Awaitable[T]) -> T:
     return await aw
+
+
+def reporter_consent(operator: Keypair, reporter: str) -> str:
+    """The operator's signature (base58) that takes ``reporter`` as its price reporter key.
+
+    >>> op, rep = Keypair(), Keypair()
+    >>> from nosgrid.core.pricing import reporter_consent_message, signature_valid
+    >>> sig = reporter_consent(op, str(rep.pubkey()))
+    >>> signature_valid(str(op.pubkey()), sig, reporter_consent_message(str(rep.pubkey())))
+    True
+    """
+    return str(operator.sign_message(reporter_consent_message(reporter)))
 
 
 def nos(amount: int) -> str:

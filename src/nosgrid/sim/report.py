@@ -11,6 +11,7 @@ import numpy as np
 from nosgrid.core.verification import DEFAULT_VERIFICATION, VerificationParams
 from nosgrid.sim.experiments import Economy, detection, detection_curve, profit_table
 from nosgrid.sim.market import NOS, MarketConfig, run_market
+from nosgrid.sim.oracle import OracleSimConfig, manipulation
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class SimConfig:
     profit_runs: int = 400
     market: MarketConfig = field(default_factory=MarketConfig)
     canary_share: float = 0.5
+    #: the price oracle's manipulation experiment (``sim/oracle.py``)
+    oracle: OracleSimConfig = field(default_factory=OracleSimConfig)
 
     @property
     def verification(self) -> VerificationParams:
@@ -103,6 +106,7 @@ def run_all(cfg: SimConfig) -> dict[str, Any]:
                         "compute_cost": econ.compute_cost / NOS,
                         "min_stake": econ.min_stake / NOS},
         "verification_params": asdict(vp),
+        "oracle_manipulation": manipulation(cfg.oracle, cfg.seed),
     }
 
 

@@ -24,7 +24,7 @@ from nosgrid.coordinator.api.schemas import (
 )
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.services import jobs as job_services
-from nosgrid.coordinator.services import lifecycle
+from nosgrid.coordinator.services import lifecycle, pricing
 from nosgrid.core.errors import Forbidden, InvalidInput
 from nosgrid.core.jobs.load import load_job_definition, parse_job_definition
 from nosgrid.core.jobs.state import OPEN, Job
@@ -56,11 +56,14 @@ async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> Posted
         job, choice = job_services.post_job_in(
             uow, client=signer, definition=defn, market=body.market, timeout=body.timeout,
             max_price=max_price, now=int(coord.now()),
-            default_market=coord.settings.default_market)
+            default_market=coord.settings.default_market, oracle=coord.settings.oracle)
         job = job_services.dispatch(uow, job, int(coord.now()), coord.matcher)
+        prices = pricing.post_answer(uow, job, max_price_given=job.terms is not None
+                                     and job.terms.max_price is not None,
+                                     now=int(coord.now()), params=coord.settings.oracle)
         uow.commit()  # the handlers wake the chosen node, or the market's waiting nodes
     return PostedJob(**dict(job_view(job)), market_chosen_by=choice.chosen_by,
-                     market_why=choice.why)
+                     market_why=choice.why, **prices)
 
 
 @router.get("")

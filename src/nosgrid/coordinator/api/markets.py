@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import ERROR_RESPONSES
-from nosgrid.coordinator.services import economics
+from nosgrid.coordinator.services import economics, pricing
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.core.errors import Forbidden
 from nosgrid.core.markets import MarketParams, parse_market_params
@@ -25,13 +25,17 @@ async def list_markets(coord: Coord) -> list[MarketParams]:
 
 @router.get("/{name}")
 async def show_market(name: str, coord: Coord) -> MarketDetail:
+    """The market's terms, its nodes, and its reference price (the oracle's, or the
+    configured price and why)."""
     with coord.store.uow(write=False) as uow:
         market = uow.markets.get(name)
         nodes = [n for n in uow.nodes.all() if name in n["markets"]]
+        price = pricing.price_view(uow, market, int(coord.now()), coord.settings.oracle)
     return MarketDetail(
         **market.model_dump(),
         nodes_online=sum(1 for n in nodes if n["status"] == "online"),
         nodes_waiting=coord.notifier.waiting(name),
+        price=price,
     )
 
 

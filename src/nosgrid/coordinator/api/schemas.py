@@ -98,4 +98,5 @@ def job_view(job: Job) -> JobView:
         assigned_at=job.assigned_at, started_at=job.started_at,
         finished_at=job.finished_at, seconds_used=job.seconds_used, fault=job.fault,
         reason=job.reason, attempts=job.attempts, result=dict(job.result),
-        outcome=None if job.outcome is None else job.outcome.value, settlement=settlement)
+        outcome=None if job.outcome is None else job.outcome.value, settlement=settlement,
+        nos_usd_rate=job.terms.nos_usd_rate if job.terms is not None else None)

@@ -247,7 +247,8 @@ class ReplicasMixin:
                 return None  # undeployed meanwhile, or enough replicas posted already
             params = uow.markets.get(d.market)
             job = job_services.post_job(uow, client=d.owner, definition=defn, market=d.market,
-                                        timeout=params.max_timeout, now=now)
+                                        timeout=params.max_timeout, now=now,
+                                        oracle=self.coord.settings.oracle)
             job = job_services.dispatch(uow, job, now, self.coord.matcher)
             repo.put_service(job.id, "", job.node or "", d.model, "", False, now)
             uow.commit()

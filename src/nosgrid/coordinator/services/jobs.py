@@ -8,8 +8,9 @@ never changes state.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from nosgrid.coordinator.services import audit_runs, economics, verification
+from nosgrid.coordinator.services import audit_runs, economics, pricing, verification
 from nosgrid.coordinator.services.lifecycle import (
     assign_to,
     new_job_id,
@@ -31,6 +32,7 @@ from nosgrid.core.jobs.terms import MarketChoice, requested_market, terms_of
 from nosgrid.core.ledger import wallet
 from nosgrid.core.markets import MarketParams, Matcher
 from nosgrid.core.money import format_nos
+from nosgrid.core.pricing import DEFAULT_ORACLE, OracleParams
 from nosgrid.core.slashing import Offence, may_take_jobs
 from nosgrid.store.db import UnitOfWork
 
@@ -53,13 +55,14 @@ def post_job(
     max_price: int | None = None,
     job_id: str | None = None,
     default_market: str | None = None,
+    oracle: OracleParams = DEFAULT_ORACLE,
 ) -> Job:
     """Escrow the deposit and queue a validated definition under its terms (the request's
     market, timeout and max price over the definition's). Raises InsufficientFunds if the
     wallet is short. :func:`post_job_in` also says how the market was chosen."""
     return post_job_in(uow, client=client, definition=definition, now=now, market=market,
                        timeout=timeout, max_price=max_price, job_id=job_id,
-                       default_market=default_market)[0]
+                       default_market=default_market, oracle=oracle)[0]
 
 
 def post_job_in(
@@ -73,9 +76,14 @@ def post_job_in(
     max_price: int | None = None,
     job_id: str | None = None,
     default_market: str | None = None,
+    oracle: OracleParams = DEFAULT_ORACLE,
 ) -> tuple[Job, MarketChoice]:
     """:func:`post_job`, and the market it went to and why: the request's, else the
-    definition's, else ``default_market`` (the coordinator's), else the only market."""
+    definition's, else ``default_market`` (the coordinator's), else the only market.
+
+    A market quoted in USD charges its USD price at the price oracle's NOS/USD rate of
+    the newest published epoch, recorded as ``terms.nos_usd_rate`` (no rate: its
+    configured NOS price, and the job's rate stays None)."""
     choice = requested_market(definition, market, default=default_market,
                               markets=uow.markets.names())
     params = uow.markets.find(choice.name)
@@ -83,8 +91,10 @@ def post_job_in(
         raise MarketNotFound(f"no market {choice.name!r} ({choice.why}); `nosgrid market "
                              "list` shows the markets")
     name = choice.name
-    terms = terms_of(definition, market=name, max_timeout=params.max_timeout, timeout=timeout,
-                     max_price=max_price)
+    # a market quoted in USD: its price now, at the oracle's NOS/USD rate (recorded)
+    params, rate = pricing.charged_market(uow, params, now, oracle)
+    terms = replace(terms_of(definition, market=name, max_timeout=params.max_timeout,
+                             timeout=timeout, max_price=max_price), nos_usd_rate=rate)
     for sha in terms.inputs:
         if not uow.blobs.may_read(sha, client):
             raise InvalidInput(f"input blob {sha} is not uploaded by you; upload it first "
