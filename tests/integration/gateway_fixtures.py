@@ -49,6 +49,7 @@ class FakeEngine:
     die_after: int | None = None  # break the stream after this many tokens
     status: int = 200
     calls: int = 0
+    last_body: dict[str, Any] = field(default_factory=dict)  # the last chat request received
     app: FastAPI = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +78,7 @@ class FakeEngine:
         async def chat(request: Request) -> Any:
             self.calls += 1
             body = await request.json()
+            self.last_body = body
             if self.status != 200:
                 return JSONResponse({"error": {"message": "boom", "type": "server_error",
                                                "param": None, "code": None}}, self.status)

@@ -65,3 +65,28 @@ class BlobStore:
         if not path.is_file():
             raise BlobNotFound(f"no blob {sha256}")
         return path
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store small bytes (a usage record) under their sha256; returns it. Idempotent."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        target = self.path(sha256)
+        if target.is_file():
+            return sha256
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".put-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return sha256
+
+    def remove(self, sha256: str) -> bool:
+        """Delete a blob (a usage record past its retention); False if it was not there."""
+        try:
+            self.path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True

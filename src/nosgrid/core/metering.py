@@ -104,6 +104,8 @@ class Charge:
     prompt_tokens: int
     completion_tokens: int
     cost: int
+    #: the sha256 of the request's usage record ('' when none: embeddings)
+    record: str = ""
 
 
 @dataclass
@@ -190,7 +192,7 @@ class Meter:
         self.books[res.kid].reserved -= res.amount
 
     def charge(self, res: Reservation, *, model: str, node: str, prompt_tokens: int,
-               completion_tokens: int, prices: Prices) -> Charge:
+               completion_tokens: int, prices: Prices, record: str = "") -> Charge:
         """End a reservation, charging the tokens delivered; returns the charge to record.
 
         A charge never exceeds the reservation plus the hold's free money, so a wrong
@@ -201,7 +203,7 @@ class Meter:
         cost = max(0, min(prices.cost(prompt_tokens, completion_tokens), b.free))
         b.pending += cost
         return Charge(res.kid, b.owner, model, node, max(0, prompt_tokens),
-                      max(0, completion_tokens), cost)
+                      max(0, completion_tokens), cost, record)
 
     # -- flushing -------------------------------------------------------------------
 
@@ -255,12 +257,19 @@ class Bill:
     postings: dict[str, list[Posting]] = field(default_factory=dict)
     usage: dict[tuple[str, str], UsageLine] = field(default_factory=dict)
     spend: dict[str, int] = field(default_factory=dict)
+    #: owner → the usage-record hashes its entry bills (sorted)
+    records: dict[str, list[str]] = field(default_factory=dict)
 
     def meta(self, owner: str) -> dict[str, Any]:
-        """The usage entry's meta: requests and tokens of ``owner``'s keys in this bill."""
+        """The usage entry's meta: requests and tokens of ``owner``'s keys in this bill, and
+        the hashes of the usage records it bills (so no record can change after billing)."""
         mine = [u for u in self.usage.values() if u.owner == owner]
-        return {"requests": sum(u.requests for u in mine),
-                "tokens": sum(u.prompt_tokens + u.completion_tokens for u in mine)}
+        out: dict[str, Any] = {"requests": sum(u.requests for u in mine),
+                               "tokens": sum(u.prompt_tokens + u.completion_tokens
+                                             for u in mine)}
+        if self.records.get(owner):
+            out["records"] = self.records[owner]
+        return out
 
 
 def bill(charges: Iterable[Charge], *, fee_bps: int, worker: str) -> Bill:
@@ -272,6 +281,8 @@ def bill(charges: Iterable[Charge], *, fee_bps: int, worker: str) -> Bill:
     for c in charges:
         owners[c.kid] = c.owner
         out.usage.setdefault((c.kid, c.model), UsageLine(c.owner)).add(c)
+        if c.record:
+            out.records.setdefault(c.owner, []).append(c.record)
         if c.cost:
             by_pair[(c.kid, c.node)] = by_pair.get((c.kid, c.node), 0) + c.cost
             out.spend[c.kid] = out.spend.get(c.kid, 0) + c.cost
@@ -288,6 +299,7 @@ def bill(charges: Iterable[Charge], *, fee_bps: int, worker: str) -> Bill:
                             for kid, fee in sorted(fees.items())]:
         by_owner.setdefault(owners[kid], []).append(p)
     out.postings = dict(sorted(by_owner.items()))
+    out.records = {o: sorted(set(r)) for o, r in sorted(out.records.items())}
     return out
 
 

@@ -160,14 +160,15 @@ class GatewayRepo:
         self.conn.execute(stmt, [
             {"worker": worker, "seq": seq, "kid": c.kid, "owner": c.owner, "model": c.model,
              "node": c.node, "prompt_tokens": c.prompt_tokens,
-             "completion_tokens": c.completion_tokens, "cost": c.cost, "at": now}
+             "completion_tokens": c.completion_tokens, "cost": c.cost, "at": now,
+             "record": c.record}
             for seq, c in charges])
 
     def charges_of(self, worker: str) -> list[tuple[int, Charge]]:
         c = t.gateway_charges.c
         return [(int(r.seq), Charge(str(r.kid), str(r.owner), str(r.model), str(r.node),
                                     int(r.prompt_tokens), int(r.completion_tokens),
-                                    int(r.cost)))
+                                    int(r.cost), str(r.record or "")))
                 for r in self.conn.execute(select(t.gateway_charges).where(c.worker == worker)
                                            .order_by(c.seq))]
 

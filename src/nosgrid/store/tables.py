@@ -355,6 +355,32 @@ gateway_charges = Table(
     Column("completion_tokens", BigInteger, nullable=False),
     Column("cost", BigInteger, nullable=False),
     Column("at", Float, nullable=False),
+    #: the request's usage record (sha256, '' for embeddings): issue 14
+    Column("record", String(64), nullable=False, server_default=""),
+)
+
+#: gateway usage records (issue 14): one row per billed chat/completion request; the
+#: record itself is a content-addressed blob (``hash``), pruned after its retention
+gateway_records = Table(
+    "gateway_records",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("kid", String(64), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("model_digest", String(64), nullable=False),
+    Column("job", String(64), nullable=False),
+    Column("cost", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("replayable", Integer, nullable=False),
+    #: the journal entry that billed it (its successor's hash is the audit beacon)
+    Column("entry", BigInteger),
+    #: recorded → sampled | passed (not drawn) → clean | faulted; pruned once expired
+    Column("state", String(16), nullable=False),
+    Column("verdict", Text),
+    Index("ix_gateway_records_owner", "owner", "at"),
+    Index("ix_gateway_records_state", "state", "node", "model_digest"),
 )
 
 #: the price oracle (core/pricing.py, issue 16): reporter keys and the operator each one

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nosgrid.coordinator.gateway.records import Trace
 from nosgrid.coordinator.gateway.registry import Replica
 from nosgrid.coordinator.gateway.replicas import EMBEDDINGS, model_not_found
 from nosgrid.coordinator.gateway.runtime import Gateway
@@ -260,13 +261,14 @@ async def _proxy(request: Request, kind: Kind) -> Response:
         if model not in gw.models():
             raise model_not_found(model)
         _check_serves(gw, model, kind)
+        trace = gw.recorder.start(body, kind) if kind != "embeddings" else None
         res = gw.reserve(claims, prices.cost(prompt_bound, completion_bound))
     except NosgridError as err:
         return openai_error(err)
     try:
         if body.get("stream") and kind != "embeddings":
-            return await _stream(gw, claims, res, body, model, kind, prices)
-        return await _plain(gw, res, body, model, kind, prices)
+            return await _stream(gw, claims, res, body, model, kind, prices, trace)
+        return await _plain(gw, claims, res, body, model, kind, prices, trace)
     except NosgridError as err:
         gw.meter.cancel(res)
         return openai_error(err)
@@ -283,15 +285,49 @@ async def _pick(gw: Gateway, model: str, tried: set[tuple[str, str]]
     return replica, (time.monotonic() - t0 if cold else None)
 
 
-def _headers(replica: Replica, cold_s: float | None) -> dict[str, str]:
+def _headers(replica: Replica, cold_s: float | None, trace: Trace | None = None
+             ) -> dict[str, str]:
     out = {"x-nosgrid-node": replica.node, "x-nosgrid-job": replica.job_id}
     if cold_s is not None:
         out["x-nosgrid-cold-start-ms"] = str(round(cold_s * 1000))
+    if trace is not None:
+        out["x-nosgrid-request"] = trace.request_id
+        out["x-nosgrid-seed"] = str(trace.sampler.seed)
     return out
 
 
-async def _plain(gw: Gateway, res: Reservation, body: dict[str, Any], model: str, kind: Kind,
-                 prices: Prices) -> Response:
+def _charge(gw: Gateway, claims: KeyClaims, res: Reservation, trace: Trace | None,
+            replica: Replica, model: str, prices: Prices, output: dict[str, Any],
+            prompt_tokens: int, completion_tokens: int) -> int:
+    """Charge the request and keep its usage record (its hash goes with the charge)."""
+    made = None
+    if trace is not None and (prompt_tokens or completion_tokens):
+        made = gw.recorder.record(
+            trace, kid=claims.kid, owner=claims.owner, model=model,
+            digest=gw.recorder.digest(gw.deployments.get(model)), node=replica.node,
+            job=replica.job_id, output=output, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, at=int(gw.coord.now()))
+    record_hash = ""
+    if made is not None:
+        record_hash = made[0]
+        gw.recorder.keep(record_hash, made[1])  # before the charge may write it
+    return gw.charge(res, model=model, node=replica.node, prompt_tokens=prompt_tokens,
+                     completion_tokens=completion_tokens, prices=prices, record=record_hash)
+
+
+def _output(answer: dict[str, Any], kind: Kind) -> dict[str, Any]:
+    """Choice 0's text and finish reason: the claim an audit replays."""
+    choices = answer.get("choices") or [{}]
+    first = choices[0] if isinstance(choices[0], dict) else {}
+    if kind == "chat":
+        text = (first.get("message") or {}).get("content") or ""
+    else:
+        text = first.get("text") or ""
+    return {"text": str(text), "finish_reason": first.get("finish_reason")}
+
+
+async def _plain(gw: Gateway, claims: KeyClaims, res: Reservation, body: dict[str, Any],
+                 model: str, kind: Kind, prices: Prices, trace: Trace | None) -> Response:
     payload = json.dumps(body).encode()
     tried: set[tuple[str, str]] = set()
     last = "no replica answered"
@@ -326,11 +362,11 @@ async def _plain(gw: Gateway, res: Reservation, body: dict[str, Any], model: str
             gw.meter.cancel(res)
             return openai_error(UpstreamFailed(f"node {replica.node} sent a body that is not "
                                                "an OpenAI answer"))
-        gw.charge(res, model=model, node=replica.node,
-                  prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                  completion_tokens=int(usage.get("completion_tokens") or 0), prices=prices)
+        _charge(gw, claims, res, trace if kind != "embeddings" else None, replica, model,
+                prices, _output(answer, kind) if kind != "embeddings" else {},
+                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
         return Response(content, media_type="application/json",
-                        headers=_headers(replica, cold_s))
+                        headers=_headers(replica, cold_s, trace))
     raise UpstreamFailed(f"the request failed on two nodes; last: {last}")
 
 
@@ -372,7 +408,7 @@ def _upstream_error(code: int, content: bytes) -> Response:
 
 
 async def _stream(gw: Gateway, claims: KeyClaims, res: Reservation, body: dict[str, Any],
-                  model: str, kind: Kind, prices: Prices) -> Response:
+                  model: str, kind: Kind, prices: Prices, trace: Trace | None) -> Response:
     payload = json.dumps(body).encode()
     tried: set[tuple[str, str]] = set()
     last = "no replica answered"
@@ -408,10 +444,11 @@ async def _stream(gw: Gateway, claims: KeyClaims, res: Reservation, body: dict[s
             if upstream is not None:
                 await upstream.aclose()
             raise
-        relay = _Relay(gw, res, replica, upstream, lines, first, body, model, kind, prices)
+        relay = _Relay(gw, res, replica, upstream, lines, first, body, model, kind, prices,
+                       claims, trace)
         return StreamingResponse(relay.events(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache",
-                                          **_headers(replica, cold_s)})
+                                          **_headers(replica, cold_s, trace)})
     raise UpstreamFailed(f"the stream failed on two nodes; last: {last}")
 
 
@@ -434,8 +471,12 @@ class _Relay:
 
     def __init__(self, gw: Gateway, res: Reservation, replica: Replica,
                  upstream: UpstreamResponse, lines: AsyncIterator[str], first: list[str],
-                 body: dict[str, Any], model: str, kind: Kind, prices: Prices) -> None:
+                 body: dict[str, Any], model: str, kind: Kind, prices: Prices,
+                 claims: KeyClaims, trace: Trace | None) -> None:
         self.gw, self.res, self.replica, self.upstream = gw, res, replica, upstream
+        self.claims, self.trace = claims, trace
+        self.text: list[str] = []  # choice 0's text as delivered: the claim an audit replays
+        self.finish_reason: str | None = None
         self.lines, self.first, self.body = lines, first, body
         self.model, self.kind, self.prices = model, kind, prices
         self.delivered = 0
@@ -471,12 +512,20 @@ class _Relay:
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict):
                 continue
+            piece = None
             if self.kind == "chat":
                 delta = choice.get("delta") or {}
                 if delta.get("content") or delta.get("tool_calls"):
                     n += 1
+                    piece = delta.get("content")
             elif choice.get("text"):
                 n += 1
+                piece = choice.get("text")
+            if choice.get("index", 0) == 0:
+                if isinstance(piece, str):
+                    self.text.append(piece)
+                if choice.get("finish_reason"):
+                    self.finish_reason = str(choice["finish_reason"])
         return n
 
     async def _all_lines(self) -> AsyncIterator[str]:
@@ -543,8 +592,10 @@ class _Relay:
             prompt = 0  # nothing reached the client: nothing to pay
         else:
             prompt = await self._count_prompt()
-        self.gw.charge(self.res, model=self.model, node=self.replica.node,
-                       prompt_tokens=prompt, completion_tokens=completion, prices=self.prices)
+        trace = self.trace if self.completed else None  # a broken stream is not replayable
+        _charge(self.gw, self.claims, self.res, trace, self.replica, self.model, self.prices,
+                {"text": "".join(self.text), "finish_reason": self.finish_reason},
+                prompt, completion)
 
 
 def _sse(obj: dict[str, Any]) -> bytes:

@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Iterator
 
+from nosgrid.coordinator.gateway.records import Recorder
 from nosgrid.coordinator.gateway.registry import Registry
 from nosgrid.coordinator.gateway.settings import GatewaySettings
 from nosgrid.coordinator.runtime import Coordinator
@@ -53,6 +54,7 @@ from nosgrid.core.metering import (
 )
 from nosgrid.store.db import UnitOfWork
 from nosgrid.store.gateway import GatewayRepo
+from nosgrid.store.inference import InferenceRepo
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class BillingMixin:
     coord: Coordinator
     settings: GatewaySettings
     registry: Registry
+    recorder: Recorder
     worker: str
     meter: Meter
     revoked: set[str]
@@ -165,12 +168,13 @@ class BillingMixin:
     # ------------------------------------------------------------------ charging
 
     def charge(self, res: Reservation, *, model: str, node: str, prompt_tokens: int,
-               completion_tokens: int, prices: Prices) -> int:
+               completion_tokens: int, prices: Prices, record: str = "") -> int:
         """End a request: bill the tokens delivered (nothing delivered, nothing recorded)
-        and write the charge to the database (:meth:`save_soon`). Returns the amount
-        charged."""
+        and write the charge, with its usage record's hash, to the database
+        (:meth:`save_soon`). Returns the amount charged."""
         c = self.meter.charge(res, model=model, node=node, prompt_tokens=prompt_tokens,
-                              completion_tokens=completion_tokens, prices=prices)
+                              completion_tokens=completion_tokens, prices=prices,
+                              record=record)
         if c.cost < prices.cost(prompt_tokens, completion_tokens):
             log.warning("reservation too small; charged what the hold had",
                         extra={"kid": res.kid, "charged": c.cost})
@@ -214,7 +218,9 @@ class BillingMixin:
                 if not repo.heartbeat(self.worker, now):
                     raise LeaseLost
                 repo.add_charges(self.worker, batch, now)
+                written = self.recorder.write(uow, [c for _s, c in batch])
                 uow.commit()
+            self.recorder.done(written)
         except LeaseLost:
             self._unsaved = batch + self._unsaved
             self._lease_lost()
@@ -248,6 +254,7 @@ class BillingMixin:
                 if not repo.heartbeat(self.worker, now):
                     raise LeaseLost
                 repo.add_charges(self.worker, unsaved, now)
+                written = self.recorder.write(uow, [c for _s, c in unsaved])
                 charges = repo.charges_of(self.worker)
                 paid = self._pay(uow, repo, self.worker, [c for _seq, c in charges], now)
                 if charges:
@@ -259,6 +266,7 @@ class BillingMixin:
                     repo.drop_worker(self.worker)
                 uow.commit()
             self._retired = retire
+            self.recorder.done(written)
         except LeaseLost:
             self._unsaved = unsaved + self._unsaved
             self._lease_lost()
@@ -282,7 +290,9 @@ class BillingMixin:
         for owner, postings in paid.postings.items():
             meta = paid.meta(owner)
             entry = uow.ledger.append("gateway.usage", owner, now, postings, meta)
-            uow.publish(UsageBilled(at=now, entry=entry, owner=owner, **meta))
+            uow.publish(UsageBilled(at=now, entry=entry, owner=owner,
+                                    requests=meta["requests"], tokens=meta["tokens"]))
+            InferenceRepo(uow.conn).bill_records(paid.records.get(owner, ()), entry.seq)
         for (kid, model), line in sorted(paid.usage.items()):
             repo.add_usage(kid, model, line)
         for kid, amount in sorted(paid.spend.items()):

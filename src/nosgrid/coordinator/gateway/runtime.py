@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from nosgrid.coordinator.gateway.billing import BillingMixin
+from nosgrid.coordinator.gateway.records import Recorder
 from nosgrid.coordinator.gateway.registry import Registry
 from nosgrid.coordinator.gateway.replicas import ColdStart, ReplicasMixin, model_from_spec
 from nosgrid.coordinator.gateway.settings import GatewaySettings
@@ -75,6 +76,8 @@ class Gateway(BillingMixin, ReplicasMixin):
         self._background: set[asyncio.Task[Any]] = set()
         self._verified: dict[str, KeyClaims] = {}
         self.upstream = UpstreamPool()
+        self.recorder = Recorder(coord.blobs, enabled=self.settings.record_requests,
+                                 defaults=self.settings.sampler)
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.settings.upstream_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nosgrid.core.metering import Prices
+from nosgrid.core.verification.inference import InferenceAuditParams, SamplerParams
 
 
 @dataclass(frozen=True)
@@ -32,3 +33,9 @@ class GatewaySettings:
     #: charges of requests ending within this window share one commit (0: each request
     #: commits its own before answering; measured in docs/gateway.md, "Performance")
     charge_batch_s: float = 0.005
+    #: record every chat/completion request as a content-addressed usage record (issue 14)
+    record_requests: bool = True
+    #: the sampler a request gets where it names none (sent upstream explicitly)
+    sampler: SamplerParams = field(default_factory=SamplerParams)
+    #: inference audits: rate per (node, model digest), thresholds, hold and retention
+    audit: InferenceAuditParams = field(default_factory=InferenceAuditParams)
