@@ -353,7 +353,8 @@ def judge_replay(score: ReplayScore, *, claimed_prompt: int, claimed_completion:
                  params: InferenceAuditParams = DEFAULT_INFERENCE_AUDIT) -> InferenceVerdict:
     """The verdict on one audited request: inflated usage first (a claim above the
     auditor's recount), then the output (more than ``max_mismatch_bps`` of positions and at
-    least ``min_mismatches`` differ, or the reference would not have stopped there).
+    least ``min_mismatches`` differ, or the reference would not have stopped there: a
+    truncated answer is a fault however well its prefix matches).
 
     >>> judge_replay(ReplayScore(40, 0, 12, 40), claimed_prompt=12,
     ...              claimed_completion=55).outcome
@@ -372,9 +373,10 @@ def judge_replay(score: ReplayScore, *, claimed_prompt: int, claimed_completion:
         return InferenceVerdict("output_mismatch",
                                 f"{score.mismatches} of {score.positions} tokens differ from "
                                 "the reference model's seeded picks")
-    if not score.stop_ok and score.mismatches >= params.min_mismatches:
+    if not score.stop_ok:
         return InferenceVerdict("output_mismatch",
-                                "the answer stopped where the reference model would not")
+                                "the answer stopped where the reference model would not "
+                                "(truncated), or ran past where it would have stopped")
     return InferenceVerdict("clean", f"{score.mismatches} of {score.positions} tokens differ")
 
 

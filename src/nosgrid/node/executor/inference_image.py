@@ -166,6 +166,32 @@ def build_llama_wheel(
     return wheel, seconds
 
 
+#: what ``import llama_cpp`` needs on a host beyond numpy (its server extra is not needed)
+HOST_DEPENDENCIES: Final = ("diskcache==5.6.3", "jinja2==3.1.6", "markupsafe==3.0.3")
+
+
+def host_llama_path(*, python: str = sys.executable) -> Path:
+    """A directory that makes ``llama_cpp`` importable on this host (put it on
+    ``sys.path``): the cached wheel (built if missing) and its few pure-python
+    dependencies, installed once under ``~/.cache/nosgrid/llama-host``. The auditor's
+    replay and ``bench/inference_audit.py`` use it; the shared venv stays untouched.
+
+    Example::
+
+        sys.path.insert(0, str(host_llama_path()))
+    """
+    target = cache_dir().parent / "llama-host"
+    if (target / "llama_cpp" / "__init__.py").is_file() and (target / "jinja2").is_dir():
+        return target
+    wheel, _ = build_llama_wheel(python=python)
+    target.mkdir(parents=True, exist_ok=True)
+    _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
+          "--disable-pip-version-check", "--target", str(target), str(wheel),
+          *HOST_DEPENDENCIES],
+         what="installing llama-cpp-python on this host")
+    return target
+
+
 def install_server(wheel: Path, target: Path, *, python: str = sys.executable) -> None:
     """``pip install --target`` the wheel with its ``[server]`` extra and pure-python deps."""
     _run(
@@ -338,6 +364,7 @@ __all__ = [
     "build_llama_wheel",
     "cached_llama_wheel",
     "host_libraries",
+    "host_llama_path",
     "install_server",
     "packaged_smollm2",
     "wheel_cache_dir",
