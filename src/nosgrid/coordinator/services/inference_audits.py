@@ -1,0 +1,155 @@
+"""Inference audits (issue 14): which billed gateway requests are audited, the batches an
+auditor replays, and the verdicts on what it measured. One function per step, each inside
+the caller's unit of work; the rules are in :mod:`nosgrid.core.verification.inference`.
+
+1. :func:`decide` draws, for every billed record not decided yet, whether it is audited:
+   it appends one ``inference.beacon`` journal entry after their usage entries (committing
+   to the records it decides) and draws each record against that entry's hash at the rate
+   of its (node, model digest). The node answered long before that hash existed.
+2. :func:`batches` groups the sampled records by model digest into batches of
+   ``batch_size`` and picks, for each, an auditor by the same verifiable draw and the same
+   ``related`` rules as job audits, unrelated to every node whose records it replays.
+3. :func:`apply_scores` turns the auditor's scores into verdicts (``judge_replay``) and the
+   records' states; a fault resets the (node, digest) record, so its audit rate climbs back
+   to the newcomer rate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nosgrid.core.verification import Candidate, choose_auditor
+from nosgrid.core.verification.inference import (
+    DEFAULT_INFERENCE_AUDIT,
+    InferenceAuditParams,
+    InferenceVerdict,
+    ReplayScore,
+    UsageRecord,
+    inference_audit_rate_bps,
+    judge_replay,
+    records_root,
+    should_audit_record,
+)
+from nosgrid.store.db import UnitOfWork
+from nosgrid.store.inference import CLEAN, FAULTED, PASSED, SAMPLED, InferenceRepo
+
+BEACON_ENTRY = "inference.beacon"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one :func:`decide` pass did: the beacon and the records it sampled."""
+
+    beacon: str = ""
+    decided: int = 0
+    sampled: tuple[str, ...] = ()
+    rates_bps: Mapping[str, int] = field(default_factory=dict)  # "node:digest" → rate
+
+
+def decide(uow: UnitOfWork, now: int,
+           params: InferenceAuditParams = DEFAULT_INFERENCE_AUDIT) -> Decision:
+    """Draw the audit of every billed, undecided record (see the module docstring)."""
+    repo = InferenceRepo(uow.conn)
+    rows = repo.undecided()
+    if not rows:
+        return Decision()
+    hashes = [str(r["hash"]) for r in rows]
+    entry = uow.ledger.append(BEACON_ENTRY, "", now, (), {
+        "records": len(hashes), "records_root": records_root(hashes),
+        "entries": [int(min(r["entry"] for r in rows)), int(max(r["entry"] for r in rows))]})
+    rates: dict[str, int] = {}
+    sampled, passed = [], []
+    for r in rows:
+        pair = f"{r['node']}:{r['model_digest']}"
+        if pair not in rates:
+            rates[pair] = inference_audit_rate_bps(
+                repo.clean_count(str(r["node"]), str(r["model_digest"])), params=params)
+        if r["replayable"] and r["model_digest"] and should_audit_record(
+                str(r["hash"]), entry.hash, rates[pair]):
+            sampled.append(str(r["hash"]))
+        else:
+            passed.append(str(r["hash"]))
+    repo.set_state(sampled, SAMPLED)
+    repo.set_state(passed, PASSED)
+    return Decision(entry.hash, len(rows), tuple(sampled), rates)
+
+
+@dataclass(frozen=True)
+class AuditBatch:
+    """Sampled records of one model digest, for one auditor to replay in one job."""
+
+    model_digest: str
+    model: str
+    auditor: str
+    records: tuple[str, ...]
+    nodes: frozenset[str]
+
+
+def batches(uow: UnitOfWork, candidates: Sequence[Candidate], beacon: str,
+            params: InferenceAuditParams = DEFAULT_INFERENCE_AUDIT) -> list[AuditBatch]:
+    """The sampled records in batches of ``batch_size`` per model digest, each with an
+    auditor unrelated to every audited node in it (none: the batch waits)."""
+    rows = InferenceRepo(uow.conn).sampled()
+    by_digest: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_digest.setdefault((str(r["model_digest"]), str(r["model"])), []).append(r)
+    pool = {c.node_id: c for c in candidates}
+    out = []
+    for (digest, model), group in sorted(by_digest.items()):
+        for i in range(0, len(group), params.batch_size):
+            chunk = group[i:i + params.batch_size]
+            nodes = frozenset(str(r["node"]) for r in chunk)
+            audited = [pool.get(n, Candidate(n)) for n in sorted(nodes)]
+            ids = tuple(str(r["hash"]) for r in chunk)
+            pick = choose_auditor(records_root(list(ids)), beacon, audited[0],
+                                  candidates, exclude=audited[1:],
+                                  purpose="inference-audit")
+            if pick is not None:
+                out.append(AuditBatch(digest, model, pick.node_id, ids, nodes))
+    return out
+
+
+def apply_scores(uow: UnitOfWork, scores: Mapping[str, ReplayScore],
+                 read_record: Callable[[str], UsageRecord],
+                 params: InferenceAuditParams = DEFAULT_INFERENCE_AUDIT
+                 ) -> dict[str, InferenceVerdict]:
+    """The verdicts on an auditor's scores (record hash → score): each record becomes
+    ``clean`` or ``faulted``, with the verdict kept as its evidence."""
+    repo = InferenceRepo(uow.conn)
+    out: dict[str, InferenceVerdict] = {}
+    for record_hash, score in sorted(scores.items()):
+        row = repo.record(record_hash)
+        if row is None or row["state"] != SAMPLED:
+            continue
+        rec = read_record(record_hash)
+        verdict = judge_replay(score, claimed_prompt=int(rec.usage["prompt_tokens"]),
+                               claimed_completion=int(rec.usage["completion_tokens"]),
+                               params=params)
+        evidence = json.dumps({"outcome": verdict.outcome, "reason": verdict.reason,
+                               "score": {"positions": score.positions,
+                                         "mismatches": score.mismatches,
+                                         "prompt_tokens": score.prompt_tokens,
+                                         "completion_tokens": score.completion_tokens,
+                                         "stop_ok": score.stop_ok}}, sort_keys=True)
+        repo.set_state([record_hash], FAULTED if verdict.fault else CLEAN, evidence)
+        out[record_hash] = verdict
+    return out
+
+
+def records_view(uow: UnitOfWork, owner: str, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The owner's own request records, with where each audit stands."""
+    out = []
+    for r in InferenceRepo(uow.conn).records_of(owner, limit=limit):
+        verdict = json.loads(r["verdict"]) if r["verdict"] else None
+        out.append({"hash": r["hash"], "model": r["model"], "node": r["node"],
+                    "model_digest": r["model_digest"], "cost": int(r["cost"]),
+                    "at": int(r["at"]), "entry": r["entry"], "state": r["state"],
+                    "verdict": verdict})
+    return out
+
+
+__all__ = ["BEACON_ENTRY", "AuditBatch", "Decision", "apply_scores", "batches", "decide",
+           "records_view"]

@@ -1,0 +1,115 @@
+"""The audit decision and verdicts on real SQLite, behind the real gateway (issue 14):
+the beacon entry comes after the usage entry, the draw follows the (node, digest) rate,
+scores become verdicts with their evidence, and a client reads its own records."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+from gateway_fixtures import GatewayWorld, gateway_world
+
+from nosgrid.coordinator.services import inference_audits
+from nosgrid.core.verification import Candidate
+from nosgrid.core.verification.inference import (
+    InferenceAuditParams,
+    ReplayScore,
+    records_root,
+)
+from nosgrid.store.inference import CLEAN, FAULTED, PASSED, SAMPLED, InferenceRepo
+
+MSG = [{"role": "user", "content": "one two three"}]
+ALWAYS = InferenceAuditParams(newcomer_rate_bps=10_000, floor_rate_bps=10_000, batch_size=2)
+
+
+async def _traffic(w: GatewayWorld, n: int) -> None:
+    key = w.key()
+    async with httpx.AsyncClient(base_url=w.url, timeout=30) as http:
+        for i in range(n):
+            r = await http.post("/openai/v1/chat/completions", headers={
+                "authorization": f"Bearer {key}"}, json={"model": "fake", "messages": MSG,
+                                                       "max_tokens": 2 + i})
+            assert r.status_code == 200
+    deadline = time.monotonic() + 10
+    while any(b.reserved for b in w.gw.meter.books.values()) or w.gw.recorder.pending:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+        w.gw.save_charges()
+    w.gw.flush()
+
+
+async def _digest_deployment(w: GatewayWorld) -> None:
+    """A model digest for the replica's records: a deployment naming model files."""
+    from nosgrid.store.gateway import Deployment
+    spec = ('{"ops": [{"args": {"resources": [{"type": "HF", "repo": "nosgrid/smollm2", '
+            '"files": ["m.gguf"], "target": "/models"}]}}]}')
+    w.gw.deployments["fake"] = Deployment("fake", "alice", "cpu", spec)
+
+
+async def test_the_draw_comes_after_billing_and_scores_become_verdicts(tmp_path: Path
+                                                                       ) -> None:
+    async with gateway_world(tmp_path, flush_every=1000, flush_interval_s=3600) as w:
+        await w.add_replica(w.node)
+        await _digest_deployment(w)
+        await _traffic(w, 3)
+        store = w.gw.coord.store
+        with store.uow() as uow:
+            usage_seq = max(e.seq for e in uow.ledger.entries() if e.kind == "gateway.usage")
+            decision = inference_audits.decide(uow, int(time.time()), ALWAYS)
+            uow.commit()
+        assert decision.decided == 3 and len(decision.sampled) == 3
+        with store.uow(write=False) as uow:
+            beacon = [e for e in uow.ledger.entries() if e.kind == "inference.beacon"]
+            rows = InferenceRepo(uow.conn).records_of(str(w.alice_kp.pubkey()))
+        assert len(beacon) == 1 and beacon[0].seq > usage_seq  # unknown while answering
+        assert beacon[0].hash == decision.beacon
+        assert beacon[0].meta["records_root"] == records_root([r["hash"] for r in rows])
+        assert {r["state"] for r in rows} == {SAMPLED}
+
+        with store.uow() as uow:  # a second pass has nothing left to decide
+            assert inference_audits.decide(uow, int(time.time()), ALWAYS).decided == 0
+
+        auditors = [Candidate("auditor-a", clean_jobs=500, reputation=0.9),
+                    Candidate(w.node.pubkey, clean_jobs=500, reputation=0.9)]
+        with store.uow(write=False) as uow:
+            batches = inference_audits.batches(uow, auditors, decision.beacon, ALWAYS)
+        assert [len(b.records) for b in batches] == [2, 1]
+        assert {b.auditor for b in batches} == {"auditor-a"}  # never the audited node
+
+        honest, inflated, *_ = sorted(decision.sampled)
+        rec = w.gw.recorder.read(honest)
+        p, c = rec.usage["prompt_tokens"], rec.usage["completion_tokens"]
+        rec2 = w.gw.recorder.read(inflated)
+        scores = {honest: ReplayScore(c, 0, p, c),
+                  inflated: ReplayScore(rec2.usage["completion_tokens"], 0,
+                                        rec2.usage["prompt_tokens"],
+                                        rec2.usage["completion_tokens"] - 1)}
+        with store.uow() as uow:
+            verdicts = inference_audits.apply_scores(uow, scores, w.gw.recorder.read, ALWAYS)
+            uow.commit()
+        assert verdicts[honest].outcome == "clean"
+        assert verdicts[inflated].outcome == "inflated_usage"
+        with store.uow(write=False) as uow:
+            view = {r["hash"]: r for r in inference_audits.records_view(
+                uow, str(w.alice_kp.pubkey()))}
+            repo = InferenceRepo(uow.conn)
+            assert repo.clean_count(w.node.pubkey, rec.model_digest) == 0  # fault after it
+        assert view[honest]["state"] == CLEAN and view[inflated]["state"] == FAULTED
+        assert view[inflated]["verdict"]["outcome"] == "inflated_usage"
+        assert view[inflated]["verdict"]["score"]["completion_tokens"] == (
+            rec2.usage["completion_tokens"] - 1)
+        assert (await w.admin.ledger_verify()).ok
+
+
+async def test_records_without_a_model_digest_are_never_drawn(tmp_path: Path) -> None:
+    async with gateway_world(tmp_path, flush_every=1000, flush_interval_s=3600) as w:
+        await w.add_replica(w.node)  # a replica of no deployment: no digest to check
+        await _traffic(w, 2)
+        with w.gw.coord.store.uow() as uow:
+            decision = inference_audits.decide(uow, int(time.time()), ALWAYS)
+            uow.commit()
+            states = {r["state"] for r in InferenceRepo(uow.conn).records_of(
+                str(w.alice_kp.pubkey()))}
+        assert decision.decided == 2 and decision.sampled == () and states == {PASSED}
