@@ -113,3 +113,64 @@ async def test_records_without_a_model_digest_are_never_drawn(tmp_path: Path) ->
             states = {r["state"] for r in InferenceRepo(uow.conn).records_of(
                 str(w.alice_kp.pubkey()))}
         assert decision.decided == 2 and decision.sampled == () and states == {PASSED}
+
+
+async def test_earnings_are_held_refunded_on_a_failed_audit_and_paid_after_the_window(
+        tmp_path: Path) -> None:
+    from nosgrid.core.ledger import TREASURY, gateway_audit_hold, wallet
+
+    async with gateway_world(tmp_path, flush_every=1000, flush_interval_s=3600,
+                             audit_hold=True) as w:
+        await w.add_replica(w.node)
+        await _digest_deployment(w)
+        alice, node = str(w.alice_kp.pubkey()), w.node.pubkey
+        store = w.gw.coord.store
+
+        def balances() -> dict[str, int]:
+            with store.uow(write=False) as uow:
+                return {a: uow.ledger.balance(a) for a in (
+                    wallet(alice), wallet(node), TREASURY, gateway_audit_hold(alice, node))}
+
+        before = balances()
+        await _traffic(w, 3)
+        w.gw.flush(release_all=True)
+        held = balances()
+        metered = before[wallet(alice)] - held[wallet(alice)]
+        assert metered > 0 and held[gateway_audit_hold(alice, node)] == metered
+        assert held[wallet(node)] == before[wallet(node)]  # nothing paid yet
+        with store.uow() as uow:
+            decision = inference_audits.decide(uow, int(time.time()), ALWAYS)
+            uow.commit()
+        cheat, *honest = sorted(decision.sampled)
+        scores = {}
+        for h in decision.sampled:
+            rec = w.gw.recorder.read(h)
+            p, c = rec.usage["prompt_tokens"], rec.usage["completion_tokens"]
+            scores[h] = ReplayScore(c, c if h == cheat else 0, p, c)
+        with store.uow() as uow:
+            inference_audits.apply_scores(uow, scores, w.gw.recorder.read, ALWAYS)
+            # inside the window only the faulted request settles: its refund
+            inference_audits.settle_holds(uow, int(time.time()), fee_bps=w.gw.settings.fee_bps,
+                                          params=ALWAYS)
+            uow.commit()
+        with store.uow(write=False) as uow:
+            costs = {r["hash"]: int(r["cost"]) for r in InferenceRepo(uow.conn).records_of(
+                alice)}
+        mid = balances()
+        assert mid[wallet(alice)] == held[wallet(alice)] + costs[cheat]
+        assert mid[wallet(node)] == before[wallet(node)]
+        later = int(time.time()) + ALWAYS.audit_window_s + 1
+        with store.uow() as uow:
+            assert inference_audits.settle_holds(uow, later, fee_bps=w.gw.settings.fee_bps,
+                                                 params=ALWAYS)
+            assert inference_audits.settle_holds(uow, later, fee_bps=w.gw.settings.fee_bps,
+                                                 params=ALWAYS) == []  # once only
+            uow.commit()
+        end = balances()
+        paid = sum(costs[h] for h in honest)
+        fee = paid * w.gw.settings.fee_bps // 10_000
+        assert end[gateway_audit_hold(alice, node)] == 0
+        assert end[wallet(node)] - before[wallet(node)] == paid - fee
+        assert end[TREASURY] - before[TREASURY] == fee
+        assert before[wallet(alice)] - end[wallet(alice)] == paid  # the cheat was refunded
+        assert (await w.admin.ledger_verify()).ok

@@ -145,3 +145,45 @@ def test_requests_to_catch_and_the_model_swap_condition() -> None:
     # … and profitable without one: the slash is what makes the floor enough
     assert model_swap_profit(price=200, saving_bps=5_000, rate_bps=100, detection=0.97,
                              slash=0) > 0
+
+
+# ---------------------------------------------------------------- the money of audit holds
+
+_charge = st.builds(
+    Charge, kid=st.sampled_from(["k1", "k2", "k3"]), owner=st.just(""),
+    model=st.just("m"), node=st.sampled_from(["n1", "n2"]),
+    prompt_tokens=st.integers(0, 50), completion_tokens=st.integers(0, 50),
+    cost=st.integers(0, 10_000), record=st.text("abcdef0123456789", min_size=8, max_size=8))
+
+
+@given(st.lists(_charge, max_size=30), st.integers(0, 10_000), st.data())
+def test_held_plus_paid_plus_refunded_is_what_was_metered(charges: list[Charge],
+                                                          fee_bps: int,
+                                                          data: st.DataObject) -> None:
+    from nosgrid.core.ledger import Posting, balance_deltas
+    from nosgrid.core.metering import HeldRequest, hold_account, settle_audit_holds
+
+    owners = {"k1": "alice", "k2": "alice", "k3": "bob"}
+    charges = [Charge(c.kid, owners[c.kid], c.model, c.node, c.prompt_tokens,
+                      c.completion_tokens, c.cost, f"{i:04d}{c.record}")
+               for i, c in enumerate(charges)]
+    metered = sum(c.cost for c in charges)
+    paid = bill(charges, fee_bps=fee_bps, worker="w", audit_hold=True)
+    flush: list[Posting] = [p for ps in paid.postings.values() for p in ps]
+    held = balance_deltas(flush)
+    assert all(not a.startswith(("wallet:", "treasury")) for a in held if held[a] > 0)
+    assert sum(v for a, v in held.items() if a.startswith("gwaudit:")) == metered
+    assert -sum(v for a, v in held.items() if a.startswith("gwhold:")) == metered
+    refunds = data.draw(st.lists(st.booleans(), min_size=len(charges),
+                                 max_size=len(charges)))
+    ends = settle_audit_holds([HeldRequest(c.record, c.owner, c.node, c.cost, refund=r)
+                               for c, r in zip(charges, refunds, strict=True)],
+                              fee_bps=fee_bps)
+    after = balance_deltas(flush + [p for ps in ends.values() for p in ps])
+    assert all(v == 0 for a, v in after.items() if a.startswith("gwaudit:"))  # all ended
+    refunded = sum(c.cost for c, r in zip(charges, refunds, strict=True) if r)
+    to_nodes = sum(v for a, v in after.items() if a in ("wallet:n1", "wallet:n2"))
+    to_owners = sum(v for a, v in after.items() if a in ("wallet:alice", "wallet:bob"))
+    assert to_owners == refunded
+    assert to_nodes + after.get("treasury", 0) + refunded == metered
+    assert all(after.get(hold_account(k, "w"), 0) <= 0 for k in owners)

@@ -94,6 +94,20 @@ def gateway_hold(kid: str, worker: str) -> str:
     return f"{GATEWAY_HOLD_PREFIX}{kid}:{worker}"
 
 
+GATEWAY_AUDIT_PREFIX: Final = "gwaudit:"
+
+
+def gateway_audit_hold(owner: str, node: str) -> str:
+    """What ``owner``'s gateway requests served by ``node`` cost, held for their audit
+    window (issue 14): paid to the node and the treasury when it ends, back to the owner
+    when an audit fails.
+
+    >>> gateway_audit_hold("alice", "n1")
+    'gwaudit:alice:n1'
+    """
+    return f"{GATEWAY_AUDIT_PREFIX}{owner}:{node}"
+
+
 def stake_vault(pubkey: str) -> str:
     """The stake vault of a node operator."""
     return f"stake:{pubkey}"

@@ -41,7 +41,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from nosgrid.core.errors import QuotaExceeded
-from nosgrid.core.ledger import GATEWAY_HOLD_PREFIX, TREASURY, Posting, gateway_hold, wallet
+from nosgrid.core.ledger import (
+    GATEWAY_HOLD_PREFIX,
+    TREASURY,
+    Posting,
+    gateway_audit_hold,
+    gateway_hold,
+    wallet,
+)
 
 HOLD_PREFIX: Final = GATEWAY_HOLD_PREFIX
 
@@ -272,18 +279,28 @@ class Bill:
         return out
 
 
-def bill(charges: Iterable[Charge], *, fee_bps: int, worker: str) -> Bill:
+def bill(charges: Iterable[Charge], *, fee_bps: int, worker: str,
+         audit_hold: bool = False) -> Bill:
     """Pay ``charges`` out of ``worker``'s holds: per key and node the node's share, per key
-    the treasury's fee; grouped by key owner (sorted), one entry each."""
+    the treasury's fee; grouped by key owner (sorted), one entry each.
+
+    With ``audit_hold`` the cost of each charge that has a usage record goes whole into
+    ``gwaudit:<owner>:<node>`` instead, until its audit window ends
+    (:func:`settle_audit_holds`); charges without a record are paid at once.
+    """
     out = Bill()
     owners: dict[str, str] = {}
     by_pair: dict[tuple[str, str], int] = {}
+    held: dict[tuple[str, str], int] = {}
     for c in charges:
         owners[c.kid] = c.owner
         out.usage.setdefault((c.kid, c.model), UsageLine(c.owner)).add(c)
         if c.record:
             out.records.setdefault(c.owner, []).append(c.record)
-        if c.cost:
+        if c.cost and audit_hold and c.record:
+            held[(c.kid, c.node)] = held.get((c.kid, c.node), 0) + c.cost
+            out.spend[c.kid] = out.spend.get(c.kid, 0) + c.cost
+        elif c.cost:
             by_pair[(c.kid, c.node)] = by_pair.get((c.kid, c.node), 0) + c.cost
             out.spend[c.kid] = out.spend.get(c.kid, 0) + c.cost
     shares: list[tuple[str, Posting]] = []
@@ -295,12 +312,61 @@ def bill(charges: Iterable[Charge], *, fee_bps: int, worker: str) -> Bill:
         if fee:
             fees[kid] = fees.get(kid, 0) + fee
     by_owner: dict[str, list[Posting]] = {}
+    holds = [(kid, Posting(hold_account(kid, worker), gateway_audit_hold(owners[kid], node),
+                           amount)) for (kid, node), amount in sorted(held.items())]
     for kid, p in shares + [(kid, Posting(hold_account(kid, worker), TREASURY, fee))
-                            for kid, fee in sorted(fees.items())]:
+                            for kid, fee in sorted(fees.items())] + holds:
         by_owner.setdefault(owners[kid], []).append(p)
     out.postings = dict(sorted(by_owner.items()))
     out.records = {o: sorted(set(r)) for o, r in sorted(out.records.items())}
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRequest:
+    """One recorded request whose cost sits in ``gwaudit:<owner>:<node>``: ``refund`` when
+    its audit failed, else it is paid out (its window ended, not sampled or clean)."""
+
+    record: str
+    owner: str
+    node: str
+    cost: int
+    refund: bool = False
+
+
+def settle_audit_holds(requests: Iterable[HeldRequest], *, fee_bps: int
+                       ) -> dict[str, list[Posting]]:
+    """The postings that end these requests' audit holds, one list per owner (sorted): a
+    failed audit returns the whole cost to the owner; otherwise the node gets its share and
+    the treasury its fee, as :func:`bill` would have paid them without the hold.
+
+    >>> r = [HeldRequest("h1", "alice", "n1", 100), HeldRequest("h2", "alice", "n1", 50,
+    ...      refund=True)]
+    >>> for p in settle_audit_holds(r, fee_bps=1_000)["alice"]:
+    ...     print(p.as_list())
+    ['gwaudit:alice:n1', 'wallet:n1', 90]
+    ['gwaudit:alice:n1', 'treasury', 10]
+    ['gwaudit:alice:n1', 'wallet:alice', 50]
+    """
+    paid: dict[tuple[str, str], int] = {}
+    refunded: dict[tuple[str, str], int] = {}
+    for r in requests:
+        if r.cost <= 0:
+            continue
+        book = refunded if r.refund else paid
+        book[(r.owner, r.node)] = book.get((r.owner, r.node), 0) + r.cost
+    out: dict[str, list[Posting]] = {}
+    for (owner, node), amount in sorted(paid.items()):
+        share, fee = split(amount, fee_bps)
+        src = gateway_audit_hold(owner, node)
+        if share:
+            out.setdefault(owner, []).append(Posting(src, wallet(node), share))
+        if fee:
+            out.setdefault(owner, []).append(Posting(src, TREASURY, fee))
+    for (owner, node), amount in sorted(refunded.items()):
+        out.setdefault(owner, []).append(
+            Posting(gateway_audit_hold(owner, node), wallet(owner), amount))
+    return dict(sorted(out.items()))
 
 
 def leftovers(holds: Mapping[str, tuple[str, int]], paid: Bill
@@ -317,6 +383,6 @@ def release_postings(rows: Iterable[tuple[str, str, int]], worker: str) -> list[
             for kid, owner, amount in rows if amount > 0]
 
 
-__all__ = ["HOLD_PREFIX", "Bill", "Charge", "KeyBook", "Meter", "Prices", "QuotaExceeded",
-           "Reservation", "UsageLine", "bill", "hold_account", "leftovers", "release_postings",
-           "split"]
+__all__ = ["HOLD_PREFIX", "Bill", "Charge", "HeldRequest", "KeyBook", "Meter", "Prices",
+           "QuotaExceeded", "Reservation", "UsageLine", "bill", "hold_account", "leftovers",
+           "release_postings", "settle_audit_holds", "split"]

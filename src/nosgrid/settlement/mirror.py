@@ -38,6 +38,7 @@ from sqlalchemy import func, select, true
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.jobs.state import Job, JobState
 from nosgrid.core.ledger import (
+    GATEWAY_AUDIT_PREFIX,
     GATEWAY_HOLD_PREFIX,
     REWARDS_POOL,
     STAKERS_POOL,
@@ -130,10 +131,19 @@ def gateway_holds(uow: UnitOfWork, owner: str) -> int:
     return int(total.scalar() or 0)
 
 
+def gateway_audit_holds(uow: UnitOfWork, owner: str) -> int:
+    """NOS of ``owner``'s served gateway requests held for their audit window
+    (``gwaudit:<owner>:<node>``): still in the owner's token account until paid out."""
+    prefix = GATEWAY_AUDIT_PREFIX + owner + ":"  # base58 has no LIKE wildcards
+    total = uow.conn.execute(select(func.coalesce(func.sum(t.accounts.c.balance), 0))
+                             .where(t.accounts.c.name.like(prefix + "%")))
+    return int(total.scalar() or 0)
+
+
 def reserved_for(uow: UnitOfWork, client: str) -> int:
     """What the market already counts on from ``client``'s allowance besides the wallet."""
     return (open_escrows(uow, client) + gateway_holds(uow, client)
-            + OutboxRepo(uow.conn).unconfirmed_for(client))
+            + gateway_audit_holds(uow, client) + OutboxRepo(uow.conn).unconfirmed_for(client))
 
 
 def sync_allowance(uow: UnitOfWork, client: str, allowance: int, now: int) -> int:

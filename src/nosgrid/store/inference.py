@@ -98,7 +98,25 @@ class InferenceRepo:
         r = t.gateway_records.c
         return [str(x) for x in self.conn.execute(
             select(r.hash).where(r.at < before, r.state.in_([RECORDED, PASSED, CLEAN]),
-                                 r.entry.is_not(None)).order_by(r.at).limit(limit)).scalars()]
+                                 r.entry.is_not(None),
+                                 r.settled_at.is_not(None) | (r.cost == 0))
+            .order_by(r.at).limit(limit)).scalars()]
+
+    def held_due(self, before: int, *, limit: int = 1_000) -> list[dict[str, Any]]:
+        """Billed, unsettled records whose hold may end: faulted ones at once, passed or
+        clean ones recorded before ``before`` (a sampled one waits for its verdict)."""
+        r = t.gateway_records.c
+        return [dict(row._mapping) for row in self.conn.execute(
+            select(t.gateway_records).where(
+                r.entry.is_not(None), r.settled_at.is_(None), r.cost > 0,
+                (r.state == FAULTED) | (r.state.in_([PASSED, CLEAN]) & (r.at < before)))
+            .order_by(r.owner, r.at, r.hash).limit(limit))]
+
+    def mark_settled(self, hashes: Iterable[str], now: int) -> None:
+        ids = sorted(set(hashes))
+        if ids:
+            self.conn.execute(update(t.gateway_records).where(
+                t.gateway_records.c.hash.in_(ids)).values(settled_at=now))
 
     def drop(self, hashes: Sequence[str]) -> None:
         if hashes:

@@ -379,6 +379,8 @@ gateway_records = Table(
     #: recorded → sampled | passed (not drawn) → clean | faulted; pruned once expired
     Column("state", String(16), nullable=False),
     Column("verdict", Text),
+    #: when its cost left the audit hold (paid out or refunded); None while held or unheld
+    Column("settled_at", BigInteger),
     Index("ix_gateway_records_owner", "owner", "at"),
     Index("ix_gateway_records_state", "state", "node", "model_digest"),
 )

@@ -286,7 +286,8 @@ class BillingMixin:
         """Journal ``worker``'s ``charges``: one usage entry per key owner (on Solana each is
         one payout from that owner's token account: the hold was a reservation of its
         allowance), usage rows, and the keys' spend (out of ``held``)."""
-        paid = bill(charges, fee_bps=self.settings.fee_bps, worker=worker)
+        paid = bill(charges, fee_bps=self.settings.fee_bps, worker=worker,
+                    audit_hold=self.settings.audit_hold)
         for owner, postings in paid.postings.items():
             meta = paid.meta(owner)
             entry = uow.ledger.append("gateway.usage", owner, now, postings, meta)

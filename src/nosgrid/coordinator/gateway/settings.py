@@ -39,3 +39,6 @@ class GatewaySettings:
     sampler: SamplerParams = field(default_factory=SamplerParams)
     #: inference audits: rate per (node, model digest), thresholds, hold and retention
     audit: InferenceAuditParams = field(default_factory=InferenceAuditParams)
+    #: hold the cost of recorded requests in ``gwaudit:<owner>:<node>`` for the audit window
+    #: (``audit.audit_window_s``) instead of paying the node at the flush
+    audit_hold: bool = False

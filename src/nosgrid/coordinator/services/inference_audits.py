@@ -21,6 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nosgrid.core.events import UsageBilled
+from nosgrid.core.ledger import wallet
+from nosgrid.core.metering import HeldRequest, settle_audit_holds
 from nosgrid.core.verification import Candidate, choose_auditor
 from nosgrid.core.verification.inference import (
     DEFAULT_INFERENCE_AUDIT,
@@ -37,6 +40,7 @@ from nosgrid.store.db import UnitOfWork
 from nosgrid.store.inference import CLEAN, FAULTED, PASSED, SAMPLED, InferenceRepo
 
 BEACON_ENTRY = "inference.beacon"
+SETTLE_ENTRY = "gateway.audit_settled"
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,32 @@ def apply_scores(uow: UnitOfWork, scores: Mapping[str, ReplayScore],
     return out
 
 
+def settle_holds(uow: UnitOfWork, now: int, *, fee_bps: int,
+                 params: InferenceAuditParams = DEFAULT_INFERENCE_AUDIT) -> list[int]:
+    """End the audit holds that are due (``gwaudit:<owner>:<node>``): a faulted request's
+    cost back to its owner, the rest paid to the node and the treasury once its window
+    ended. One entry per owner; a payout publishes ``UsageBilled`` (on Solana the tokens
+    move then, from the owner's account, as for any usage payout). Returns the entries."""
+    repo = InferenceRepo(uow.conn)
+    rows = repo.held_due(now - params.audit_window_s)
+    if not rows:
+        return []
+    held = [HeldRequest(str(r["hash"]), str(r["owner"]), str(r["node"]), int(r["cost"]),
+                        refund=r["state"] == FAULTED) for r in rows]
+    entries = []
+    for owner, postings in settle_audit_holds(held, fee_bps=fee_bps).items():
+        mine = [h for h in held if h.owner == owner]
+        meta = {"records": sorted(h.record for h in mine),
+                "refunded": sum(h.cost for h in mine if h.refund)}
+        entry = uow.ledger.append(SETTLE_ENTRY, owner, now, postings, meta)
+        if any(p.dst != wallet(owner) for p in postings):
+            uow.publish(UsageBilled(at=now, entry=entry, owner=owner,
+                                    requests=sum(not h.refund for h in mine), tokens=0))
+        entries.append(entry.seq)
+    repo.mark_settled([h.record for h in held], now)
+    return entries
+
+
 def records_view(uow: UnitOfWork, owner: str, *, limit: int = 100) -> list[dict[str, Any]]:
     """The owner's own request records, with where each audit stands."""
     out = []
@@ -151,5 +181,5 @@ def records_view(uow: UnitOfWork, owner: str, *, limit: int = 100) -> list[dict[
     return out
 
 
-__all__ = ["BEACON_ENTRY", "AuditBatch", "Decision", "apply_scores", "batches", "decide",
-           "records_view"]
+__all__ = ["BEACON_ENTRY", "SETTLE_ENTRY", "AuditBatch", "Decision", "apply_scores", "batches",
+           "decide", "records_view", "settle_holds"]

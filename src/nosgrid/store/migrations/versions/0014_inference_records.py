@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("entry", sa.BigInteger(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("verdict", sa.Text(), nullable=True),
+        sa.Column("settled_at", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("hash"),
     )
     op.create_index("ix_gateway_records_owner", "gateway_records", ["owner", "at"])
