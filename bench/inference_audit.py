@@ -151,7 +151,10 @@ def verdict(score: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
     return {**score, "mismatch_bps": s.mismatch_bps, "outcome": v.outcome, "fault": v.fault}
 
 
-def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any) -> dict[str, Any]:
+def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any,
+              save: Any = None) -> dict[str, Any]:
+    """Run the engines; ``save(raw)`` after each phase, so a stopped run keeps what it
+    measured."""
     from llama_cpp import Llama
 
     gguf = packaged_smollm2()
@@ -186,6 +189,10 @@ def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any) -> dict[str,
         honest_answers.append((case, output, usage, score))
         if i % 50 == 49:
             log(f"honest {i + 1}/{honest_n}")
+    raw: dict[str, Any] = {"results": results, "costs": costs, "quantize_s": quantize_s,
+                           "honest_n": honest_n, "cheat_n": cheat_n}
+    if save:
+        save(raw)
     for name, path in cheap.items():
         engine = Llama(str(path), n_ctx=2048, n_threads=1, n_batch=64, verbose=False)
         for case in cases[:cheat_n]:
@@ -194,6 +201,8 @@ def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any) -> dict[str,
                 verdict(rp.replay(auditor, record(case, output, usage)), usage))
         del engine
         log(f"requant {name} done")
+        if save:
+            save(raw)
     for case, output, usage, score in honest_answers[:cheat_n]:
         canned = {"text": CANNED, "finish_reason": "stop"}
         canned_usage = {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": 16}
@@ -214,8 +223,7 @@ def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any) -> dict[str,
         results["altered_prompt"].append(
             verdict(rp.replay(auditor, record(case, output, usage)), usage))
     log("altered prompt done")
-    return {"results": results, "costs": costs, "quantize_s": quantize_s,
-            "honest_n": honest_n, "cheat_n": cheat_n}
+    return raw
 
 
 def pcts(xs: list[float]) -> dict[str, float]:
@@ -417,10 +425,14 @@ def main() -> None:
     else:
         sys.path.insert(0, str(host_llama_path()))
         started = time.monotonic()
-        raw = calibrate(args.honest, args.cheats, args.cache.parent, log)
-        raw["wall_s"] = round(time.monotonic() - started, 1)
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        args.cache.write_text(json.dumps(raw))
+
+        def save(partial: dict[str, Any]) -> None:
+            partial["wall_s"] = round(time.monotonic() - started, 1)
+            args.cache.write_text(json.dumps(partial))
+
+        raw = calibrate(args.honest, args.cheats, args.cache.parent, log, save)
+        save(raw)
     out: dict[str, Any] = {"bench": "inference_audit",
                            "model": "SmolLM2-135M-Instruct Q4_1 (llama.cpp, CPU)",
                            "calibration_wall_s": raw.get("wall_s"),

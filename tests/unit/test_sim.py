@@ -140,7 +140,7 @@ def test_report_keys_and_cli_json() -> None:
     assert rep["oracle_manipulation"]["epochs"] == 10
     for key in ("caught_5pct_within_1000", "caught_5pct_newcomer_within_200",
                 "audit_overhead", "max_cheater_profit_nos", "max_ring_profit_nos",
-                "honest_false_slashes", "runs", "seed"):
+                "honest_false_slashes", "runs", "seed", "max_model_swap_profit_nos"):
         assert key in rep
     assert rep["max_cheater_profit_nos"] < 0 and rep["honest_false_slashes"] == 0
     app = typer.Typer()
@@ -165,6 +165,8 @@ def test_published_figures_at_the_defaults() -> None:
     assert rep["audit_overhead"] <= 0.10
     assert rep["max_cheater_profit_nos"] < 0 and rep["max_ring_profit_nos"] < 0
     assert rep["honest_false_slashes"] == 0
+    assert rep["max_model_swap_profit_nos"] < 0  # issue 14: serving a cheaper model
+    assert rep["inference_audit_overhead_tokens"]["honest_established"] <= 0.02
 
 
 def test_oracle_manipulation_stays_in_the_honest_range() -> None:

@@ -45,7 +45,8 @@ def sim(
     t = Table("figure", "value", title=f"nosgrid verification sim (seed {seed}, {runs} runs)")
     for key in ("caught_5pct_within_1000", "caught_5pct_newcomer_within_200",
                 "audit_overhead", "audit_overhead_adversarial", "max_cheater_profit_nos",
-                "max_ring_profit_nos", "honest_false_slashes", "honest_earnings_per_job_nos"):
+                "max_ring_profit_nos", "max_model_swap_profit_nos",
+                "honest_false_slashes", "honest_earnings_per_job_nos"):
         t.add_row(key, str(report[key]))
     console.print(t)
     o = report["oracle_manipulation"]

@@ -10,6 +10,7 @@ import numpy as np
 
 from nosgrid.core.verification import DEFAULT_VERIFICATION, VerificationParams
 from nosgrid.sim.experiments import Economy, detection, detection_curve, profit_table
+from nosgrid.sim.inference import InferenceSimConfig, model_swap
 from nosgrid.sim.market import NOS, MarketConfig, run_market
 from nosgrid.sim.oracle import OracleSimConfig, manipulation
 
@@ -28,6 +29,8 @@ class SimConfig:
     canary_share: float = 0.5
     #: the price oracle's manipulation experiment (``sim/oracle.py``)
     oracle: OracleSimConfig = field(default_factory=OracleSimConfig)
+    #: the model-swap strategy against inference audits (``sim/inference.py``)
+    inference: InferenceSimConfig = field(default_factory=InferenceSimConfig)
 
     @property
     def verification(self) -> VerificationParams:
@@ -72,6 +75,7 @@ def run_all(cfg: SimConfig) -> dict[str, Any]:
     m_can = run_market(replace(cfg.market, canary_share=cfg.canary_share), cfg.seed + 1)
     m_est_can = run_market(replace(est_cfg, canary_share=cfg.canary_share), cfg.seed)
     d5 = det["0.05"] if "0.05" in det else next(iter(det.values()))
+    swap = model_swap(replace(cfg.inference, slash=cfg.market.min_stake), cfg.seed)
     return {
         "seed": cfg.seed,
         "runs": cfg.runs,
@@ -85,6 +89,9 @@ def run_all(cfg: SimConfig) -> dict[str, Any]:
         "audit_overhead_adversarial": m_adv["audit_overhead"],
         "max_cheater_profit_nos": max(single),
         "max_ring_profit_nos": max(rings) if rings else None,
+        "max_model_swap_profit_nos": swap["max_model_swap_profit_nos"],
+        "inference_audit_overhead_tokens": swap["inference_audit_overhead_tokens"],
+        "model_swap": swap,
         "honest_false_slashes": sum(m["honest_false_slashes"]
                                     for m in (m_est, m_adv, m_can, m_est_can)),
         "honest_earnings_per_job_nos": m_est["honest_earnings_per_job_nos"],
