@@ -85,7 +85,7 @@ def model_swap(cfg: InferenceSimConfig, seed: int) -> dict[str, Any]:
     served tokens (honest established and newcomer nodes)."""
     rng = np.random.default_rng(seed)
     established = cfg.params.probation + 20 * cfg.params.half_life
-    rows = []
+    rows: list[dict[str, Any]] = []
     for start, clean in (("newcomer", 0), ("established", established)):
         for q in cfg.swap_rates:
             r = _run(cfg, q, clean, rng)
