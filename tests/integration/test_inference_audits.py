@@ -5,6 +5,7 @@ scores become verdicts with their evidence, and a client reads its own records."
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -41,11 +42,14 @@ async def _traffic(w: GatewayWorld, n: int) -> None:
 
 
 async def _digest_deployment(w: GatewayWorld) -> None:
-    """A model digest for the replica's records: a deployment naming model files."""
-    from nosgrid.store.gateway import Deployment
-    spec = ('{"ops": [{"args": {"resources": [{"type": "HF", "repo": "nosgrid/smollm2", '
-            '"files": ["m.gguf"], "target": "/models"}]}}]}')
-    w.gw.deployments["fake"] = Deployment("fake", "alice", "cpu", spec)
+    """A deployment of the model whose service job names model files: its digest is what
+    the replicas' records claim."""
+    from gateway_fixtures import SERVICE_SPEC
+    spec = json.loads(json.dumps(SERVICE_SPEC))
+    spec["ops"][0]["args"]["resources"] = [{"type": "HF", "repo": "nosgrid/smollm2",
+                                            "files": ["m.gguf"], "target": "/models"}]
+    await w.alice.deploy("fake", spec, market="cpu", min=0, max=1)
+    assert w.gw.recorder.digest(w.gw.deployments["fake"])
 
 
 async def test_the_draw_comes_after_billing_and_scores_become_verdicts(tmp_path: Path

@@ -119,3 +119,28 @@ async def test_recording_off_keeps_billing_and_writes_no_record(tmp_path: Path) 
             assert InferenceRepo(uow.conn).records_of(str(w.alice_kp.pubkey())) == []
         usage = (await w.alice.usage()).usage
         assert [(u.requests, u.completion_tokens) for u in usage] == [(1, 2)]
+
+
+async def test_a_client_reads_its_own_records_and_no_one_elses(tmp_path: Path) -> None:
+    import pytest
+
+    from nosgrid.core.errors import InvalidInput, NotFound
+
+    async with gateway_world(tmp_path, flush_every=1000, flush_interval_s=3600) as w:
+        await w.add_replica(w.node)
+        resp = await _post(w, w.key(), {"model": "fake", "messages": MSG, "max_tokens": 2})
+        assert resp.status_code == 200
+        await _settled(w)
+        listed = (await w.alice.usage_records()).records
+        assert len(listed) == 1 and listed[0].state == RECORDED and listed[0].entry
+        rec = await w.alice.usage_record(listed[0].hash)
+        assert rec["seed"] == int(resp.headers["x-nosgrid-seed"])
+        assert UsageRecord.from_bytes(
+            w.gw.coord.blobs.open(listed[0].hash).read_bytes()).as_dict() == rec
+        assert (await w.node.usage_records()).records == []
+        with pytest.raises(NotFound):
+            await w.node.usage_record(listed[0].hash)
+        with pytest.raises(InvalidInput):
+            await w.alice.usage_record("not-a-hash")
+        with pytest.raises(InvalidInput):
+            await w.alice.usage_records(limit=0)

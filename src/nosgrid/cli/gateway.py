@@ -74,8 +74,24 @@ def _nodes_here(url: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") and shutil.which("podman") is not None
 
 
-def usage(url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
-    """Tokens and cost per API key and model."""
+def usage(url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False,
+          records: bool = typer.Option(False, "--records",
+                                       help="List your recorded requests and their audits."),
+          limit: int = typer.Option(50, "--limit", min=1, max=1_000,
+                                    help="How many records (with --records).")) -> None:
+    """Tokens and cost per API key and model; with ``--records`` each recorded request,
+    the node that served it and what its audit found."""
+    if records:
+        with client(url, keypair) as c:
+            recs = c.usage_records(limit).records
+        if json:
+            print_json(recs)
+            return
+        console.print(table("gateway requests and audits", [
+            "record", "model", "node", "cost (NOS)", "audit", "verdict"], [
+            [r.hash[:12] + "…", r.model, r.node[:8] + "…", format_nos(r.cost), r.state,
+             (r.verdict or {}).get("reason", "")] for r in recs]))
+        return
     with client(url, keypair) as c:
         rows = c.usage().usage
     if json:

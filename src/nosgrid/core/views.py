@@ -569,6 +569,25 @@ class UsageView(View):
     usage: list[UsageRow]
 
 
+class RequestRecordRow(View):
+    """One of the caller's recorded gateway requests (issue 14) and its audit: ``state`` is
+    recorded, passed (not drawn), sampled, clean or faulted; ``verdict`` the evidence."""
+
+    hash: str
+    model: str
+    node: str
+    model_digest: str
+    cost: int
+    at: int
+    entry: int | None
+    state: str
+    verdict: dict[str, Any] | None = None
+
+
+class RequestRecordList(View):
+    records: list[RequestRecordRow]
+
+
 class DeploymentView(View):
     """A model deployment; prices are base units per token."""
 

@@ -71,6 +71,7 @@ from nosgrid.core.views import (
     PostedJob,
     RegistrationView,
     ReporterView,
+    RequestRecordList,
     ServiceView,
     StakeView,
     Undeployed,
@@ -395,6 +396,16 @@ class AsyncClient:
     async def usage(self) -> UsageView:
         return await self._model(UsageView, "GET", "/v1/usage")
 
+    async def usage_records(self, limit: int = 100) -> RequestRecordList:
+        """Your recorded gateway requests and their audits, newest first."""
+        return await self._model(RequestRecordList, "GET", "/v1/usage/records",
+                                 params={"limit": limit})
+
+    async def usage_record(self, record_hash: str) -> dict[str, Any]:
+        """One of your usage records as stored (sha256 ``record_hash``)."""
+        out: dict[str, Any] = await self.request("GET", f"/v1/usage/records/{record_hash}")
+        return out
+
     async def deploy(self, model: str, spec: dict[str, Any], *, market: str, min: int = 0,
                      max: int = 1, idle_s: int = 300, prompt_price: int = 1,
                      completion_price: int = 2) -> DeploymentView:
@@ -536,6 +547,8 @@ class Client:
     keys = _blocking(AsyncClient.keys)
     revoke_key = _blocking(AsyncClient.revoke_key)
     usage = _blocking(AsyncClient.usage)
+    usage_records = _blocking(AsyncClient.usage_records)
+    usage_record = _blocking(AsyncClient.usage_record)
     deploy = _blocking(AsyncClient.deploy)
     deployments = _blocking(AsyncClient.deployments)
     undeploy = _blocking(AsyncClient.undeploy)

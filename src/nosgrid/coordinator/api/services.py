@@ -28,6 +28,8 @@ from nosgrid.core.views import (
     KeyRevoked,
     KeyView,
     ReplicaView,
+    RequestRecordList,
+    RequestRecordRow,
     ServiceView,
     Undeployed,
     UsageRow,
@@ -114,6 +116,20 @@ async def revoke_key(kid: str, gw: GW, signer: Signer) -> KeyRevoked:
 async def usage(gw: GW, signer: Signer) -> UsageView:
     return UsageView(usage=[UsageRow(**row, cost_nos=format_nos(row["cost"]))
                             for row in gw.usage(signer)])
+
+
+@router.get("/usage/records")
+async def usage_records(gw: GW, signer: Signer, limit: int = 100) -> RequestRecordList:
+    """The caller's recorded requests, newest first, with their audits (issue 14)."""
+    if not 1 <= limit <= 1_000:
+        raise InvalidInput("limit must be from 1 to 1000")
+    return RequestRecordList(records=[RequestRecordRow(**r) for r in gw.records(signer, limit)])
+
+
+@router.get("/usage/records/{record_hash}")
+async def usage_record(record_hash: str, gw: GW, signer: Signer) -> dict[str, Any]:
+    """One of the caller's own usage records, as stored (its sha256 is ``record_hash``)."""
+    return gw.record_of(record_hash, signer)
 
 
 @router.post("/deployments", status_code=201)

@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from nosgrid.coordinator.blobs import check_sha256
+from nosgrid.coordinator.gateway.audits import AuditsMixin
 from nosgrid.coordinator.gateway.billing import BillingMixin
 from nosgrid.coordinator.gateway.records import Recorder
 from nosgrid.coordinator.gateway.registry import Registry
@@ -31,15 +33,17 @@ from nosgrid.coordinator.gateway.replicas import ColdStart, ReplicasMixin, model
 from nosgrid.coordinator.gateway.settings import GatewaySettings
 from nosgrid.coordinator.gateway.upstream import UpstreamPool
 from nosgrid.coordinator.runtime import Coordinator
+from nosgrid.coordinator.services import inference_audits
 from nosgrid.core.apikeys import KeyClaims, verify_key
-from nosgrid.core.errors import InvalidApiKey, ModelNotAllowed, NotFound
+from nosgrid.core.errors import BlobNotFound, InvalidApiKey, ModelNotAllowed, NotFound
 from nosgrid.core.metering import Charge, Meter, hold_account
 from nosgrid.store.gateway import Deployment, GatewayRepo
+from nosgrid.store.inference import InferenceRepo
 
 log = logging.getLogger(__name__)
 
 
-class Gateway(BillingMixin, ReplicasMixin):
+class Gateway(BillingMixin, ReplicasMixin, AuditsMixin):
     """Shared state of the OpenAI routes (``coordinator/api/openai.py``) and the
     service-registry API.
 
@@ -151,6 +155,7 @@ class Gateway(BillingMixin, ReplicasMixin):
         self.sync()
         self.refresh()
         self.autoscale()
+        self.audit_tick()
 
     # ------------------------------------------------------------------ keys
 
@@ -237,6 +242,26 @@ class Gateway(BillingMixin, ReplicasMixin):
         return {"kid": kid, "revoked": True}
 
     # ------------------------------------------------------------------ reads
+
+    def records(self, owner: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The owner's own request records and where their audits stand."""
+        self.flush()
+        with self.coord.store.uow(write=False) as uow:
+            return inference_audits.records_view(uow, owner, limit=limit)
+
+    def record_of(self, record_hash: str, owner: str) -> dict[str, Any]:
+        """One stored usage record of ``owner``'s (:class:`NotFound` for anyone else's, an
+        unknown or a pruned one)."""
+        check_sha256(record_hash)
+        with self.coord.store.uow(write=False) as uow:
+            row = InferenceRepo(uow.conn).record(record_hash)
+        if row is None or row["owner"] != owner:
+            raise NotFound(f"no usage record {record_hash} of yours; list them with "
+                           "`nosgrid usage --records`")
+        try:
+            return self.recorder.read(record_hash).as_dict()
+        except BlobNotFound:
+            raise NotFound(f"the usage record {record_hash} was pruned") from None
 
     def usage(self, owner: str) -> list[dict[str, Any]]:
         self.flush()

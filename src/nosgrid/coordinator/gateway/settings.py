@@ -42,3 +42,5 @@ class GatewaySettings:
     #: hold the cost of recorded requests in ``gwaudit:<owner>:<node>`` for the audit window
     #: (``audit.audit_window_s``) instead of paying the node at the flush
     audit_hold: bool = False
+    #: how often the tick draws audits, ends due holds and prunes records
+    audit_every_s: float = 5.0
