@@ -52,6 +52,12 @@ HOUR: Final = 3_600
 class VerificationParams:
     """Audit-rate curve, auditor eligibility, dispute panel and payment hold.
 
+    Cheating does not pay when ``audit rate × detection per audit × (price + slash)`` is
+    larger than what a cheater saves per job or request. For gateway requests (a node
+    serving a cheaper model) the figures are ``InferenceAuditParams`` and the detection
+    ``bench/inference_audit.py`` measured; ``inference.model_swap_profit`` computes it and
+    ``nosgrid sim --json`` reports ``max_model_swap_profit_nos``.
+
     >>> VerificationParams().floor_rate_bps
     1000
     """
