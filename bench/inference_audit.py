@@ -415,6 +415,10 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true",
                     help="print the cached calibration instead of rerunning the engines")
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--cheaters-from", type=Path, default=None,
+                    help="with --reuse: take the cheaters' results from another cache (a "
+                         "run with the same seed, e.g. --honest 40 --cheats 40 in a second "
+                         "process, so the two phases share the machine's cores)")
     args = ap.parse_args()
 
     def log(msg: str) -> None:
@@ -422,6 +426,13 @@ def main() -> None:
 
     if args.reuse and args.cache.is_file():
         raw = json.loads(args.cache.read_text())
+        if args.cheaters_from is not None:
+            other = json.loads(args.cheaters_from.read_text())
+            for name, rows in other["results"].items():
+                if name != "honest" and rows:
+                    raw["results"][name] = rows
+            raw["cheat_n"] = other["cheat_n"]
+            raw["wall_s"] = max(raw.get("wall_s", 0), other.get("wall_s", 0))
     else:
         sys.path.insert(0, str(host_llama_path()))
         started = time.monotonic()
