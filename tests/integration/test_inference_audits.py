@@ -13,16 +13,17 @@ import httpx
 from gateway_fixtures import GatewayWorld, gateway_world
 
 from nosgrid.coordinator.services import inference_audits
-from nosgrid.core.verification import Candidate
+from nosgrid.core.verification import DEFAULT_VERIFICATION, Candidate
 from nosgrid.core.verification.inference import (
     InferenceAuditParams,
     ReplayScore,
     records_root,
 )
-from nosgrid.store.inference import CLEAN, FAULTED, PASSED, SAMPLED, InferenceRepo
+from nosgrid.store.inference import CLEAN, DISPUTED, FAULTED, PASSED, SAMPLED, InferenceRepo
 
 MSG = [{"role": "user", "content": "one two three"}]
 ALWAYS = InferenceAuditParams(newcomer_rate_bps=10_000, floor_rate_bps=10_000, batch_size=2)
+ALWAYS_PANEL = DEFAULT_VERIFICATION.tiebreakers
 
 
 async def _traffic(w: GatewayWorld, n: int) -> None:
@@ -177,4 +178,60 @@ async def test_earnings_are_held_refunded_on_a_failed_audit_and_paid_after_the_w
         assert end[wallet(node)] - before[wallet(node)] == paid - fee
         assert end[TREASURY] - before[TREASURY] == fee
         assert before[wallet(alice)] - end[wallet(alice)] == paid  # the cheat was refunded
+        assert (await w.admin.ledger_verify()).ok
+
+
+async def test_a_fault_goes_to_a_panel_and_only_a_unanimous_one_slashes(tmp_path: Path
+                                                                        ) -> None:
+    async with gateway_world(tmp_path, flush_every=1000, flush_interval_s=3600) as w:
+        await w.add_replica(w.node)
+        await _digest_deployment(w)
+        await _traffic(w, 2)
+        store, node = w.gw.coord.store, w.node.pubkey
+        with store.uow() as uow:
+            decision = inference_audits.decide(uow, int(time.time()), ALWAYS)
+            uow.commit()
+        first, second = sorted(decision.sampled)
+        pool = [Candidate(f"auditor-{i}", clean_jobs=500, reputation=0.9) for i in range(6)]
+        pool.append(Candidate(node, clean_jobs=500, reputation=0.9))
+
+        def bad(h: str) -> ReplayScore:
+            c = w.gw.recorder.read(h).usage["completion_tokens"]
+            return ReplayScore(c, c, w.gw.recorder.read(h).usage["prompt_tokens"], c)
+
+        def good(h: str) -> ReplayScore:
+            u = w.gw.recorder.read(h).usage
+            return ReplayScore(u["completion_tokens"], 0, u["prompt_tokens"],
+                               u["completion_tokens"])
+
+        def apply(auditor: str, scores: dict[str, ReplayScore]) -> None:
+            with store.uow() as uow:
+                inference_audits.apply_scores(uow, scores, w.gw.recorder.read, ALWAYS,
+                                              auditor=auditor, candidates=pool,
+                                              beacon=decision.beacon, now=int(time.time()))
+                uow.commit()
+
+        def case(h: str) -> dict[str, object]:
+            with store.uow(write=False) as uow:
+                row = InferenceRepo(uow.conn).record(h)
+            assert row is not None
+            return {"state": row["state"], **json.loads(row["verdict"])}
+
+        apply("auditor-0", {first: bad(first), second: bad(second)})
+        c1, c2 = case(first), case(second)
+        assert c1["state"] == c2["state"] == DISPUTED
+        panel1, panel2 = list(c1["panel"]), list(c2["panel"])  # type: ignore[call-overload]
+        assert len(panel1) == ALWAYS_PANEL and node not in panel1 and "auditor-0" not in panel1
+        apply(node, {first: good(first)})  # not on the panel: ignored
+        assert case(first)["votes"] == {}
+        for member in panel1:
+            apply(member, {first: bad(first)})
+        for i, member in enumerate(panel2):
+            apply(member, {second: good(second) if i == 0 else bad(second)})
+        assert case(first)["state"] == FAULTED and case(second)["state"] == CLEAN
+        with store.uow(write=False) as uow:
+            history = uow.economics.offences(node)
+            slashes = [e for e in uow.ledger.entries() if e.kind == "slash"]
+        assert history.offences == 1  # one unanimous panel, one offence
+        assert all(e.meta.get("records") == [first] for e in slashes)
         assert (await w.admin.ledger_verify()).ok

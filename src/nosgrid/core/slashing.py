@@ -61,6 +61,9 @@ class Offence(StrEnum):
     MISSED_DEADLINE = "missed_deadline"  # no result by the job's deadline
     MISSED_HEARTBEATS = "missed_heartbeats"  # went silent while assigned
     EQUIVOCATION = "equivocation"  # a price reporter signed two prices for one epoch
+    #: a unanimous inference audit panel found gateway answers that the claimed model files
+    #: (or the billed usage) could not have produced (issue 14)
+    WRONG_INFERENCE = "wrong_inference"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,8 @@ class Penalty:
     needs_journal_hash: bool = False
     #: the evidence is two signed reports (their hashes), not a job
     needs_reports: bool = False
+    #: the evidence is usage-record hashes and the journal entry that drew their audit
+    needs_records: bool = False
 
     def __post_init__(self) -> None:
         if not (0 <= self.stake_bps <= 10_000 and 0 <= self.challenger_bps <= 10_000):
@@ -88,6 +93,7 @@ SLASHING_TABLE: Final[Mapping[Offence, Penalty]] = {
     Offence.MISSED_DEADLINE: Penalty(100, 1, 0, 1),
     Offence.MISSED_HEARTBEATS: Penalty(50, 0, 0, 1),
     Offence.EQUIVOCATION: Penalty(2_000, 0, 0, 3, needs_reports=True),
+    Offence.WRONG_INFERENCE: Penalty(5_000, 0, 0, 3, needs_records=True),
 }
 
 
@@ -121,8 +127,16 @@ class Evidence:
     journal_hash: str = ""
     job_id: str = ""
     reports: tuple[str, ...] = ()
+    #: usage records an inference audit panel faulted (sha256 hex each)
+    records: tuple[str, ...] = ()
 
     def check(self, penalty: Penalty) -> None:
+        if penalty.needs_records:
+            if not self.records or not all(_HASH_RE.match(h) for h in self.records) or not (
+                    _HASH_RE.match(self.journal_hash)):
+                raise MissingEvidence("an inference slash needs the faulted usage records' "
+                                      "hashes and the audit's journal entry hash")
+            return
         if penalty.needs_reports or self.reports:
             if (len(set(self.reports)) != 2
                     or not all(_HASH_RE.match(h) for h in self.reports)):
@@ -139,6 +153,8 @@ class Evidence:
 
     @property
     def ref(self) -> str:
+        if self.records:
+            return "records:" + ",".join(self.records)
         if self.reports:
             return "reports:" + ",".join(self.reports)
         return self.journal_hash or f"job:{self.job_id}"

@@ -12,8 +12,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from nosgrid.core.verification.inference import UsageRecord
 from nosgrid.store import tables as t
 
-#: where a record's audit stands
+#: where a record's audit stands (``disputed``: an auditor faulted it, the tiebreak panel
+#: has not all replayed it yet)
 RECORDED, PASSED, SAMPLED, CLEAN, FAULTED = "recorded", "passed", "sampled", "clean", "faulted"
+DISPUTED = "disputed"
 
 
 def _insert(conn: Connection, table: Any) -> Any:
@@ -124,4 +126,4 @@ class InferenceRepo:
                 t.gateway_records.c.hash.in_(list(hashes))))
 
 
-__all__ = ["CLEAN", "FAULTED", "PASSED", "RECORDED", "SAMPLED", "InferenceRepo"]
+__all__ = ["CLEAN", "DISPUTED", "FAULTED", "PASSED", "RECORDED", "SAMPLED", "InferenceRepo"]

@@ -85,7 +85,8 @@ def record_heartbeat(uow: UnitOfWork, node: str, now: int, *, received: bool) ->
 
 def slash_for(uow: UnitOfWork, job: Job | None, offence: Offence, now: int, *,
               journal_hash: str = "", challenger: str | None = None,
-              offender: str | None = None, reports: tuple[str, ...] = ()) -> int:
+              offender: str | None = None, reports: tuple[str, ...] = (),
+              records: tuple[str, ...] = ()) -> int:
     """Slash the job's node for ``offence``, with the job (and entry) as evidence; or,
     for an offence without a job (a price reporter's equivocation), ``offender`` with the
     hashes of its two conflicting ``reports`` as evidence.
@@ -100,7 +101,8 @@ def slash_for(uow: UnitOfWork, job: Job | None, offence: Offence, now: int, *,
     job_id = job.id if job is not None else ""
     account = uow.economics.stake(node) or staking.StakeAccount(owner=node)
     history = uow.economics.offences(node)
-    evidence = Evidence(journal_hash=journal_hash, job_id=job_id, reports=reports)
+    evidence = Evidence(journal_hash=journal_hash, job_id=job_id, reports=reports,
+                        records=records)
     cmd = SlashNode(node, offence, evidence, now,
                     job_price=job.price_per_second * job.timeout if job is not None else 0,
                     challenger=challenger)
@@ -111,6 +113,8 @@ def slash_for(uow: UnitOfWork, job: Job | None, offence: Offence, now: int, *,
                                 "evidence": cmd.evidence.ref}
         if reports:
             meta["reports"] = list(reports)
+        if records:
+            meta["records"] = list(records)
         entry = uow.ledger.append("slash", node, now, res.postings, meta)
         events = tuple(e.booked(entry) for e in events)
     uow.economics.save_offences(node, res.history)

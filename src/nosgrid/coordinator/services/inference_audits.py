@@ -9,9 +9,9 @@ the caller's unit of work; the rules are in :mod:`nosgrid.core.verification.infe
 2. :func:`batches` groups the sampled records by model digest into batches of
    ``batch_size`` and picks, for each, an auditor by the same verifiable draw and the same
    ``related`` rules as job audits, unrelated to every node whose records it replays.
-3. :func:`apply_scores` turns the auditor's scores into verdicts (``judge_replay``) and the
-   records' states; a fault resets the (node, digest) record, so its audit rate climbs back
-   to the newcomer rate.
+3. :func:`apply_scores` turns an auditor's scores into verdicts (``judge_replay``): a fault
+   is disputed before a tiebreak panel, and a unanimous panel slashes the node; a fault
+   resets the (node, digest) record, so its audit rate climbs back to the newcomer rate.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nosgrid.coordinator.services import economics
 from nosgrid.core.events import UsageBilled
 from nosgrid.core.ledger import wallet
 from nosgrid.core.metering import HeldRequest, settle_audit_holds
-from nosgrid.core.verification import Candidate, choose_auditor
+from nosgrid.core.slashing import Offence
+from nosgrid.core.verification import Candidate, choose_auditor, choose_panel
 from nosgrid.core.verification.inference import (
     DEFAULT_INFERENCE_AUDIT,
     InferenceAuditParams,
@@ -37,7 +39,7 @@ from nosgrid.core.verification.inference import (
     should_audit_record,
 )
 from nosgrid.store.db import UnitOfWork
-from nosgrid.store.inference import CLEAN, FAULTED, PASSED, SAMPLED, InferenceRepo
+from nosgrid.store.inference import CLEAN, DISPUTED, FAULTED, PASSED, SAMPLED, InferenceRepo
 
 BEACON_ENTRY = "inference.beacon"
 SETTLE_ENTRY = "gateway.audit_settled"
@@ -116,30 +118,82 @@ def batches(uow: UnitOfWork, candidates: Sequence[Candidate], beacon: str,
     return out
 
 
+def _evidence(auditor: str, verdict: InferenceVerdict, score: ReplayScore) -> dict[str, Any]:
+    return {"auditor": auditor, "outcome": verdict.outcome, "reason": verdict.reason,
+            "score": {"positions": score.positions, "mismatches": score.mismatches,
+                      "prompt_tokens": score.prompt_tokens,
+                      "completion_tokens": score.completion_tokens,
+                      "stop_ok": score.stop_ok}}
+
+
 def apply_scores(uow: UnitOfWork, scores: Mapping[str, ReplayScore],
                  read_record: Callable[[str], UsageRecord],
-                 params: InferenceAuditParams = DEFAULT_INFERENCE_AUDIT
-                 ) -> dict[str, InferenceVerdict]:
-    """The verdicts on an auditor's scores (record hash → score): each record becomes
-    ``clean`` or ``faulted``, with the verdict kept as its evidence."""
+                 params: InferenceAuditParams = DEFAULT_INFERENCE_AUDIT, *,
+                 auditor: str = "", candidates: Sequence[Candidate] = (), beacon: str = "",
+                 now: int = 0) -> dict[str, InferenceVerdict]:
+    """Turn one auditor's scores (record hash → score) into verdicts, the dispute path of
+    job audits applied to requests:
+
+    - a sampled record the auditor finds clean is ``clean``; one it faults is
+      ``disputed`` and gets a tiebreak panel (``choose_panel``: unrelated to the node and
+      to the auditor), or, when the market has no independent tiebreaker, ``faulted``
+      without a slash (the client is refunded; no one is punished on one opinion);
+    - a disputed record takes the votes of its panel; once all are in, a **unanimous**
+      fault makes it ``faulted`` and slashes the node (``WRONG_INFERENCE``, the record
+      hashes and the usage entry that committed to them as evidence; strikes and jail as
+      for jobs), any clean vote makes it ``clean``.
+
+    Scores from anyone else, or for records not awaiting them, are ignored.
+    """
     repo = InferenceRepo(uow.conn)
     out: dict[str, InferenceVerdict] = {}
+    pool = {c.node_id: c for c in candidates}
+    convicted: dict[str, list[tuple[str, int]]] = {}  # node → [(record, entry seq)]
     for record_hash, score in sorted(scores.items()):
         row = repo.record(record_hash)
-        if row is None or row["state"] != SAMPLED:
+        if row is None or row["state"] not in (SAMPLED, DISPUTED):
             continue
         rec = read_record(record_hash)
         verdict = judge_replay(score, claimed_prompt=int(rec.usage["prompt_tokens"]),
                                claimed_completion=int(rec.usage["completion_tokens"]),
                                params=params)
-        evidence = json.dumps({"outcome": verdict.outcome, "reason": verdict.reason,
-                               "score": {"positions": score.positions,
-                                         "mismatches": score.mismatches,
-                                         "prompt_tokens": score.prompt_tokens,
-                                         "completion_tokens": score.completion_tokens,
-                                         "stop_ok": score.stop_ok}}, sort_keys=True)
-        repo.set_state([record_hash], FAULTED if verdict.fault else CLEAN, evidence)
+        if row["state"] == SAMPLED:
+            case: dict[str, Any] = {**_evidence(auditor, verdict, score), "panel": [],
+                                    "votes": {}}
+            if not verdict.fault:
+                repo.set_state([record_hash], CLEAN, json.dumps(case, sort_keys=True))
+            else:
+                node = str(row["node"])
+                panel = choose_panel(record_hash, beacon or "00" * 32,
+                                     pool.get(node, Candidate(node)),
+                                     pool.get(auditor, Candidate(auditor or "-")), candidates)
+                case["panel"] = [c.node_id for c in panel]
+                if not panel:
+                    case["reason"] += "; no independent tiebreaker: refunded, not slashed"
+                repo.set_state([record_hash], DISPUTED if panel else FAULTED,
+                               json.dumps(case, sort_keys=True))
+            out[record_hash] = verdict
+            continue
+        case = json.loads(row["verdict"] or "{}")
+        if auditor not in case.get("panel", ()) or auditor in case.get("votes", {}):
+            continue
+        case["votes"][auditor] = _evidence(auditor, verdict, score)
         out[record_hash] = verdict
+        if len(case["votes"]) < len(case["panel"]):
+            repo.set_state([record_hash], DISPUTED, json.dumps(case, sort_keys=True))
+            continue
+        unanimous = all(v["outcome"] != "clean" for v in case["votes"].values())
+        case["decided"] = "faulted" if unanimous else "clean: the panel was not unanimous"
+        repo.set_state([record_hash], FAULTED if unanimous else CLEAN,
+                       json.dumps(case, sort_keys=True))
+        if unanimous:
+            convicted.setdefault(str(row["node"]), []).append((record_hash,
+                                                               int(row["entry"])))
+    for node, faulted in sorted(convicted.items()):
+        entry = uow.ledger.entries(from_seq=min(seq for _h, seq in faulted), limit=1)
+        economics.slash_for(uow, None, Offence.WRONG_INFERENCE, now,
+                            journal_hash=entry[0].hash if entry else "", offender=node,
+                            records=tuple(sorted(h for h, _s in faulted)))
     return out
 
 
