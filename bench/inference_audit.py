@@ -152,9 +152,10 @@ def verdict(score: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
 
 
 def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any,
-              save: Any = None) -> dict[str, Any]:
-    """Run the engines; ``save(raw)`` after each phase, so a stopped run keeps what it
-    measured."""
+              save: Any = None, save_every: int = 5) -> dict[str, Any]:
+    """Run the engines, interleaved: request ``i`` is answered honestly and (for the first
+    ``cheat_n``) by every cheater, so a run stopped at any point has balanced samples;
+    ``save(raw)`` every ``save_every`` requests keeps what was measured."""
     from llama_cpp import Llama
 
     gguf = packaged_smollm2()
@@ -165,6 +166,8 @@ def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any,
     quantize_s = {"q4_0": quantize(gguf, cheap["q4_0"], "LLAMA_FTYPE_MOSTLY_Q4_0"),
                   "q2_k": quantize(gguf, cheap["q2_k"], "LLAMA_FTYPE_MOSTLY_Q2_K")}
     replica = Llama(str(gguf), n_ctx=2048, n_threads=1, n_batch=64, verbose=False)
+    swapped = {name: Llama(str(path), n_ctx=2048, n_threads=1, n_batch=64, verbose=False)
+               for name, path in cheap.items()}
     auditor = rp.load_reference(str(gguf), n_threads=2, n_batch=512)
     rng = random.Random(14)
     cases = requests(honest_n, rng)
@@ -173,7 +176,8 @@ def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any,
         "inflated_usage")}
     costs: dict[str, list[float]] = {"serve_cpu_s": [], "audit_cpu_s": [],
                                      "served_tokens": [], "replayed_tokens": []}
-    honest_answers = []
+    raw: dict[str, Any] = {"results": results, "costs": costs, "quantize_s": quantize_s,
+                           "honest_n": 0, "cheat_n": 0}
     for i, case in enumerate(cases):
         output, usage, cpu = serve(replica, case)
         rec = record(case, output, usage)
@@ -186,43 +190,31 @@ def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any,
         results["honest"].append({**verdict(score, usage), "kind": case["kind"],
                                   "temperature": case["request"]["temperature"],
                                   "max_tokens": case["request"]["max_tokens"]})
-        honest_answers.append((case, output, usage, score))
-        if i % 50 == 49:
-            log(f"honest {i + 1}/{honest_n}")
-    raw: dict[str, Any] = {"results": results, "costs": costs, "quantize_s": quantize_s,
-                           "honest_n": honest_n, "cheat_n": cheat_n}
-    if save:
-        save(raw)
-    for name, path in cheap.items():
-        engine = Llama(str(path), n_ctx=2048, n_threads=1, n_batch=64, verbose=False)
-        for case in cases[:cheat_n]:
-            output, usage, _cpu = serve(engine, case)
-            results[f"requant_{name}"].append(
-                verdict(rp.replay(auditor, record(case, output, usage)), usage))
-        del engine
-        log(f"requant {name} done")
-        if save:
+        raw["honest_n"] = i + 1
+        if i < cheat_n:
+            for name, engine in swapped.items():
+                out2, usage2, _cpu = serve(engine, case)
+                results[f"requant_{name}"].append(
+                    verdict(rp.replay(auditor, record(case, out2, usage2)), usage2))
+            canned = {"text": CANNED, "finish_reason": "stop"}
+            canned_usage = {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": 16}
+            results["canned"].append(verdict(rp.replay(auditor, record(
+                case, canned, canned_usage)), canned_usage))
+            cut = output["text"][: max(1, len(output["text"]) // 2)]
+            cut_usage = {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": 1}
+            results["truncated"].append(verdict(rp.replay(auditor, record(
+                case, {"text": cut, "finish_reason": "stop"}, cut_usage)), cut_usage))
+            inflated = {"prompt_tokens": usage["prompt_tokens"],
+                        "completion_tokens": usage["completion_tokens"]
+                        + max(1, usage["completion_tokens"] // 10)}
+            results["inflated_usage"].append(verdict(score, inflated))
+            out3, usage3, _cpu = serve(replica, altered(case))
+            results["altered_prompt"].append(
+                verdict(rp.replay(auditor, record(case, out3, usage3)), usage3))
+            raw["cheat_n"] = i + 1
+        if save and (i + 1) % save_every == 0:
             save(raw)
-    for case, output, usage, score in honest_answers[:cheat_n]:
-        canned = {"text": CANNED, "finish_reason": "stop"}
-        canned_usage = {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": 16}
-        results["canned"].append(verdict(rp.replay(auditor, record(case, canned,
-                                                                   canned_usage)),
-                                         canned_usage))
-        cut = output["text"][: max(1, len(output["text"]) // 2)]
-        results["truncated"].append(verdict(rp.replay(auditor, record(
-            case, {"text": cut, "finish_reason": "stop"}, usage)), {
-                "prompt_tokens": usage["prompt_tokens"], "completion_tokens": 1}))
-        inflated = {"prompt_tokens": usage["prompt_tokens"],
-                    "completion_tokens": usage["completion_tokens"]
-                    + max(1, usage["completion_tokens"] // 10)}
-        results["inflated_usage"].append(verdict(score, inflated))
-    log("canned, truncated, inflated done")
-    for case in cases[:cheat_n]:
-        output, usage, _cpu = serve(replica, altered(case))
-        results["altered_prompt"].append(
-            verdict(rp.replay(auditor, record(case, output, usage)), usage))
-    log("altered prompt done")
+            log(f"request {i + 1}/{honest_n}")
     return raw
 
 
