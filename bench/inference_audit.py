@@ -152,7 +152,7 @@ def verdict(score: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
 
 
 def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any,
-              save: Any = None, save_every: int = 5) -> dict[str, Any]:
+              save: Any = None, save_every: int = 5, seed: int = 14) -> dict[str, Any]:
     """Run the engines, interleaved: request ``i`` is answered honestly and (for the first
     ``cheat_n``) by every cheater, so a run stopped at any point has balanced samples;
     ``save(raw)`` every ``save_every`` requests keeps what was measured."""
@@ -169,14 +169,14 @@ def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any,
     swapped = {name: Llama(str(path), n_ctx=2048, n_threads=1, n_batch=64, verbose=False)
                for name, path in cheap.items()}
     auditor = rp.load_reference(str(gguf), n_threads=2, n_batch=512)
-    rng = random.Random(14)
+    rng = random.Random(seed)
     cases = requests(honest_n, rng)
     results: dict[str, list[dict[str, Any]]] = {k: [] for k in (
         "honest", "requant_q4_0", "requant_q2_k", "canned", "truncated", "altered_prompt",
         "inflated_usage")}
     costs: dict[str, list[float]] = {"serve_cpu_s": [], "audit_cpu_s": [],
                                      "served_tokens": [], "replayed_tokens": []}
-    raw: dict[str, Any] = {"results": results, "costs": costs, "quantize_s": quantize_s,
+    raw: dict[str, Any] = {"seed": seed, "results": results, "costs": costs, "quantize_s": quantize_s,
                            "honest_n": 0, "cheat_n": 0}
     for i, case in enumerate(cases):
         output, usage, cpu = serve(replica, case)
@@ -407,6 +407,10 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true",
                     help="print the cached calibration instead of rerunning the engines")
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--seed", type=int, default=14, help="the request set")
+    ap.add_argument("--honest-from", type=Path, action="append", default=[],
+                    help="with --reuse: add the honest pairs of another cache (a run with "
+                         "another --seed and --cheats 0 in a second process)")
     ap.add_argument("--cheaters-from", type=Path, default=None,
                     help="with --reuse: take the cheaters' results from another cache (a "
                          "run with the same seed, e.g. --honest 40 --cheats 40 in a second "
@@ -425,6 +429,14 @@ def main() -> None:
                     raw["results"][name] = rows
             raw["cheat_n"] = other["cheat_n"]
             raw["wall_s"] = max(raw.get("wall_s", 0), other.get("wall_s", 0))
+        for extra in args.honest_from:
+            other = json.loads(extra.read_text())
+            if other.get("seed") == raw.get("seed"):
+                raise SystemExit(f"{extra} has the same --seed: its requests are the same")
+            raw["results"]["honest"] += other["results"]["honest"]
+            for k, xs in other["costs"].items():
+                raw["costs"][k] += xs
+            raw["honest_n"] = raw.get("honest_n", 0) + other.get("honest_n", 0)
     else:
         sys.path.insert(0, str(host_llama_path()))
         started = time.monotonic()
@@ -434,7 +446,8 @@ def main() -> None:
             partial["wall_s"] = round(time.monotonic() - started, 1)
             args.cache.write_text(json.dumps(partial))
 
-        raw = calibrate(args.honest, args.cheats, args.cache.parent, log, save)
+        raw = calibrate(args.honest, args.cheats, args.cache.parent, log, save,
+                        seed=args.seed)
         save(raw)
     out: dict[str, Any] = {"bench": "inference_audit",
                            "model": "SmolLM2-135M-Instruct Q4_1 (llama.cpp, CPU)",
