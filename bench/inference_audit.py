@@ -176,8 +176,8 @@ def calibrate(honest_n: int, cheat_n: int, workdir: Path, log: Any,
         "inflated_usage")}
     costs: dict[str, list[float]] = {"serve_cpu_s": [], "audit_cpu_s": [],
                                      "served_tokens": [], "replayed_tokens": []}
-    raw: dict[str, Any] = {"seed": seed, "results": results, "costs": costs, "quantize_s": quantize_s,
-                           "honest_n": 0, "cheat_n": 0}
+    raw: dict[str, Any] = {"seed": seed, "results": results, "costs": costs,
+                           "quantize_s": quantize_s, "honest_n": 0, "cheat_n": 0}
     for i, case in enumerate(cases):
         output, usage, cpu = serve(replica, case)
         rec = record(case, output, usage)
