@@ -187,3 +187,41 @@ def test_held_plus_paid_plus_refunded_is_what_was_metered(charges: list[Charge],
     assert to_owners == refunded
     assert to_nodes + after.get("treasury", 0) + refunded == metered
     assert all(after.get(hold_account(k, "w"), 0) <= 0 for k in owners)
+
+
+def test_an_audit_batch_becomes_a_valid_job_and_its_output_scores() -> None:
+    import json
+
+    from nosgrid.coordinator.services.inference_audits import (
+        AUDIT_SCRIPT,
+        AuditBatch,
+        audit_job_definition,
+        parse_scores,
+    )
+    from nosgrid.core.jobs.load import parse_job_definition
+
+    spec = {"ops": [{"args": {"resources": [{
+        "type": "HF", "repo": "nosgrid/smollm2-135m-instruct-gguf",
+        "files": ["SmolLM2-135M-Instruct.Q4_1.gguf"], "target": "/models/smollm2"}]}}]}
+    batch = AuditBatch("d" * 64, "smollm2", "auditor", ("a" * 64, "b" * 64),
+                       frozenset({"n1"}))
+    job = audit_job_definition(batch, spec, script_sha256="1" * 64, batch_sha256="2" * 64,
+                               image="localhost/nosgrid-llama:cpu", market="cpu")
+    parse_job_definition(job)  # a job every node runs as usual
+    cmd = job["ops"][0]["args"]["cmd"]
+    assert cmd[:3] == ["python3", AUDIT_SCRIPT,
+                       "/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]
+    assert job["ops"][0]["args"]["resources"] == spec["ops"][0]["args"]["resources"]
+    with pytest.raises(InvalidInput):
+        audit_job_definition(batch, {"ops": []}, script_sha256="1" * 64,
+                             batch_sha256="2" * 64, image="x", market="cpu")
+    raw = json.dumps([{"hash": "a" * 64, "positions": 9, "mismatches": 0,
+                       "prompt_tokens": 5, "completion_tokens": 9, "stop_ok": True},
+                      {"hash": "b" * 64, "error": "ValueError: boom"},
+                      {"hash": "c" * 64, "positions": 1, "mismatches": 1,
+                       "prompt_tokens": 1, "completion_tokens": 1, "stop_ok": True}]).encode()
+    assert parse_scores(raw, batch.records) == {"a" * 64: ReplayScore(9, 0, 5, 9, True)}
+    with pytest.raises(InvalidInput):
+        parse_scores(b"{}", batch.records)
+    with pytest.raises(InvalidInput):
+        parse_scores(b'[{"hash": "' + b"a" * 64 + b'"}]', batch.records)

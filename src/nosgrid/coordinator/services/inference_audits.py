@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nosgrid.coordinator.services import economics
+from nosgrid.core.errors import InvalidInput
 from nosgrid.core.events import UsageBilled
 from nosgrid.core.ledger import wallet
 from nosgrid.core.metering import HeldRequest, settle_audit_holds
@@ -223,6 +224,67 @@ def settle_holds(uow: UnitOfWork, now: int, *, fee_bps: int,
     return entries
 
 
+#: where an audit job finds its inputs and leaves its scores
+AUDIT_SCRIPT, AUDIT_BATCH, AUDIT_SCORES = "/inputs/inference_replay.py", "/inputs/batch.json", \
+    "/work/scores.json"
+
+
+def audit_job_definition(batch: AuditBatch, deployment_spec: Mapping[str, Any], *,
+                         script_sha256: str, batch_sha256: str, image: str,
+                         market: str, timeout_s: int = 3_600) -> dict[str, Any]:
+    """The job an auditor runs for one batch: the deployment's own model resources (the
+    same files, so the same digest), the replay script and the batch as input blobs, the
+    scores as its output. :class:`InvalidInput` if the deployment names no GGUF file.
+
+    ``AUDIT_SCRIPT`` is ``node/executor/inference_replay.py`` uploaded as a blob; the batch
+    is the JSON list of the sampled records (``UsageRecord.as_dict()`` plus ``hash``).
+    """
+    resources, model_path = [], ""
+    for op in deployment_spec.get("ops") or []:
+        for r in ((op.get("args") or {}).get("resources") or []):
+            if not isinstance(r, dict):
+                continue
+            resources.append(dict(r))
+            for f in r.get("files") or []:
+                if not model_path and str(f).endswith(".gguf"):
+                    model_path = f"{str(r.get('target', '')).rstrip('/')}/{f}"
+    if not model_path:
+        raise InvalidInput(f"the deployment of {batch.model!r} names no GGUF model file: "
+                           "its requests cannot be replayed by llama.cpp")
+    return {
+        "version": "0.1", "type": "container",
+        "meta": {"trigger": "inference-audit", "nosgrid": {
+            "market": market, "timeout": timeout_s, "verification": "none",
+            "inputs": [{"sha256": script_sha256, "path": AUDIT_SCRIPT},
+                       {"sha256": batch_sha256, "path": AUDIT_BATCH}],
+            "outputs": [AUDIT_SCORES]}},
+        "ops": [{"type": "container/run", "id": "replay", "args": {
+            "image": image, "resources": resources,
+            "cmd": ["python3", AUDIT_SCRIPT, model_path, AUDIT_BATCH, AUDIT_SCORES]}}],
+    }
+
+
+def parse_scores(raw: bytes, expected: Sequence[str]) -> dict[str, ReplayScore]:
+    """An audit job's output as scores per record; records it failed on (an ``error``
+    entry) or did not return are left out, to be drawn into another batch.
+    :class:`InvalidInput` when the output is not the script's JSON."""
+    try:
+        rows = json.loads(raw)
+        if not isinstance(rows, list):
+            raise TypeError("not a list")
+        out = {}
+        for r in rows:
+            if not isinstance(r, dict) or "error" in r or r.get("hash") not in expected:
+                continue
+            out[str(r["hash"])] = ReplayScore(
+                int(r["positions"]), int(r["mismatches"]), int(r["prompt_tokens"]),
+                int(r["completion_tokens"]), bool(r["stop_ok"]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidInput(f"the audit job's scores are not the replay script's JSON: {exc}"
+                           ) from None
+    return out
+
+
 def records_view(uow: UnitOfWork, owner: str, *, limit: int = 100) -> list[dict[str, Any]]:
     """The owner's own request records, with where each audit stands."""
     out = []
@@ -235,5 +297,16 @@ def records_view(uow: UnitOfWork, owner: str, *, limit: int = 100) -> list[dict[
     return out
 
 
-__all__ = ["BEACON_ENTRY", "SETTLE_ENTRY", "AuditBatch", "Decision", "apply_scores", "batches",
-           "decide", "records_view", "settle_holds"]
+__all__ = [
+    "BEACON_ENTRY",
+    "SETTLE_ENTRY",
+    "AuditBatch",
+    "Decision",
+    "apply_scores",
+    "audit_job_definition",
+    "batches",
+    "decide",
+    "parse_scores",
+    "records_view",
+    "settle_holds",
+]
