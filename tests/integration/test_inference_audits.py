@@ -235,3 +235,32 @@ async def test_a_fault_goes_to_a_panel_and_only_a_unanimous_one_slashes(tmp_path
         assert history.offences == 1  # one unanimous panel, one offence
         assert all(e.meta.get("records") == [first] for e in slashes)
         assert (await w.admin.ledger_verify()).ok
+
+
+async def test_records_past_retention_are_pruned_unless_an_audit_needs_them(
+        tmp_path: Path) -> None:
+    async with gateway_world(tmp_path, flush_every=1000, flush_interval_s=3600) as w:
+        await w.add_replica(w.node)
+        await _digest_deployment(w)
+        await _traffic(w, 2)
+        store, alice = w.gw.coord.store, str(w.alice_kp.pubkey())
+        with store.uow() as uow:
+            decision = inference_audits.decide(uow, int(time.time()), ALWAYS)
+            uow.commit()
+        kept = decision.sampled[0]
+        with store.uow() as uow:  # one verdict in: clean, so no audit needs it any more
+            u = w.gw.recorder.read(decision.sampled[1]).usage
+            inference_audits.apply_scores(uow, {decision.sampled[1]: ReplayScore(
+                u["completion_tokens"], 0, u["prompt_tokens"], u["completion_tokens"])},
+                w.gw.recorder.read, ALWAYS)
+            uow.commit()
+        later = int(time.time()) + ALWAYS.retention_s + 1
+        with store.uow() as uow:
+            gone = w.gw.recorder.prune(uow, later)
+            uow.commit()
+        w.gw.recorder.forget(gone)
+        assert gone == [decision.sampled[1]]
+        assert not w.gw.coord.blobs.exists(gone[0])
+        with store.uow(write=False) as uow:
+            left = [r["hash"] for r in InferenceRepo(uow.conn).records_of(alice)]
+        assert left == [kept] and w.gw.coord.blobs.exists(kept)  # sampled: still evidence

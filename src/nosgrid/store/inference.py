@@ -41,12 +41,14 @@ class InferenceRepo:
              "replayable": int(r.replayable), "entry": None, "state": RECORDED,
              "verdict": None} for h, r, cost in records])
 
-    def bill_records(self, hashes: Iterable[str], entry: int) -> None:
-        """These records were billed by journal entry ``entry``."""
+    def bill_records(self, hashes: Iterable[str], entry: int, *,
+                     paid_at: int | None = None) -> None:
+        """These records were billed by journal entry ``entry``; ``paid_at`` when that
+        entry paid the node at once (no audit hold), so nothing of theirs is held."""
         ids = sorted(set(hashes))
         if ids:
             self.conn.execute(update(t.gateway_records).where(
-                t.gateway_records.c.hash.in_(ids)).values(entry=entry))
+                t.gateway_records.c.hash.in_(ids)).values(entry=entry, settled_at=paid_at))
 
     def record(self, record_hash: str) -> dict[str, Any] | None:
         row = self.conn.execute(select(t.gateway_records).where(

@@ -293,7 +293,9 @@ class BillingMixin:
             entry = uow.ledger.append("gateway.usage", owner, now, postings, meta)
             uow.publish(UsageBilled(at=now, entry=entry, owner=owner,
                                     requests=meta["requests"], tokens=meta["tokens"]))
-            InferenceRepo(uow.conn).bill_records(paid.records.get(owner, ()), entry.seq)
+            InferenceRepo(uow.conn).bill_records(
+                paid.records.get(owner, ()), entry.seq,
+                paid_at=None if self.settings.audit_hold else now)
         for (kid, model), line in sorted(paid.usage.items()):
             repo.add_usage(kid, model, line)
         for kid, amount in sorted(paid.spend.items()):
