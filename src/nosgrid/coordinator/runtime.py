@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Connection
 
 from nosgrid.coordinator.blobs import BlobStore
+from nosgrid.coordinator.limits import RequestBudgets
 from nosgrid.coordinator.notifier import WorkNotifier
-from nosgrid.coordinator.services import economics, pricing, verification
+from nosgrid.coordinator.services import accounts, economics, pricing, verification
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.services.audit_runs import VerificationConfig
@@ -64,9 +65,15 @@ class Coordinator:
         #: chosen once by ``bootstrap`` (local now, or the chain opened at start-up)
         self.settlement: SettlementBackend = LOCAL
         self.settlement_installed = False
+        self.budgets = RequestBudgets(settings.budgets, self._budget_standing)
 
     def now(self) -> float:
         return self.clock()
+
+    def _budget_standing(self, key: str) -> float | None:
+        with self.store.uow(write=False) as uow:
+            return accounts.budget_standing(uow, key, int(self.now()),
+                                            self.settings.budgets.max_multiplier)
 
     def claim_nonce(self, pubkey: str, nonce: str, now: float) -> Piggyback | None:
         """Mark a request's nonce used; None if this key used it within the window (replay).

@@ -402,6 +402,10 @@ class NodeRepo:
     def ids(self) -> list[str]:
         return [r.id for r in self.conn.execute(select(t.nodes.c.id).order_by(t.nodes.c.id))]
 
+    def exists(self, node_id: str) -> bool:
+        return self.conn.execute(select(t.nodes.c.id).where(t.nodes.c.id == node_id)
+                                 ).first() is not None
+
     def get(self, node_id: str) -> dict[str, Any]:
         row = self.conn.execute(_GET_NODE, {"node_id": node_id}).first()
         if row is None:
