@@ -30,6 +30,7 @@ Solana) are translated into this tree at the boundary with ``raise ... from exc`
     ├── Conflict                      409 conflict
     │   ├── IllegalTransition         409 illegal_transition
     │   ├── AlreadyExists             409 already_exists
+    │   ├── IdempotencyKeyReused      409 idempotency_key_reused
     │   └── StakeLocked               409 stake_locked
     ├── PaymentRequired               402 payment_required
     │   ├── InsufficientFunds         402 insufficient_funds
@@ -252,6 +253,11 @@ class AlreadyExists(Conflict):
 class StakeLocked(Conflict):
     code = "stake_locked"
     default_message = "The stake is still locked; wait for it to unlock."
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used for another request."
 
 
 class PaymentRequired(NosgridError):

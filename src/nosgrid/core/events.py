@@ -58,6 +58,8 @@ class JobPosted(JobEvent):
     market: str
     deposit: int
     replica_reserve: int = 0
+    #: the market's non-refundable fee, to the treasury (its journal ``entry`` is set)
+    posting_fee: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,6 +44,8 @@ class MarketParams(BaseModel):
     #: audit fee in bps of the job price (used by verification)
     audit_fee_bps: int = Field(default=0, ge=0, le=10_000)
     min_stake: int = Field(default=0, ge=0, le=TOTAL_SUPPLY)
+    #: charged per posted job, to the treasury, never refunded (spam costs the spammer)
+    posting_fee: int = Field(default=0, ge=0, le=TOTAL_SUPPLY)
     gpu_models: tuple[str, ...] = ()
     min_vram_mb: int = Field(default=0, ge=0)
     min_gpus: int = Field(default=0, ge=0, le=64)

@@ -33,7 +33,7 @@ __all__ = [
     "LogsStored", "LogsView", "MarketDetail", "MarketNodeView", "MarketParams",
     "MarketPriceView", "MarketView", "NodeStanding", "NodeView", "NosUsdView",
     "OnchainAccountCheck", "OnchainVerifyReport", "OracleEpochView", "OracleReportView",
-    "OracleSourceView", "PayoutLegView", "PayoutView", "PollView", "PostedJob",
+    "OracleSourceView", "PayoutLegView", "PayoutView", "PollView", "PostedJob", "PostedJobs",
     "RegistrationView", "ReplicaView", "ReporterView", "ServiceView",
     "SettlementSplit", "SolanaAccountView", "SolanaFaucetView", "SolanaInfo",
     "SolanaSubmitted", "StakeView", "Undeployed", "UsageRow", "UsageView",
@@ -169,6 +169,12 @@ class PostedJob(JobView):
     #: how ``price_per_second`` was set: the market's NOS price, or its USD price at the
     #: oracle's NOS/USD rate (``nos_usd_rate``), or the configured fallback and why
     charged_reason: str = ""
+
+
+class PostedJobs(View):
+    """The jobs of a batch post, in the order they were sent."""
+
+    jobs: list[PostedJob]
 
 
 class JobList(View):

@@ -103,7 +103,11 @@ jobs = Table(
     Column("outcome", String(16)),
     #: what it was posted under (core.jobs.terms.JobTerms as JSON)
     Column("terms", Text, nullable=False),
+    #: the queue's order: posted_at less the job's bounded head start (core.jobs.queueing)
+    Column("queue_at", BigInteger),
     Index("ix_jobs_client", "client", "rowid_"),
+    Index("ix_jobs_queue", "state", "market", "queue_at", "rowid_"),
+    Index("ix_jobs_client_state", "client", "state"),
     Index("ix_jobs_state_market", "state", "market", "rowid_"),
     Index("ix_jobs_node", "node", "state"),
 )
@@ -120,6 +124,9 @@ nodes = Table(
     Column("waiting_since", Float),
     #: the markets the operator asked for (JSON list); NULL: any it qualifies for
     Column("pinned_markets", Text),
+    #: the operator key that vouched for the node (NULL: the node is its own operator)
+    Column("operator", String(64)),
+    Index("ix_nodes_operator", "operator"),
 )
 
 nonces = Table(
@@ -413,4 +420,18 @@ oracle_prices = Table(
     Column("sources", Integer, nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", BigInteger, nullable=False),
+)
+
+#: a client's retried requests (``Idempotency-Key``): the first answer, for a day
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("route", String(200), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_idempotency_at", "at"),
 )

@@ -48,6 +48,11 @@ class PostJobRequest(Body):
     max_price: str | None = Field(default=None, max_length=32)
 
 
+class PostJobsRequest(Body):
+    jobs: list[PostJobRequest] = Field(min_length=1, max_length=1000,
+                                       description="the jobs, posted all or none")
+
+
 class OutputFile(Body):
     path: str = Field(max_length=4096)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -202,7 +202,8 @@ def post(*, job_id: str, client: str, market: MarketParams, spec_hash: str, term
 
     With ``terms.replicas`` k > 1 the client also reserves k − 1 more deposits for the
     redundant runs (``replicas:<job>``); what the runs do not use is returned when the job
-    settles.
+    settles. ``terms.posting_fee`` goes to the treasury at once and is never refunded: it
+    is what makes posting (and cancelling) in a loop cost the poster.
     """
     if terms.market != market.name:
         raise InvalidInput(f"the terms name market {terms.market!r}, not {market.name!r}")
@@ -227,10 +228,11 @@ def post(*, job_id: str, client: str, market: MarketParams, spec_hash: str, term
         terms=terms,
     )
     reserve = deposit * (replicas - 1)
-    legs = [(escrow(job_id), deposit), (replica_reserve(job_id), reserve)]
+    legs = [(escrow(job_id), deposit), (replica_reserve(job_id), reserve),
+            (TREASURY, terms.posting_fee)]
     postings = tuple(Posting(wallet(client), dst, amt) for dst, amt in legs if amt > 0)
     ev = JobPosted(at=now, job_id=job_id, client=client, market=market.name, deposit=deposit,
-                   replica_reserve=reserve)
+                   replica_reserve=reserve, posting_fee=terms.posting_fee)
     return Transition(job, (ev,), postings)
 
 
