@@ -76,6 +76,15 @@ class MarketParams(BaseModel):
         return full if max_price is None else min(full, max_price)
 
 
+#: what an operator key signs to vouch for a node key (the node signs its registration)
+NODE_OPERATOR_PREFIX: Final = "nosgrid-node-operator-v1:"
+
+
+def node_operator_message(node: str) -> bytes:
+    """The bytes an operator signs to take ``node`` as one of its nodes."""
+    return (NODE_OPERATOR_PREFIX + node).encode()
+
+
 def parse_market_params(data: object) -> MarketParams:
     """Validate untrusted market parameters, raising :class:`InvalidMarketParams`."""
     from pydantic import ValidationError

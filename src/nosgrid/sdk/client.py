@@ -36,7 +36,7 @@ from solders.keypair import Keypair
 
 from nosgrid.core.errors import NosgridError, Unavailable
 from nosgrid.core.jobs.state import ENDED
-from nosgrid.core.markets import NOS_USD
+from nosgrid.core.markets import NOS_USD, node_operator_message
 from nosgrid.core.money import format_nos
 from nosgrid.core.pricing import reporter_consent_message
 from nosgrid.core.views import (
@@ -69,6 +69,7 @@ from nosgrid.core.views import (
     OracleReportView,
     PollView,
     PostedJob,
+    PostedJobs,
     RegistrationView,
     ReporterView,
     ServiceView,
@@ -103,6 +104,10 @@ class AsyncClient:
         self._clock = clock
         self._http = httpx.AsyncClient(base_url=self.url, transport=transport,
                                        timeout=httpx.Timeout(timeout, connect=5.0))
+        #: how often a request refused for its budget (429 + Retry-After) is sent again
+        self.rate_limit_retries = 3
+        #: the longest Retry-After the client waits for before giving the error back
+        self.max_retry_wait = 10.0
 
     @property
     def keypair(self) -> Keypair:
@@ -137,18 +142,32 @@ class AsyncClient:
 
     async def request(self, method: str, path: str, *, json_body: Any = None,
                       content: bytes | None = None, params: dict[str, Any] | None = None,
-                      signed: bool = True) -> Any:
-        """Send one request and return its JSON, raising NosgridError on an error answer."""
+                      signed: bool = True, idempotency_key: str | None = None) -> Any:
+        """Send one request and return its JSON, raising NosgridError on an error answer.
+
+        A 429 with ``Retry-After`` (the coordinator's request budget) is retried after the
+        wait it names, up to :attr:`rate_limit_retries` times if the wait is at most
+        :attr:`max_retry_wait` seconds, each time signed afresh; ``idempotency_key`` is
+        sent as ``Idempotency-Key`` so that a retried write happens once.
+        """
         body = content if content is not None else (
             b"" if json_body is None else json.dumps(json_body).encode())
-        full, headers = self._prepare(method, path, params, body, signed)
-        if content is not None:
-            headers["content-type"] = "application/octet-stream"
-        try:
-            resp = await self._http.request(method, full, content=body or None, headers=headers)
-        except httpx.TransportError as exc:
-            raise Unavailable(f"cannot reach the coordinator at {self.url}: {exc}") from None
-        return _decode(resp)
+        for attempt in range(self.rate_limit_retries + 1):
+            full, headers = self._prepare(method, path, params, body, signed)
+            if content is not None:
+                headers["content-type"] = "application/octet-stream"
+            if idempotency_key is not None:
+                headers["idempotency-key"] = idempotency_key
+            try:
+                resp = await self._http.request(method, full, content=body or None,
+                                                headers=headers)
+            except httpx.TransportError as exc:
+                raise Unavailable(f"cannot reach the coordinator at {self.url}: {exc}") from None
+            wait = _retry_after(resp)
+            if wait is None or wait > self.max_retry_wait or attempt == self.rate_limit_retries:
+                return _decode(resp)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
     async def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         """``request`` and parse the answer as ``model``."""
@@ -221,8 +240,9 @@ class AsyncClient:
         return await self._model(JournalView, "GET", "/v1/accounts/me/journal",
                                  params={"limit": limit, "before": before})
 
-    async def faucet(self, amount: str) -> FaucetView:
-        return await self._model(FaucetView, "POST", "/v1/faucet", json_body={"amount": amount})
+    async def faucet(self, amount: str, *, idempotency_key: str | None = None) -> FaucetView:
+        return await self._model(FaucetView, "POST", "/v1/faucet", json_body={"amount": amount},
+                                 idempotency_key=idempotency_key)
 
     # -- staking -------------------------------------------------------------------------
 
@@ -244,14 +264,26 @@ class AsyncClient:
 
     async def post_job(self, *, spec: dict[str, Any] | None = None, spec_text: str | None = None,
                        market: str | None = None, timeout: int | None = None,
-                       max_price: str | None = None) -> PostedJob:
+                       max_price: str | None = None,
+                       idempotency_key: str | None = None) -> PostedJob:
         """Post a definition; without ``market`` the coordinator picks it (the definition's
         ``meta.nosgrid.market``, its default market, or its only one) and says how in
-        ``market_chosen_by`` / ``market_why``."""
+        ``market_chosen_by`` / ``market_why``. With ``idempotency_key`` (a UUID, say) a
+        retry after a lost answer returns the first answer instead of posting twice."""
         body = {"spec": spec, "spec_text": spec_text, "market": market, "timeout": timeout,
                 "max_price": max_price}
         return await self._model(PostedJob, "POST", "/v1/jobs",
-                                 json_body={k: v for k, v in body.items() if v is not None})
+                                 json_body={k: v for k, v in body.items() if v is not None},
+                                 idempotency_key=idempotency_key)
+
+    async def post_jobs(self, jobs: list[dict[str, Any]], *,
+                        idempotency_key: str | None = None) -> PostedJobs:
+        """Post several jobs in one signed request, all or none: each item has the fields
+        of :meth:`post_job` (``spec`` or ``spec_text``, ``market``, ``timeout``,
+        ``max_price``)."""
+        items = [{k: v for k, v in job.items() if v is not None} for job in jobs]
+        return await self._model(PostedJobs, "POST", "/v1/jobs/batch",
+                                 json_body={"jobs": items}, idempotency_key=idempotency_key)
 
     async def job(self, job_id: str) -> JobView:
         return await self._model(JobView, "GET", f"/v1/jobs/{job_id}")
@@ -260,8 +292,9 @@ class AsyncClient:
         return await self._model(JobList, "GET", "/v1/jobs",
                                  params={"limit": limit, "cursor": cursor})
 
-    async def cancel(self, job_id: str) -> JobView:
-        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/cancel")
+    async def cancel(self, job_id: str, *, idempotency_key: str | None = None) -> JobView:
+        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/cancel",
+                                 idempotency_key=idempotency_key)
 
     async def result(self, job_id: str) -> JobResultView:
         return await self._model(JobResultView, "GET", f"/v1/jobs/{job_id}/result")
@@ -335,9 +368,16 @@ class AsyncClient:
     # -- node side ---------------------------------------------------------------------
 
     async def register_node(self, hardware: dict[str, Any],
-                            markets: list[str] | None = None) -> RegistrationView:
+                            markets: list[str] | None = None, *,
+                            operator: Keypair | None = None) -> RegistrationView:
+        """Register this key as a node; ``operator``: the operator key that vouches for it
+        (one operator may hold a bounded number of nodes)."""
+        body: dict[str, Any] = {"hardware": hardware, "markets": markets or []}
+        if operator is not None:
+            body["operator"] = str(operator.pubkey())
+            body["operator_consent"] = operator_consent(operator, self.pubkey)
         return await self._model(RegistrationView, "POST", "/v1/nodes/register",
-                                 json_body={"hardware": hardware, "markets": markets or []})
+                                 json_body=body)
 
     async def heartbeat(self) -> HeartbeatView:
         return await self._model(HeartbeatView, "POST", "/v1/nodes/heartbeat")
@@ -434,6 +474,14 @@ def _q(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+def _retry_after(resp: httpx.Response) -> float | None:
+    """The seconds a 429 asks the client to wait (None: not a budget refusal)."""
+    if resp.status_code != 429:
+        return None
+    value = resp.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
 def _decode(resp: httpx.Response) -> Any:
     try:
         payload = resp.json()
@@ -512,6 +560,7 @@ class Client:
     change_stake = _blocking(AsyncClient.change_stake)
     claim_rewards = _blocking(AsyncClient.claim_rewards)
     post_job = _blocking(AsyncClient.post_job)
+    post_jobs = _blocking(AsyncClient.post_jobs)
     job = _blocking(AsyncClient.job)
     jobs = _blocking(AsyncClient.jobs)
     cancel = _blocking(AsyncClient.cancel)
@@ -576,6 +625,11 @@ async def _make_async(url: str | None, keypair: Keypair | None,
 
 async def _await(aw: Awaitable[T]) -> T:
     return await aw
+
+
+def operator_consent(operator: Keypair, node: str) -> str:
+    """``operator``'s signature vouching for ``node`` (base58), for node registration."""
+    return str(operator.sign_message(node_operator_message(node)))
 
 
 def reporter_consent(operator: Keypair, reporter: str) -> str:

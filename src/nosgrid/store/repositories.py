@@ -425,6 +425,11 @@ class NodeRepo:
     def ids(self) -> list[str]:
         return [r.id for r in self.conn.execute(select(t.nodes.c.id).order_by(t.nodes.c.id))]
 
+    def of_operator(self, operator: str) -> list[str]:
+        """The nodes ``operator`` vouched for."""
+        return [str(r.id) for r in self.conn.execute(
+            select(t.nodes.c.id).where(t.nodes.c.operator == operator))]
+
     def exists(self, node_id: str) -> bool:
         return self.conn.execute(select(t.nodes.c.id).where(t.nodes.c.id == node_id)
                                  ).first() is not None

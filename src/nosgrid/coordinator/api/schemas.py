@@ -33,6 +33,10 @@ class FaucetRequest(Body):
 class RegisterRequest(Body):
     hardware: HardwareReport
     markets: list[str] = Field(default_factory=list, max_length=64)
+    #: the operator key vouching for this node, and its signature of
+    #: ``core.markets.node_operator_message(node)`` (SDK: ``operator_consent``)
+    operator: str | None = Field(default=None, max_length=64)
+    operator_consent: str | None = Field(default=None, max_length=128)
 
 
 class PollRequest(Body):
