@@ -107,10 +107,16 @@ def _require_funds(coord: Coordinator, signer: str) -> None:
     """Refuse an unfunded key before its definition is parsed or anything is written (its
     nonce stays in this process's memory for the signature window, which refuses a replay
     just as well: a refused request has nothing to replay)."""
+    piggyback = PIGGYBACK.get()
     with coord.store.uow(write=False) as uow:
+        try:  # the backend's own words first (on Solana: approve an allowance)
+            uow.settlement.check_post(uow, signer, 1)
+        except NosgridError:
+            if piggyback is not None:
+                piggyback.stored = True
+            raise
         if uow.ledger.balance(wallet(signer)) > 0:
             return
-    piggyback = PIGGYBACK.get()
     if piggyback is not None:
         piggyback.stored = True
     raise InsufficientFunds("this key's wallet is empty: posting needs a funded wallet (the "
