@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nosgrid.core.budgets import (
     PUBKEY_FORMAT,
@@ -144,6 +144,13 @@ class RequestBudgets:
         self.refused[cls] = self.refused.get(cls, 0) + 1
 
 
+def _refusal_body(cls: str, retry: str) -> RateLimited:
+    return RateLimited(f"too many {cls} requests from this caller; retry in {retry} s "
+                       "(unsigned requests and keys that are not funded, staked or "
+                       "registered share a small budget per address)",
+                       route_class=cls, retry_after=int(retry))
+
+
 def _is_stream(scope: Scope) -> bool:
     """A followed log (``?follow=true``): the one streaming read of the coordinator's API."""
     query: bytes = scope.get("query_string") or b""
@@ -158,6 +165,19 @@ class Budgets:
     def __init__(self, app: ASGIApp, budgets: RequestBudgets,
                  render: Callable[[NosgridError, str, dict[str, str]], ASGIApp]) -> None:
         self.app, self.budgets, self.render = app, budgets, render
+        #: the few distinct 429 answers, rendered once: a refusal must stay cheap
+        self._refusals: dict[tuple[bool, str, str], list[Message]] = {}
+
+    async def _refuse(self, cls: str, retry: str, path: str, send: Send) -> None:
+        shape = path.startswith("/openai/")
+        messages = self._refusals.get((shape, cls, retry))
+        if messages is None:
+            messages = await _rendered(self.render(_refusal_body(cls, retry), path,
+                                                   {"Retry-After": retry}))
+            if len(self._refusals) < 1_000:
+                self._refusals[(shape, cls, retry)] = messages
+        for message in messages:
+            await send(message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.budgets.params.enabled:
@@ -180,12 +200,7 @@ class Budgets:
         wait = self.budgets.admit(cls, key or None, ip)
         if wait > 0:
             self.budgets.count_refusal(cls)
-            retry = retry_after_header(wait)
-            err = RateLimited(f"too many {cls} requests from this caller; retry in "
-                              f"{retry} s (unsigned requests and keys that are not funded, "
-                              "staked or registered share a small budget per address)",
-                              route_class=cls, retry_after=int(retry))
-            await self.render(err, path, {"Retry-After": retry})(scope, receive, send)
+            await self._refuse(cls, retry_after_header(wait), path, send)
             return
         if not streaming:
             await self.app(scope, receive, send)
@@ -221,3 +236,18 @@ def _caller(headers: dict[bytes, bytes], cls: RouteClass) -> str | None:
     if not PUBKEY_FORMAT.match(pubkey) or not ts.isdigit() or len(ts) > 12:
         return None
     return pubkey
+
+
+async def _rendered(response: ASGIApp) -> list[Message]:
+    """The ASGI messages ``response`` sends (to replay them without rendering again)."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def collect(message: Message) -> None:
+        sent.append(message)
+
+    await response({"type": "http", "method": "GET", "path": "/", "headers": []}, receive,
+                   collect)
+    return sent
