@@ -10,7 +10,7 @@ STAMP_VENV := $(VENV)/.installed
 # cgroups here), busybox-static and debootstrap to build images without a registry, procps
 # (pgrep, in the e2e tests) and libgomp1 (copied into the llama.cpp image).
 SYSTEM_PACKAGES := podman runc busybox-static debootstrap python3-venv iproute2 ca-certificates \
-	procps libgomp1
+	procps libgomp1 chromium
 PYTEST_ARGS ?=
 
 .PHONY: run test lint unit bench system venv images clean

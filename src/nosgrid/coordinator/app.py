@@ -34,11 +34,13 @@ from nosgrid.coordinator.api import (
     system,
     verification,
 )
+from nosgrid.coordinator.api import dashboard as dashboard_routes
 from nosgrid.coordinator.api import services as service_routes
 from nosgrid.coordinator.api.openai import GatewayDispatch, openai_error
 from nosgrid.coordinator.api.openai import router as openai_router
 from nosgrid.coordinator.api.solana import router as solana_router
 from nosgrid.coordinator.bootstrap import bootstrap, open_settlement
+from nosgrid.coordinator.dashboard import pages as dashboard_pages
 from nosgrid.coordinator.gateway import Gateway, GatewaySettings
 from nosgrid.coordinator.limits import Budgets
 from nosgrid.coordinator.settings import CoordinatorSettings
@@ -231,6 +233,8 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     app.include_router(solana_router)
     app.include_router(service_routes.router)
     app.include_router(openai_router)
+    app.include_router(dashboard_routes.router)  # the dashboard's figures (JSON)
+    app.include_router(dashboard_pages.router)  # the dashboard's pages, at /
 
     @app.exception_handler(NosgridError)
     async def nosgrid_error(request: Request, exc: NosgridError) -> JSONResponse:

@@ -34,6 +34,15 @@ import httpx
 from pydantic import BaseModel, ValidationError
 from solders.keypair import Keypair
 
+from nosgrid.core.dashboard_views import (
+    AccountList,
+    JobValidation,
+    LedgerPage,
+    MarketStats,
+    NodeList,
+    NodeStats,
+    TokenomicsView,
+)
 from nosgrid.core.errors import NosgridError, Unavailable
 from nosgrid.core.jobs.state import ENDED
 from nosgrid.core.markets import NOS_USD, node_operator_message
@@ -460,6 +469,37 @@ class AsyncClient:
     async def ledger_verify(self) -> LedgerVerifyReport:
         return await self._model(LedgerVerifyReport, "GET", "/v1/ledger/verify", signed=False)
 
+    # -- the dashboard's figures (public reads) -------------------------------------------
+
+    async def market_stats(self, name: str) -> MarketStats:
+        """Queue length, running jobs, nodes online and jobs ended in the last hour/day."""
+        return await self._model(MarketStats, "GET", f"/v1/markets/{name}/stats", signed=False)
+
+    async def nodes(self) -> NodeList:
+        return await self._model(NodeList, "GET", "/v1/nodes", signed=False)
+
+    async def node_stats(self, node_id: str) -> NodeStats:
+        """Uptime 24 h / 7 d, earnings per day, jobs run, audits, slashes, queue positions."""
+        return await self._model(NodeStats, "GET", f"/v1/nodes/{node_id}/stats", signed=False)
+
+    async def ledger_entries(self, from_seq: int = 0, limit: int = 50) -> LedgerPage:
+        """Journal entries from ``from_seq`` with the coordinator's check of their chain."""
+        return await self._model(LedgerPage, "GET", "/v1/ledger/entries", signed=False,
+                                 params={"from_seq": from_seq, "limit": limit})
+
+    async def ledger_accounts(self, prefix: str | None = None, limit: int = 100) -> AccountList:
+        return await self._model(AccountList, "GET", "/v1/ledger/accounts", signed=False,
+                                 params={"prefix": prefix, "limit": limit})
+
+    async def tokenomics(self, epochs: int = 52) -> TokenomicsView:
+        return await self._model(TokenomicsView, "GET", "/v1/tokenomics", signed=False,
+                                 params={"epochs": epochs})
+
+    async def validate_job(self, spec_text: str) -> JobValidation:
+        """What ``nosgrid job validate`` says of a definition, asked of the coordinator."""
+        return await self._model(JobValidation, "POST", "/v1/jobs/validate", signed=False,
+                                 json_body={"spec_text": spec_text})
+
 
 def _parse(model: type[M], payload: Any, path: str) -> M:
     try:
@@ -591,6 +631,13 @@ class Client:
     health = _blocking(AsyncClient.health)
     ledger_summary = _blocking(AsyncClient.ledger_summary)
     ledger_verify = _blocking(AsyncClient.ledger_verify)
+    market_stats = _blocking(AsyncClient.market_stats)
+    nodes = _blocking(AsyncClient.nodes)
+    node_stats = _blocking(AsyncClient.node_stats)
+    ledger_entries = _blocking(AsyncClient.ledger_entries)
+    ledger_accounts = _blocking(AsyncClient.ledger_accounts)
+    tokenomics = _blocking(AsyncClient.tokenomics)
+    validate_job = _blocking(AsyncClient.validate_job)
 
     def follow_logs(self, job_id: str, after: int = -1) -> Iterator[LogChunkView]:
         """Log chunks as the node sends them, until the job ends (blocks between them)."""

@@ -90,3 +90,28 @@ __all__ = [
     "SolanaSubmitted", "StakeView", "Undeployed", "UsageRow", "UsageView",
     "VerificationRun", "VerificationSummary", "VerificationView", "View",
 ]
+
+# the dashboard's figures (``/v1/markets/{name}/stats``, ``/v1/nodes/{id}/stats``, …)
+from nosgrid.core.dashboard_views import (
+    AccountBalance,
+    AccountList,
+    AllocationRow,
+    AnchorView,
+    DayEarnings,
+    EmissionPoint,
+    JobValidation,
+    LedgerEntryView,
+    LedgerPage,
+    MarketStats,
+    NodeList,
+    NodeQueuePosition,
+    NodeStats,
+    NodeSummary,
+    TokenomicsView,
+)
+
+__all__ += [
+    "AccountBalance", "AccountList", "AllocationRow", "AnchorView", "DayEarnings",
+    "EmissionPoint", "JobValidation", "LedgerEntryView", "LedgerPage", "MarketStats",
+    "NodeList", "NodeQueuePosition", "NodeStats", "NodeSummary", "TokenomicsView",
+]

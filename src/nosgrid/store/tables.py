@@ -110,6 +110,7 @@ jobs = Table(
     Index("ix_jobs_client_state", "client", "state"),
     Index("ix_jobs_state_market", "state", "market", "rowid_"),
     Index("ix_jobs_node", "node", "state"),
+    Index("ix_jobs_market_finished", "market", "finished_at"),
 )
 
 nodes = Table(
@@ -434,4 +435,16 @@ idempotency_records = Table(
     Column("response", Text, nullable=False),
     Column("at", BigInteger, nullable=False),
     Index("ix_idempotency_at", "at"),
+)
+
+#: seconds each node was seen online, per hour (``hour`` = unix seconds // 3600), credited
+#: by its heartbeats; ``last_at`` is the latest heartbeat counted (the next one credits the
+#: gap since). The dashboard's uptime over 24 h / 7 d is read from here.
+node_uptime = Table(
+    "node_uptime",
+    metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("seconds", Float, nullable=False),
+    Column("last_at", Float, nullable=False),
 )

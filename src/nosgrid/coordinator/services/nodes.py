@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nosgrid.coordinator.services import economics
+from nosgrid.coordinator.services import dashboard, economics
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.core.errors import BadSignature, InvalidInput, NodeNotFound, RateLimited
 from nosgrid.core.events import MarketCreated, NodeMarketsChanged, NodeSlashed, StakeEvent
@@ -111,6 +111,7 @@ def heartbeat(uow: UnitOfWork, node_id: str, now: float) -> list[str]:
     choice = refresh_markets(uow, node_id, int(now))
     uow.nodes.set(node_id, last_heartbeat=now, status="online")
     economics.record_heartbeat(uow, node_id, int(now), received=True)
+    dashboard.record_uptime(uow, node_id, now)
     return list(choice.markets)
 
 

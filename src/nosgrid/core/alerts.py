@@ -1,0 +1,60 @@
+"""Operator alerts: what changed about a node between two looks at it.
+
+The coordinator samples a node's public state (status, offences, since when it waits for
+work) and :func:`changes` names what an operator wants to hear about: it went offline or
+came back, it was slashed, it has been idle for ``idle_after`` seconds.
+
+>>> a = NodeSnapshot(status="online", offences=0, waiting_since=None)
+>>> [x.kind for x in changes(a, NodeSnapshot("offline", 0, None), now=10, idle_after=60)]
+['offline']
+>>> [x.kind for x in changes(a, NodeSnapshot("online", 1, None), now=10, idle_after=60)]
+['slashed']
+>>> [x.kind for x in changes(a, NodeSnapshot("online", 0, 0.0), now=61, idle_after=60)]
+['idle']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+AlertKind = Literal["offline", "online", "slashed", "idle"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSnapshot:
+    status: str
+    offences: int
+    #: since when the node has waited for work (None: busy, or not polling)
+    waiting_since: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: AlertKind
+    message: str
+
+
+def _idle(s: NodeSnapshot, now: float, idle_after: float) -> bool:
+    return (s.status == "online" and s.waiting_since is not None
+            and now - s.waiting_since >= idle_after)
+
+
+def changes(before: NodeSnapshot | None, after: NodeSnapshot, *, now: float,
+            idle_after: float, before_at: float = 0.0) -> list[Alert]:
+    """Alerts for the move from ``before`` (seen at ``before_at``; None: the first look)
+    to ``after`` (seen at ``now``). An idle spell is reported once."""
+    out: list[Alert] = []
+    was_online = before is None or before.status == "online"
+    if after.status != "online" and was_online:
+        out.append(Alert("offline", f"the node is {after.status}: its heartbeats stopped"))
+    if before is not None and before.status != "online" and after.status == "online":
+        out.append(Alert("online", "the node is back online"))
+    if before is not None and after.offences > before.offences:
+        out.append(Alert("slashed", f"the node was slashed (offence {after.offences})"))
+    reported = (before is not None and _idle(before, before_at, idle_after)
+                and before.waiting_since == after.waiting_since)
+    if _idle(after, now, idle_after) and not reported:
+        minutes = int((now - (after.waiting_since or now)) // 60)
+        out.append(Alert("idle", f"the node has waited for work for {minutes} min"))
+    return out
