@@ -49,8 +49,16 @@ def _env() -> jinja2.Environment:
                                      if at else "—")
     env.filters["day"] = lambda at: time.strftime("%m-%d", time.gmtime(at))
     env.filters["pct"] = lambda share: f"{100 * share:.1f}%"
-    env.filters["short"] = lambda key: f"{key[:6]}…{key[-4:]}" if len(key) > 12 else key
+    env.filters["short"] = _short
     return env
+
+
+def _short(name: str) -> str:
+    """A long key or id cut to its ends; an account keeps its kind (``wallet:Gew…9KPQ``)."""
+    kind, sep, rest = name.rpartition(":")
+    if len(rest) <= 16:
+        return name
+    return f"{kind}{sep}{rest[:6]}…{rest[-4:]}"
 
 
 def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:

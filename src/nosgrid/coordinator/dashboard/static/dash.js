@@ -21,6 +21,13 @@
     return out;
   }
 
+  // Base units as NOS, the way nosgrid.core.money.format_nos writes them (6 decimals, no
+  // trailing zeros): display only, the amounts are the API's integers.
+  function formatNos(units) {
+    const sign = units < 0 ? "-" : "", v = Math.abs(units);
+    const whole = Math.floor(v / 1e6), frac = v % 1e6;
+    return sign + whole + (frac ? "." + String(frac).padStart(6, "0").replace(/0+$/, "") : "");
+  }
   const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
   const sha256hex = async (bytes) => hex(await crypto.subtle.digest("SHA-256", bytes));
 
@@ -29,7 +36,14 @@
   let signer = null;
   const PKCS8_ED25519 = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
+  function needCrypto() {
+    if (!window.crypto || !crypto.subtle) {
+      throw new Error("this browser offers no WebCrypto here: open the dashboard over HTTPS (or on localhost)");
+    }
+  }
+
   async function signerFromKeyFile(text) {
+    needCrypto();
     let raw;
     try { raw = JSON.parse(text); } catch (e) { throw new Error("the file is not JSON: expected a solana-keygen id.json (an array of 64 numbers)"); }
     if (!Array.isArray(raw) || raw.length !== 64 || !raw.every((b) => Number.isInteger(b) && b >= 0 && b < 256)) {
@@ -199,7 +213,7 @@
       $("job-deposit").textContent = job.deposit_nos + " NOS"; $("job-seconds").textContent = String(job.seconds_used);
       const split = $("job-split").tBodies[0];
       if (job.settlement) {
-        const s = job.settlement, f = (v) => (v / 1e6).toFixed(6);
+        const s = job.settlement, f = formatNos;
         split.innerHTML = "";
         for (const [k, v] of [["Cost", s.cost_nos], ["Node", f(s.node_pay)], ["Treasury", f(s.treasury_fee)], ["Stakers", f(s.stakers_fee)], ["Refunded", f(s.refund)]]) {
           const tr = split.insertRow(); const th = document.createElement("th"); th.scope = "row"; th.textContent = k; tr.appendChild(th); tr.insertCell().textContent = v + " NOS";
@@ -216,7 +230,7 @@
         }
       }
       if (["verifying", "settled", "disputed"].includes(job.state)) {
-        api("GET", "/v1/jobs/" + job.id + "/verification").then((v) => { $("job-verification").textContent = v.status + (v.verdict ? " (" + v.verdict + ")" : ""); }).catch(() => { $("job-verification").textContent = "not verified (its definition asks for none)"; });
+        api("GET", "/v1/jobs/" + job.id + "/verification").then((v) => { $("job-verification").textContent = (v.status + (v.verdict ? " (" + v.verdict + ")" : "")).replace(/_/g, " "); }).catch(() => { $("job-verification").textContent = "not verified (its definition asks for none)"; });
       }
     }
     async function download(o) {
