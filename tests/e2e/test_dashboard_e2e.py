@@ -152,6 +152,11 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
     node = httpx.get(f"{url}/v1/nodes").json()["nodes"][0]["id"]
     page.goto(f"{url}/nodes/{node}")
     assert page.locator("[data-figure=jobs-run]").inner_text() == "1"
+    from_cli = cli.json("node", "stats", node)  # the same figures for scripts and bots
+    assert from_cli["jobs_run"] == 1
+    assert page.locator("[data-figure=earned]").inner_text() == (
+        f"{from_cli['earned_total_nos']} NOS")
+    assert cli.json("market", "stats", "cpu")["finished_1h"] == 1
     assert page.locator("svg.chart rect.bar").count() == 14
     page.click("#alert-form button")
     page.wait_for_selector("#alert-list li")

@@ -182,3 +182,18 @@ def register_reporter(
     else:
         console.print(f"reporter {r.key} reports for {r.operator} (stake "
                       f"{format_nos(r.stake)} NOS)", highlight=False)
+
+
+@app.command("stats")
+def stats(name: str, url: UrlOpt = None, json: JsonOpt = False) -> None:
+    """Queue length, running jobs, nodes online and jobs ended lately (the dashboard's)."""
+    with client(url, None, need_key=False) as c:
+        s = c.market_stats(name)
+    if json:
+        print_json(s)
+        return
+    console.print(table(f"market {name} now", ["figure", "value"], [
+        ["queue length", s.queue_length], ["running", s.running],
+        ["nodes online / waiting", f"{s.nodes_online} / {s.nodes_waiting}"],
+        ["jobs ended, last hour / 24 h", f"{s.finished_1h} / {s.finished_24h}"],
+        ["compute seconds, 24 h", s.gpu_seconds_24h]]))

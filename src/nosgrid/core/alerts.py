@@ -2,7 +2,8 @@
 
 The coordinator samples a node's public state (status, offences, since when it waits for
 work) and :func:`changes` names what an operator wants to hear about: it went offline or
-came back, it was slashed, it has been idle for ``idle_after`` seconds.
+came back, it was slashed, a model replica it serves failed its health check, it has been
+idle for ``idle_after`` seconds.
 
 >>> a = NodeSnapshot(status="online", offences=0, waiting_since=None)
 >>> [x.kind for x in changes(a, NodeSnapshot("offline", 0, None), now=10, idle_after=60)]
@@ -18,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-AlertKind = Literal["offline", "online", "slashed", "idle"]
+AlertKind = Literal["offline", "online", "slashed", "unhealthy", "idle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class NodeSnapshot:
     offences: int
     #: since when the node has waited for work (None: busy, or not polling)
     waiting_since: float | None
+    #: the node's gateway replicas whose health check failed
+    unhealthy_replicas: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +55,13 @@ def changes(before: NodeSnapshot | None, after: NodeSnapshot, *, now: float,
         out.append(Alert("online", "the node is back online"))
     if before is not None and after.offences > before.offences:
         out.append(Alert("slashed", f"the node was slashed (offence {after.offences})"))
+    if before is not None and after.unhealthy_replicas > before.unhealthy_replicas:
+        out.append(Alert("unhealthy", f"{after.unhealthy_replicas} model replica(s) of the "
+                                      "node failed their health check"))
     reported = (before is not None and _idle(before, before_at, idle_after)
                 and before.waiting_since == after.waiting_since)
     if _idle(after, now, idle_after) and not reported:
-        minutes = int((now - (after.waiting_since or now)) // 60)
+        since = after.waiting_since if after.waiting_since is not None else now
+        minutes = int((now - since) // 60)
         out.append(Alert("idle", f"the node has waited for work for {minutes} min"))
     return out

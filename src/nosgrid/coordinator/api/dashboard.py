@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from nosgrid.coordinator.api.deps import Coord
 from nosgrid.coordinator.api.schemas import ERROR_RESPONSES, SQL_INT_MAX, Body
+from nosgrid.coordinator.gateway import Gateway
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.services import dashboard
 from nosgrid.core.alerts import NodeSnapshot, changes
@@ -78,31 +79,37 @@ async def node_stats(node_id: str, coord: Coord) -> NodeStats:
 
 @router.get("/nodes/{node_id}/alerts", response_class=StreamingResponse, responses={200: {
     "description": "Server-sent events: `status` once, then `alert` events (offline, "
-                   "online, slashed, idle)", "content": {"text/event-stream": {}}}})
-async def node_alerts(node_id: str, coord: Coord,
+                   "online, slashed, unhealthy, idle)", "content": {"text/event-stream": {}}}})
+async def node_alerts(node_id: str, request: Request, coord: Coord,
                       idle_minutes: float = Query(30.0, gt=0, le=10_080),
                       max_s: float = Query(3600.0, ge=1, le=86_400)) -> StreamingResponse:
     """Alerts for an operator, as server-sent events (an ``EventSource`` in the page)."""
-    first = _snapshot(coord, node_id)  # a 404 for an unknown node, before streaming
-    return StreamingResponse(_alert_stream(coord, node_id, first, idle_minutes * 60, max_s),
+    gateway = request.app.state.gateway
+    look = lambda: _snapshot(coord, gateway, node_id)  # noqa: E731
+    first = look()  # a 404 for an unknown node, before streaming
+    return StreamingResponse(_alert_stream(coord, look, node_id, first, idle_minutes * 60,
+                                           max_s),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})
 
 
-def _snapshot(coord: Coordinator, node_id: str) -> NodeSnapshot:
+def _snapshot(coord: Coordinator, gateway: Gateway, node_id: str) -> NodeSnapshot:
     with coord.store.uow(write=False) as uow:
         node = uow.nodes.get(node_id)
         hist = uow.economics.offences(node_id)
+    unhealthy = sum(1 for r in gateway.registry.replicas.values()
+                    if r.node == node_id and not r.healthy)
     return NodeSnapshot(status=node["status"], offences=hist.offences,
-                        waiting_since=node["waiting_since"])
+                        waiting_since=node["waiting_since"], unhealthy_replicas=unhealthy)
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-async def _alert_stream(coord: Coordinator, node_id: str, first: NodeSnapshot,
-                        idle_after: float, max_s: float) -> AsyncIterator[bytes]:
+async def _alert_stream(coord: Coordinator, look: Callable[[], NodeSnapshot], node_id: str,
+                        first: NodeSnapshot, idle_after: float,
+                        max_s: float) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     end = loop.time() + max_s
     before, before_at = None, 0.0
@@ -118,7 +125,7 @@ async def _alert_stream(coord: Coordinator, node_id: str, first: NodeSnapshot,
         if loop.time() >= end:
             return
         await asyncio.sleep(min(ALERT_POLL_S, max(0.0, end - loop.time())))
-        snap, now = _snapshot(coord, node_id), coord.now()
+        snap, now = look(), coord.now()
 
 
 @router.get("/ledger/entries")
