@@ -9,7 +9,8 @@ would fetch them one after the other):
 * market page ``/markets/cpu`` ↔ ``/v1/markets/cpu`` + ``/stats`` + ``/nodes``
 * node page ``/nodes/{id}`` ↔ ``/v1/nodes/{id}`` + ``/v1/nodes/{id}/stats``
 * ledger page ``/ledger`` ↔ ``/v1/ledger/summary`` + ``/entries`` (50) + ``/accounts`` (25)
-* node list ``/nodes`` ↔ ``/v1/nodes``
+* node list ``/nodes`` ↔ ``/v1/nodes`` (the first 100 of the 1,000; the standings of all
+  are read to sort them)
 
 ``ratio`` = page p50 ÷ json p50: the cost of rendering HTML over answering JSON.
 

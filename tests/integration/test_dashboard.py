@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -121,12 +122,33 @@ async def test_pages_render_and_bad_input_is_a_clear_error(market: Market) -> No
 async def test_alerts_stream_tells_when_a_node_goes_offline(market: Market) -> None:
     m = market
     await _register(m)
-    with m.coord.store.uow() as uow:
-        uow.nodes.set(m.node.pubkey, status="offline")
-        uow.commit()
+
+    async def go_offline() -> None:
+        await asyncio.sleep(1.0)  # the stream has sent its status and waits for a change
+        with m.coord.store.uow() as uow:
+            uow.nodes.set(m.node.pubkey, status="offline")
+            uow.commit()
+
     async with httpx.AsyncClient(transport=m.transport, base_url="http://coordinator") as web:
-        r = await web.get(f"/v1/nodes/{m.node.pubkey}/alerts?max_s=1")
+        r, _ = await asyncio.gather(
+            web.get(f"/v1/nodes/{m.node.pubkey}/alerts?max_s=3"), go_offline())
     assert r.headers["content-type"].startswith("text/event-stream")
     events = [block.splitlines() for block in r.text.strip().split("\n\n")]
-    assert events[0][0] == "event: status" and events[1][0] == "event: alert"
-    assert json.loads(events[1][1].removeprefix("data: "))["kind"] == "offline"
+    assert events[0] == ["retry: 1000"] and events[1][0] == "event: status"
+    assert json.loads(events[1][1].removeprefix("data: "))["status"] == "online"
+    assert events[2][0] == "event: alert" and len(events) == 3
+    assert json.loads(events[2][1].removeprefix("data: "))["kind"] == "offline"
+
+
+async def test_node_list_pages(market: Market) -> None:
+    m = market
+    await _register(m)
+    await m.node2.register_node({"cpu_cores": 2, "memory_mb": 2048}, ["cpu"])
+    first = await m.alice.nodes(limit=1)
+    assert first.total == 2 and first.online == 2 and len(first.nodes) == 1 and first.next == 1
+    second = await m.alice.nodes(offset=first.next or 0, limit=1)
+    assert second.next is None and {first.nodes[0].id, second.nodes[0].id} == {
+        m.node.pubkey, m.node2.pubkey}
+    with pytest.raises(NosgridError) as err:
+        await m.alice.nodes(limit=0)
+    assert err.value.http_status == 400

@@ -33,7 +33,7 @@ def test_uptime_share_counts_from_registration() -> None:
 def test_alerts_name_each_change_once() -> None:
     online = NodeSnapshot("online", 0, None)
     idle = NodeSnapshot("online", 0, 0.0)
-    assert changes(None, online, now=0, idle_after=60) == []
+    assert changes(online, online, now=0, idle_after=60) == []
     assert [a.kind for a in changes(online, idle, now=30, idle_after=60)] == []
     first = changes(idle, idle, now=61, idle_after=60, before_at=30)
     assert [a.kind for a in first] == ["idle"] and "1 min" in first[0].message

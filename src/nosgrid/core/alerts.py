@@ -43,22 +43,21 @@ def _idle(s: NodeSnapshot, now: float, idle_after: float) -> bool:
             and now - s.waiting_since >= idle_after)
 
 
-def changes(before: NodeSnapshot | None, after: NodeSnapshot, *, now: float,
+def changes(before: NodeSnapshot, after: NodeSnapshot, *, now: float,
             idle_after: float, before_at: float = 0.0) -> list[Alert]:
-    """Alerts for the move from ``before`` (seen at ``before_at``; None: the first look)
-    to ``after`` (seen at ``now``). An idle spell is reported once."""
+    """Alerts for the move from ``before`` (seen at ``before_at``) to ``after`` (seen at
+    ``now``). An idle spell is reported once, when it crosses ``idle_after``."""
     out: list[Alert] = []
-    was_online = before is None or before.status == "online"
-    if after.status != "online" and was_online:
+    if after.status != "online" and before.status == "online":
         out.append(Alert("offline", f"the node is {after.status}: its heartbeats stopped"))
-    if before is not None and before.status != "online" and after.status == "online":
+    if before.status != "online" and after.status == "online":
         out.append(Alert("online", "the node is back online"))
-    if before is not None and after.offences > before.offences:
+    if after.offences > before.offences:
         out.append(Alert("slashed", f"the node was slashed (offence {after.offences})"))
-    if before is not None and after.unhealthy_replicas > before.unhealthy_replicas:
+    if after.unhealthy_replicas > before.unhealthy_replicas:
         out.append(Alert("unhealthy", f"{after.unhealthy_replicas} model replica(s) of the "
                                       "node failed their health check"))
-    reported = (before is not None and _idle(before, before_at, idle_after)
+    reported = (_idle(before, before_at, idle_after)
                 and before.waiting_since == after.waiting_since)
     if _idle(after, now, idle_after) and not reported:
         since = after.waiting_since if after.waiting_since is not None else now

@@ -84,9 +84,13 @@ class NodeSummary(View):
 
 
 class NodeList(View):
+    """A page of the nodes (online first, best reputation first) and the counts of all."""
+
     nodes: list[NodeSummary]
     online: int
     total: int
+    #: pass as ``offset`` for the next page; None on the last
+    next: int | None = None
 
 
 class LedgerEntryView(View):

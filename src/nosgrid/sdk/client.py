@@ -475,8 +475,10 @@ class AsyncClient:
         """Queue length, running jobs, nodes online and jobs ended in the last hour/day."""
         return await self._model(MarketStats, "GET", f"/v1/markets/{name}/stats", signed=False)
 
-    async def nodes(self) -> NodeList:
-        return await self._model(NodeList, "GET", "/v1/nodes", signed=False)
+    async def nodes(self, offset: int = 0, limit: int = 100) -> NodeList:
+        """A page of the registered nodes, online and best reputation first."""
+        return await self._model(NodeList, "GET", "/v1/nodes", signed=False,
+                                 params={"offset": offset, "limit": limit})
 
     async def node_stats(self, node_id: str) -> NodeStats:
         """Uptime 24 h / 7 d, earnings per day, jobs run, audits, slashes, queue positions."""

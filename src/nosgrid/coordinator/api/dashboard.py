@@ -63,10 +63,11 @@ async def market_stats(name: str, coord: Coord) -> MarketStats:
 
 
 @router.get("/nodes")
-async def list_nodes(coord: Coord) -> NodeList:
-    """Every registered node, online first, best reputation first."""
+async def list_nodes(coord: Coord, offset: int = Query(0, ge=0, le=SQL_INT_MAX),
+                     limit: int = Query(100, ge=1, le=1000)) -> NodeList:
+    """The registered nodes, online first, best reputation first, a page at a time."""
     with coord.store.uow(write=False) as uow:
-        return dashboard.node_list(uow, int(coord.now()))
+        return dashboard.node_list(uow, int(coord.now()), offset, limit)
 
 
 @router.get("/nodes/{node_id}/stats")
@@ -78,17 +79,28 @@ async def node_stats(node_id: str, coord: Coord) -> NodeStats:
 
 
 @router.get("/nodes/{node_id}/alerts", response_class=StreamingResponse, responses={200: {
-    "description": "Server-sent events: `status` once, then `alert` events (offline, "
-                   "online, slashed, unhealthy, idle)", "content": {"text/event-stream": {}}}})
+    "description": "Server-sent events: `status`, then an `alert` event (offline, online, "
+                   "slashed, unhealthy, idle) for each change while the stream is open",
+    "content": {"text/event-stream": {}}}})
 async def node_alerts(node_id: str, request: Request, coord: Coord,
                       idle_minutes: float = Query(30.0, gt=0, le=10_080),
-                      max_s: float = Query(3600.0, ge=1, le=86_400)) -> StreamingResponse:
-    """Alerts for an operator, as server-sent events (an ``EventSource`` in the page)."""
-    gateway = request.app.state.gateway
-    look = lambda: _snapshot(coord, gateway, node_id)  # noqa: E731
+                      max_s: float = Query(3600.0, ge=0, le=86_400)) -> StreamingResponse:
+    """Alerts for an operator, as server-sent events (an ``EventSource`` in the page).
+
+    A stream lasts at most ``max_s`` and the coordinator's long-poll limit (30 s by
+    default); it tells the client to reconnect at once, and each connection starts with
+    the node's ``status``, so a client that compares it with the last one it saw misses
+    nothing but the second in between.
+    """
+    gateway: Gateway = request.app.state.gateway
+
+    def look() -> NodeSnapshot:
+        return _snapshot(coord, gateway, node_id)
+
     first = look()  # a 404 for an unknown node, before streaming
+    limit = min(max_s, coord.settings.long_poll_max_s)
     return StreamingResponse(_alert_stream(coord, look, node_id, first, idle_minutes * 60,
-                                           max_s),
+                                           limit),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})
 
@@ -109,23 +121,22 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 async def _alert_stream(coord: Coordinator, look: Callable[[], NodeSnapshot], node_id: str,
                         first: NodeSnapshot, idle_after: float,
-                        max_s: float) -> AsyncIterator[bytes]:
+                        limit_s: float) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
-    end = loop.time() + max_s
-    before, before_at = None, 0.0
-    snap, now = first, coord.now()
-    yield _sse("status", {"node": node_id, "status": snap.status, "offences": snap.offences,
-                          "waiting_since": snap.waiting_since})
-    while True:
+    end = loop.time() + limit_s
+    before, before_at = first, coord.now()
+    yield b"retry: 1000\n\n"
+    yield _sse("status", {"node": node_id, "status": first.status,
+                          "offences": first.offences, "waiting_since": first.waiting_since,
+                          "unhealthy_replicas": first.unhealthy_replicas})
+    while loop.time() < end:
+        await asyncio.sleep(min(ALERT_POLL_S, max(0.0, end - loop.time())))
+        snap, now = look(), coord.now()
         for alert in changes(before, snap, now=now, idle_after=idle_after,
                              before_at=before_at):
             yield _sse("alert", {"node": node_id, "kind": alert.kind,
                                  "message": alert.message, "at": now})
         before, before_at = snap, now
-        if loop.time() >= end:
-            return
-        await asyncio.sleep(min(ALERT_POLL_S, max(0.0, end - loop.time())))
-        snap, now = look(), coord.now()
 
 
 @router.get("/ledger/entries")

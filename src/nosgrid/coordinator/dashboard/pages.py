@@ -105,10 +105,11 @@ async def market_page(name: str, coord: Coord) -> HTMLResponse:
 
 
 @router.get("/nodes", response_class=HTMLResponse)
-async def nodes_page(coord: Coord) -> HTMLResponse:
+async def nodes_page(coord: Coord, offset: int = Query(0, ge=0, le=SQL_INT_MAX),
+                     limit: int = Query(100, ge=1, le=1000)) -> HTMLResponse:
     with coord.store.uow(write=False) as uow:
-        listing = dashboard.node_list(uow, int(coord.now()))
-    return render("nodes.html", page="nodes", listing=listing)
+        listing = dashboard.node_list(uow, int(coord.now()), offset, limit)
+    return render("nodes.html", page="nodes", listing=listing, offset=offset, limit=limit)
 
 
 @router.get("/nodes/{node_id}", response_class=HTMLResponse)

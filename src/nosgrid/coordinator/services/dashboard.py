@@ -106,7 +106,7 @@ def queue_position(uow: UnitOfWork, node_id: str, market_name: str,
                              why=f"{position} of {len(pool)} idle nodes by reputation × √stake")
 
 
-def node_list(uow: UnitOfWork, now: int) -> NodeList:
+def node_list(uow: UnitOfWork, now: int, offset: int = 0, limit: int = 100) -> NodeList:
     rows = []
     for n in uow.nodes.all():
         standing = economics.node_standing(uow, n["id"], now)
@@ -117,8 +117,9 @@ def node_list(uow: UnitOfWork, now: int) -> NodeList:
                                 jobs_done=standing["jobs_done"],
                                 offences=standing["offences"]))
     rows.sort(key=lambda r: (r.status != "online", -r.reputation, r.id))
-    return NodeList(nodes=rows, online=sum(1 for r in rows if r.status == "online"),
-                    total=len(rows))
+    end = offset + limit
+    return NodeList(nodes=rows[offset:end], online=sum(1 for r in rows if r.status == "online"),
+                    total=len(rows), next=end if end < len(rows) else None)
 
 
 def ledger_page(uow: UnitOfWork, from_seq: int, limit: int, settlement: str) -> LedgerPage:

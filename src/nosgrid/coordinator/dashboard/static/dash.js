@@ -275,7 +275,16 @@
       if (source) source.close();
       const minutes = Number($("idle-minutes").value) || 30;
       source = new EventSource("/v1/nodes/" + encodeURIComponent(id) + "/alerts?idle_minutes=" + minutes);
-      source.addEventListener("status", (ev) => { const s = JSON.parse(ev.data); add("subscribed: the node is " + s.status + " (idle alert after " + minutes + " min)"); });
+      // each connection opens with the node's status (the stream reconnects every ~30 s):
+      // announce the first, and a change that happened between two connections
+      let last = null;
+      source.addEventListener("status", (ev) => {
+        const s = JSON.parse(ev.data);
+        if (last === null) add("subscribed: the node is " + s.status + " (idle alert after " + minutes + " min)");
+        else if (s.status !== last.status) add(s.status + ": the node is " + s.status);
+        else if (s.offences > last.offences) add("slashed: offence " + s.offences);
+        last = s;
+      });
       source.addEventListener("alert", (ev) => { const a = JSON.parse(ev.data); add(a.kind + ": " + a.message); });
     });
   }
