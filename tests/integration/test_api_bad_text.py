@@ -91,6 +91,7 @@ BODIES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("POST", "/v1/markets/{name}/ask"): [{"price": 1}],
     ("POST", "/v1/oracle/reporters"): [{"operator": "11111111111111111111111111111111",
                                         "consent": "1" * 88}],
+    ("POST", "/v1/jobs/validate"): [{"spec_text": json.dumps(SPEC)}],
 }
 #: every route with a path parameter but no JSON body
 PATH_ROUTES: list[tuple[str, str]] = [
@@ -103,6 +104,8 @@ PATH_ROUTES: list[tuple[str, str]] = [
     ("GET", "/v1/solana/payouts/{job_id}"), ("POST", "/v1/keys/{kid}/revoke"),
     ("DELETE", "/v1/deployments/{model}"), ("GET", "/v1/markets/{name}/price"),
     ("GET", "/v1/oracle/reporters/{key}"), ("GET", "/v1/oracle/reports/{digest}"),
+    ("GET", "/v1/markets/{name}/stats"), ("GET", "/v1/nodes/{node_id}/stats"),
+    ("GET", "/v1/nodes/{node_id}/alerts"),
 ]
 
 Loc = tuple[str | int, ...]
