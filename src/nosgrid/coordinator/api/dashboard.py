@@ -37,6 +37,12 @@ router = APIRouter(prefix="/v1", tags=["dashboard"], responses=ERROR_RESPONSES)
 ALERT_POLL_S = 1.0
 
 
+#: one server-sent event of an alert stream: ``data`` is JSON (the node's status, or an
+#: alert with its ``kind``, ``message`` and ``at``)
+_SSE_EVENT: dict[str, Any] = {"type": "object", "properties": {
+    "event": {"type": "string", "enum": ["status", "alert"]}, "data": {"type": "string"}}}
+
+
 class ValidateRequest(Body):
     spec_text: str
 
@@ -81,7 +87,7 @@ async def node_stats(node_id: str, coord: Coord) -> NodeStats:
 @router.get("/nodes/{node_id}/alerts", response_class=StreamingResponse, responses={200: {
     "description": "Server-sent events: `status`, then an `alert` event (offline, online, "
                    "slashed, unhealthy, idle) for each change while the stream is open",
-    "content": {"text/event-stream": {}}}})
+    "content": {"text/event-stream": {"schema": _SSE_EVENT}}}})
 async def node_alerts(node_id: str, request: Request, coord: Coord,
                       idle_minutes: float = Query(30.0, gt=0, le=10_080),
                       max_s: float = Query(3600.0, ge=0, le=86_400)) -> StreamingResponse:
