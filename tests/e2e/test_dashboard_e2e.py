@@ -38,6 +38,26 @@ JOB = {
 }
 
 
+#: text whose contrast with its background is under WCAG AA's 4.5:1 (disabled controls,
+#: which WCAG exempts, left out), as "selector-ish: ratio"
+LOW_CONTRAST_JS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92
+    : ((v + 0.055) / 1.055) ** 2.4; }).reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const bg = (el) => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el)
+    .backgroundColor); if (c.length === 3 || c[3] > 0) return c; } return [255, 255, 255]; };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.disabled || !el.offsetParent && el.tagName !== "BODY") continue;
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(bg(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push(el.tagName + "." + el.className + ": " + ratio.toFixed(2));
+  }
+  return low;
+}"""
+
+
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[str, Cli]]:
     port = free_port()
@@ -99,6 +119,7 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
 
     # markets: the cpu market with its node online
     page.goto(f"{url}/")
+    assert page.evaluate(LOW_CONTRAST_JS) == []
     assert page.locator("#m-cpu").inner_text() == "cpu"
     assert page.locator("[data-figure=online]").inner_text() == "1"
     page.screenshot(path=str(shots / "markets.png"), full_page=True)
@@ -146,6 +167,7 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
     with page.expect_download() as download:
         page.click("#job-outputs button")
     assert Path(download.value.path()).read_text() == "42\n"
+    assert page.evaluate(LOW_CONTRAST_JS) == []
     page.screenshot(path=str(shots / "job.png"), full_page=True)
 
     # the node's page: the job it ran, its earnings chart, alerts subscribed
@@ -161,6 +183,7 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
     page.click("#alert-form button")
     page.wait_for_selector("#alert-list li")
     assert "subscribed: the node is online" in page.locator("#alert-list").inner_text()
+    assert page.evaluate(LOW_CONTRAST_JS) == []
     page.screenshot(path=str(shots / "node.png"), full_page=True)
 
     # the ledger explorer: the hash chain recomputed in the page
@@ -168,10 +191,12 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
     page.wait_for_selector("#browser-check[data-verified]")
     assert page.get_attribute("#browser-check", "data-verified") == "true"
     assert "verified" in page.locator("#browser-check").inner_text()
+    assert page.evaluate(LOW_CONTRAST_JS) == []
     page.screenshot(path=str(shots / "ledger.png"), full_page=True)
 
     page.goto(f"{url}/tokenomics")
     assert page.locator("svg.chart polyline").count() == 1
+    assert page.evaluate(LOW_CONTRAST_JS) == []
     page.screenshot(path=str(shots / "tokenomics.png"), full_page=True)
 
     # keyboard: the first Tab reaches the skip link, which moves focus to the content

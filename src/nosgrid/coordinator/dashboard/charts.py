@@ -11,8 +11,9 @@ WIDTH, HEIGHT, PAD = 640, 200, 28
 
 
 def bar_chart(labels: Sequence[str], values: Sequence[int], *, title: str,
-              value_label: Sequence[str] | None = None) -> str:
-    """Vertical bars, one per label (values in any integer unit, drawn to scale)."""
+              value_label: Sequence[str] | None = None, top_label: str = "") -> str:
+    """Vertical bars, one per label (values in any integer unit, drawn to scale);
+    ``top_label`` names the tallest bar's value at the top of the scale."""
     n = max(1, len(values))
     top = max([*values, 1])
     slot = (WIDTH - 2 * PAD) / n
@@ -29,10 +30,11 @@ def bar_chart(labels: Sequence[str], values: Sequence[int], *, title: str,
     ticks = [f'<text x="{PAD + i * slot + slot / 2:.1f}" y="{HEIGHT - 8}" '
              f'text-anchor="middle" class="tick">{escape(labels[i])}</text>'
              for i in range(0, len(labels), step)]
-    return _svg(title, [_axis(), *bars, *ticks])
+    return _svg(title, [_axis(), _top(top_label), *bars, *ticks])
 
 
-def line_chart(values: Sequence[int], *, title: str, x_label: str = "") -> str:
+def line_chart(values: Sequence[int], *, title: str, x_label: str = "",
+               top_label: str = "") -> str:
     """One line over evenly spaced points (e.g. cumulative emission by epoch)."""
     if not values:
         return _svg(title, [_axis()])
@@ -43,7 +45,8 @@ def line_chart(values: Sequence[int], *, title: str, x_label: str = "") -> str:
                    for i, v in enumerate(values))
     label = (f'<text x="{WIDTH - PAD}" y="{HEIGHT - 8}" text-anchor="end" class="tick">'
              f'{escape(x_label)}</text>') if x_label else ""
-    return _svg(title, [_axis(), f'<polyline points="{pts}" class="line"/>', label])
+    return _svg(title, [_axis(), _top(top_label), f'<polyline points="{pts}" class="line"/>',
+                        label])
 
 
 def share_bar(parts: Sequence[tuple[str, int]], *, title: str) -> str:
@@ -60,6 +63,13 @@ def share_bar(parts: Sequence[tuple[str, int]], *, title: str) -> str:
                           f'class="tick">{escape(name)} {100 * v / total:.0f}%</text>')
         x += w
     return _svg(title, shapes, height=150)
+
+
+def _top(label: str) -> str:
+    if not label:
+        return ""
+    return (f'<line x1="{PAD}" y1="{PAD}" x2="{WIDTH - PAD}" y2="{PAD}" class="grid"/>'
+            f'<text x="{PAD}" y="{PAD - 6}" class="tick">{escape(label)}</text>')
 
 
 def _axis() -> str:

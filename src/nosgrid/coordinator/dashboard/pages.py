@@ -123,6 +123,8 @@ async def node_page(node_id: str, coord: Coord) -> HTMLResponse:
     chart = charts.bar_chart([_day(e.day) for e in stats.earnings],
                              [e.earned for e in stats.earnings],
                              value_label=[f"{e.earned_nos} NOS" for e in stats.earnings],
+                             top_label=f"{format_nos(max(e.earned for e in stats.earnings))} NOS"
+                             if any(e.earned for e in stats.earnings) else "",
                              title=f"NOS earned per day over the last {len(stats.earnings)} "
                                    "days")
     return render("node.html", page="nodes", node=node, stats=stats, chart=chart)
@@ -152,7 +154,9 @@ async def tokenomics_page(coord: Coord) -> HTMLResponse:
         tk = dashboard.tokenomics(uow, 104)
     curve = charts.line_chart([p.cumulative for p in tk.emission],
                               title="NOS emitted from the reserve, cumulative, by epoch",
-                              x_label=f"epoch {len(tk.emission) - 1}")
+                              x_label=f"epoch {len(tk.emission) - 1}",
+                              top_label=f"{format_nos(tk.emission[-1].cumulative)} NOS"
+                              if tk.emission else "")
     split = charts.share_bar([(a.account.removeprefix("alloc:"), a.amount)
                               for a in tk.allocation], title="Genesis allocation")
     return render("tokenomics.html", page="tokenomics", tk=tk, curve=curve, split=split)
