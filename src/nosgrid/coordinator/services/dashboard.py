@@ -39,9 +39,12 @@ _ENDED = {JobState.COMPLETED.value, JobState.FAILED.value, JobState.TIMED_OUT.va
 
 
 def record_uptime(uow: UnitOfWork, node_id: str, now: float) -> None:
-    """Credit the time since the node's previous heartbeat to its hourly uptime."""
+    """Credit the time since the node's previous heartbeat to its hourly uptime; before
+    its first, since it registered or last polled (``last_heartbeat``, not yet moved)."""
     reads = DashboardReads(uow.conn)
     previous = reads.last_seen(node_id)
+    if previous is None:
+        previous = float(uow.nodes.get(node_id)["last_heartbeat"])
     gained = uptime.credit(previous, now)
     hours = uptime.split_by_hour(now - gained, now) if gained and previous is not None else []
     reads.credit_uptime(node_id, hours, now)

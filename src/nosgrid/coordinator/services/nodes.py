@@ -109,9 +109,9 @@ def heartbeat(uow: UnitOfWork, node_id: str, now: float) -> list[str]:
     """The node is alive; returns the markets it serves (re-evaluated: a safety net for
     changes no event announced)."""
     choice = refresh_markets(uow, node_id, int(now))
+    dashboard.record_uptime(uow, node_id, now)  # before last_heartbeat moves: its baseline
     uow.nodes.set(node_id, last_heartbeat=now, status="online")
     economics.record_heartbeat(uow, node_id, int(now), received=True)
-    dashboard.record_uptime(uow, node_id, now)
     return list(choice.markets)
 
 
