@@ -9,6 +9,7 @@ import httpx
 import pytest
 from api_fixtures import BUSYBOX_SPEC, Market
 
+from nosgrid.coordinator.services import economics
 from nosgrid.core.errors import NosgridError
 from nosgrid.core.ledger import hash_body
 
@@ -152,3 +153,17 @@ async def test_node_list_pages(market: Market) -> None:
     with pytest.raises(NosgridError) as err:
         await m.alice.nodes(limit=0)
     assert err.value.http_status == 400
+
+
+async def test_standings_read_in_bulk_are_the_ones_read_one_by_one(market: Market) -> None:
+    m = market
+    await _run_one_job(m)  # the node has a reputation and a job done
+    await m.node2.faucet("10")
+    await m.node2.register_node({"cpu_cores": 2, "memory_mb": 2048}, ["cpu"])
+    await m.node2.change_stake("stake", amount="5", days=14)
+    now = int(m.clock.t)
+    ids = [m.node.pubkey, m.node2.pubkey, "NotANode"]
+    with m.coord.store.uow(write=False) as uow:
+        many = economics.node_standings(uow, ids, now)
+        assert many == {n: economics.node_standing(uow, n, now) for n in ids}
+    assert many[m.node2.pubkey]["stake"] > 0 and many[m.node.pubkey]["jobs_done"] == 1

@@ -111,8 +111,10 @@ def queue_position(uow: UnitOfWork, node_id: str, market_name: str,
 
 def node_list(uow: UnitOfWork, now: int, offset: int = 0, limit: int = 100) -> NodeList:
     rows = []
-    for n in uow.nodes.all():
-        standing = economics.node_standing(uow, n["id"], now)
+    nodes = uow.nodes.all()
+    standings = economics.node_standings(uow, [n["id"] for n in nodes], now)
+    for n in nodes:
+        standing = standings[n["id"]]
         rows.append(NodeSummary(id=n["id"], status=n["status"], markets=n["markets"],
                                 hardware=n["hardware"], stake=standing["stake"],
                                 stake_nos=format_nos(standing["stake"]),
