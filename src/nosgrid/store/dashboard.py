@@ -6,6 +6,7 @@ nodes reads a few rows per figure, never every job.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
@@ -64,6 +65,11 @@ class DashboardReads:
             select(func.count(), func.coalesce(func.sum(t.jobs.c.seconds_used), 0))
             .where(t.jobs.c.market == market, t.jobs.c.finished_at >= since)).one()
         return int(row[0]), int(row[1])
+
+    def nodes_online(self, market: str) -> int:
+        """Online nodes serving ``market`` (reads two columns, parses no hardware report)."""
+        rows = self.conn.execute(select(t.nodes.c.markets).where(t.nodes.c.status == "online"))
+        return sum(1 for r in rows if market in json.loads(r.markets))
 
     def queued_in(self, market: str) -> int:
         return int(self.conn.execute(select(func.count()).select_from(t.jobs).where(

@@ -56,7 +56,7 @@ def market_stats(uow: UnitOfWork, name: str, now: int, nodes_waiting: int) -> Ma
     by_state = reads.jobs_by_state(market=name)
     hour, _ = reads.finished_since(name, now - uptime.HOUR)
     day, seconds = reads.finished_since(name, now - uptime.DAY)
-    online = sum(1 for n in uow.nodes.all() if name in n["markets"] and n["status"] == "online")
+    online = reads.nodes_online(name)
     return MarketStats(
         market=name, queue_length=by_state.get(JobState.QUEUED.value, 0),
         running=by_state.get(JobState.RUNNING.value, 0)
