@@ -108,6 +108,18 @@ def _shots(tmp_path: Path) -> Path:
     return out
 
 
+def _shot(page: Any, path: Path) -> None:
+    """A full-page screenshot, as a 64-colour PNG when Pillow is there (a third the size)."""
+    page.screenshot(path=str(path), full_page=True)
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    with Image.open(path) as img:
+        small = img.convert("RGB").quantize(colors=64)
+    small.save(path, optimize=True)
+
+
 def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Path) -> None:
     url, cli = up
     shots = _shots(tmp_path)
@@ -122,7 +134,7 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
     assert page.evaluate(LOW_CONTRAST_JS) == []
     assert page.locator("#m-cpu").inner_text() == "cpu"
     assert page.locator("[data-figure=online]").inner_text() == "1"
-    page.screenshot(path=str(shots / "markets.png"), full_page=True)
+    _shot(page, shots / "markets.png")
 
     # sign in with the key file; it lives in the tab's memory only
     page.goto(f"{url}/console")
@@ -144,7 +156,7 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
     assert shown == cli_report[0]["errors"] and shown
     assert page.get_attribute("#spec", "aria-invalid") == "true"
     assert page.is_disabled("#post-btn")
-    page.screenshot(path=str(shots / "console-invalid.png"), full_page=True)
+    _shot(page, shots / "console-invalid.png")
 
     # a valid one: post it, watch its logs arrive and the job settle
     page.fill("#spec", json.dumps(JOB, indent=2))
@@ -168,7 +180,7 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
         page.click("#job-outputs button")
     assert Path(download.value.path()).read_text() == "42\n"
     assert page.evaluate(LOW_CONTRAST_JS) == []
-    page.screenshot(path=str(shots / "job.png"), full_page=True)
+    _shot(page, shots / "job.png")
 
     # the node's page: the job it ran, its earnings chart, alerts subscribed
     node = httpx.get(f"{url}/v1/nodes").json()["nodes"][0]["id"]
@@ -184,7 +196,7 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
     page.wait_for_selector("#alert-list li")
     assert "subscribed: the node is online" in page.locator("#alert-list").inner_text()
     assert page.evaluate(LOW_CONTRAST_JS) == []
-    page.screenshot(path=str(shots / "node.png"), full_page=True)
+    _shot(page, shots / "node.png")
 
     # the ledger explorer: the hash chain recomputed in the page
     page.goto(f"{url}/ledger")
@@ -192,12 +204,12 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
     assert page.get_attribute("#browser-check", "data-verified") == "true"
     assert "verified" in page.locator("#browser-check").inner_text()
     assert page.evaluate(LOW_CONTRAST_JS) == []
-    page.screenshot(path=str(shots / "ledger.png"), full_page=True)
+    _shot(page, shots / "ledger.png")
 
     page.goto(f"{url}/tokenomics")
     assert page.locator("svg.chart polyline").count() == 1
     assert page.evaluate(LOW_CONTRAST_JS) == []
-    page.screenshot(path=str(shots / "tokenomics.png"), full_page=True)
+    _shot(page, shots / "tokenomics.png")
 
     # keyboard: the first Tab reaches the skip link, which moves focus to the content
     page.goto(f"{url}/")
@@ -212,7 +224,7 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
         phone.goto(f"{url}{path}")
         assert phone.evaluate("document.documentElement.scrollWidth <= innerWidth + 1"), path
     phone.goto(f"{url}/")
-    phone.screenshot(path=str(shots / "markets-phone.png"), full_page=True)
+    _shot(phone, shots / "markets-phone.png")
     phone.close()
     assert problems == []
 
