@@ -166,6 +166,8 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
                            ".includes('step 1 of 3')", timeout=60_000)
     page.wait_for_function("document.getElementById('job-state').textContent === 'settled'",
                            timeout=90_000)
+    page.wait_for_function("document.getElementById('job-audits').textContent"
+                           ".includes('No audit run (not verified)')")
     logs = page.locator("#job-logs").inner_text()
     assert "step 3 of 3" in logs and "done" in logs
     job_id = page.locator("#job-id").inner_text()

@@ -230,7 +230,17 @@
         }
       }
       if (["verifying", "settled", "disputed"].includes(job.state)) {
-        api("GET", "/v1/jobs/" + job.id + "/verification").then((v) => { $("job-verification").textContent = (v.status + (v.verdict ? " (" + v.verdict + ")" : "")).replace(/_/g, " "); }).catch(() => { $("job-verification").textContent = "not verified (its definition asks for none)"; });
+        api("GET", "/v1/jobs/" + job.id + "/verification").then((v) => {
+          $("job-verification").textContent = (v.status + (v.verdict ? " (" + v.verdict + ")" : "")).replace(/_/g, " ");
+          const list = $("job-audits"); list.textContent = "";
+          for (const r of v.runs || []) {
+            const li = document.createElement("li");
+            li.textContent = r.role + " run " + r.job.slice(0, 12) + "… on node " + r.node.slice(0, 8) + "… (paid by the " + r.paid_by + ")";
+            list.appendChild(li);
+          }
+          if (v.comparison) { const li = document.createElement("li"); li.textContent = "comparison: " + (v.comparison.match ? "match" : "mismatch") + (v.comparison.reason ? " (" + v.comparison.reason + ")" : ""); list.appendChild(li); }
+          if (!list.children.length) list.innerHTML = "<li>No audit run (" + v.status.replace(/_/g, " ") + ").</li>";
+        }).catch(() => { $("job-verification").textContent = "not verified (its definition asks for none)"; });
       }
     }
     async function download(o) {
