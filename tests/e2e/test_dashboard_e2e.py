@@ -58,6 +58,33 @@ LOW_CONTRAST_JS = """() => {
 }"""
 
 
+#: a browser wallet as the Solana wallet standard has one register itself: it answers the
+#: page's ``wallet-standard:app-ready`` with ``register(wallet)``, connects with one
+#: account, and signs messages (``solana:signMessage``) with its own Ed25519 key
+FAKE_WALLET_JS = """(() => {
+  const ready = (async () => {
+    const kp = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+    const pub = new Uint8Array(await crypto.subtle.exportKey("raw", kp.publicKey));
+    window.__walletPub = pub;
+    const account = { address: "", publicKey: pub, chains: ["solana:localnet"],
+                      features: ["solana:signMessage"] };
+    return { version: "1.0.0", name: "Test Wallet", icon: "data:image/svg+xml,", chains: [],
+      accounts: [], features: {
+        "standard:connect": { version: "1.0.0", connect: async function () {
+          wallet.accounts = [account]; return { accounts: [account] }; } },
+        "solana:signMessage": { version: "1.0.0", signMessage: async (...inputs) =>
+          Promise.all(inputs.map(async (i) => ({ signedMessage: i.message,
+            signature: new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" },
+                                                               kp.privateKey, i.message)) }))) },
+      } };
+  })();
+  let wallet = null;
+  window.addEventListener("wallet-standard:app-ready", async (e) => {
+    wallet = await ready; e.detail.register(wallet);
+  });
+})();"""
+
+
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[str, Cli]]:
     port = free_port()
@@ -228,6 +255,22 @@ def test_dashboard_in_a_browser(up: tuple[str, Cli], browser: Any, tmp_path: Pat
     phone.goto(f"{url}/")
     _shot(phone, shots / "markets-phone.png")
     phone.close()
+
+    # a browser wallet (the Solana wallet standard) signs instead of a key file
+    context = browser.new_context()
+    context.add_init_script(FAKE_WALLET_JS)
+    walleted = context.new_page()
+    walleted.goto(f"{url}/console")
+    walleted.wait_for_selector("#wallet-btn:not([hidden])")
+    assert walleted.locator("#wallet-btn").inner_text() == "Use Test Wallet"
+    walleted.click("#wallet-btn")
+    walleted.wait_for_function("document.getElementById('pubkey').textContent !== ''")
+    wallet_key = walleted.evaluate("nosgrid.b58encode(window.__walletPub)")
+    assert walleted.locator("#pubkey").inner_text() == wallet_key
+    walleted.fill("#faucet-amount", "5")
+    walleted.click("#faucet-btn")  # a signed POST: the coordinator verified the wallet's
+    walleted.wait_for_function("document.getElementById('balance').textContent === '5'")
+    context.close()
     assert problems == []
 
 
