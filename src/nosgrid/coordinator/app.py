@@ -30,6 +30,7 @@ from nosgrid.coordinator.api import (
     markets,
     nodes,
     pricing,
+    receipts,
     staking,
     system,
     verification,
@@ -218,7 +219,7 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     app.state.coordinator = coord
     app.state.gateway = gw
     for module in (markets, accounts, nodes, jobs, blobs, staking, system, verification,
-                   pricing):
+                   pricing, receipts):
         app.include_router(module.router)
     app.include_router(solana_router)
     app.include_router(service_routes.router)

@@ -10,6 +10,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Connection
@@ -29,6 +30,9 @@ from nosgrid.settlement.backend import SettlementBackend
 from nosgrid.settlement.local import LOCAL
 from nosgrid.store.db import Piggyback, Store
 from nosgrid.store.repositories import NonceRepo
+
+if TYPE_CHECKING:
+    from nosgrid.coordinator.services.receipts import ReceiptIssuer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,8 @@ class Coordinator:
         self.clock = clock
         self.notifier = WorkNotifier()
         self.matcher = WeightedMatcher()
+        #: signs result receipts (set by bootstrap)
+        self.receipts: ReceiptIssuer | None = None
         self.blobs = BlobStore(settings.blob_dir, settings.max_blob_bytes)
         self.metrics = Metrics()
         self.log_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)

@@ -66,5 +66,10 @@ class CoordinatorSettings:
         return self.db or str(self.data_dir / "coordinator.db")
 
     @property
+    def attestor_dir(self) -> Path | None:
+        """Where the attestor's secret keys live (None: in memory, for an in-memory DB)."""
+        return None if self.db == "sqlite://" else self.data_dir / "attestor"
+
+    @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"

@@ -165,6 +165,24 @@ class ReplicaReserveReturned(JobEvent):
     amount: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptIssued(JobEvent):
+    """The market signed a result receipt for the job (``core.receipts``); ``receipt_id``
+    is its row, ``verdict`` its label (``held`` first for a job held for audit)."""
+
+    receipt_id: int
+    verdict: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestorRotated(Event):
+    """A new attestor key epoch was recorded (epoch 0: the market's first key)."""
+
+    epoch: int
+    key: str
+    signature: str = ""
+
+
 # --------------------------------------------------------------------- markets and nodes
 
 

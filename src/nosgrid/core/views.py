@@ -694,3 +694,57 @@ class OnchainVerifyReport(LedgerVerifyReport):
     outbox: dict[str, int] = Field(default_factory=dict)
     mint: str
     settlement: str
+
+
+# ------------------------------------------------------------------------------ receipts
+
+
+class ReceiptFields(View):
+    """A receipt's fields decoded (``core.receipts``): digests in hex, the reply key in
+    base58 (None: the job was not requested from chain)."""
+
+    version: int
+    verdict: str
+    epoch: int
+    seq: int
+    slot: int
+    market: str
+    job: str
+    definition: str
+    result: str
+    reply_key: str | None = None
+
+
+class ReceiptView(View):
+    """``GET /v1/jobs/{id}/receipt``: the job's current receipt, signed by ``attestor``.
+
+    ``receipt`` is the 172-byte layout in hex, ``signature`` the attestor's ed25519
+    signature over those bytes in hex (docs/composability.md); ``onchain`` the signature of
+    the transaction that published it, once confirmed; ``earlier`` the verdicts of the
+    job's earlier receipts (``held``)."""
+
+    job_id: str
+    verdict: str
+    attestor: str
+    receipt: str
+    signature: str
+    fields: ReceiptFields
+    onchain: str | None = None
+    earlier: list[str] = Field(default_factory=list)
+
+
+class AttestorEpochView(View):
+    epoch: int
+    key: str
+    #: the previous epoch's key's signature over ``nosgrid attestor epoch=N key=K``
+    signature: str = ""
+
+
+class AttestorChainView(View):
+    """``GET /v1/attestor``: every attestor key epoch, from the market's first key."""
+
+    current: AttestorEpochView | None = None
+    epochs: list[AttestorEpochView] = Field(default_factory=list)
+
+
+__all__ += ["AttestorChainView", "AttestorEpochView", "ReceiptFields", "ReceiptView"]

@@ -103,6 +103,7 @@ from nosgrid.sdk.models import (
     VerificationView,
     View,
 )
+from nosgrid.sdk.receipts import JobReceipt, verify_receipt
 from nosgrid.sdk.wallet import default_keypair_path, load_keypair, new_keypair, save_keypair
 
 __all__ = [
@@ -137,6 +138,7 @@ __all__ = [
     "JobList",
     "JobNotFound",
     "JobPayouts",
+    "JobReceipt",
     "JobResultView",
     "JobSpecView",
     "JobState",
@@ -199,4 +201,5 @@ __all__ = [
     "new_keypair",
     "reporter_consent",
     "save_keypair",
+    "verify_receipt",
 ]

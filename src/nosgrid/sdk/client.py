@@ -41,6 +41,7 @@ from nosgrid.core.money import format_nos
 from nosgrid.core.pricing import reporter_consent_message
 from nosgrid.core.views import (
     AccountView,
+    AttestorChainView,
     ClaimView,
     DeploymentList,
     DeploymentView,
@@ -69,6 +70,7 @@ from nosgrid.core.views import (
     OracleReportView,
     PollView,
     PostedJob,
+    ReceiptView,
     RegistrationView,
     ReporterView,
     ServiceView,
@@ -78,6 +80,7 @@ from nosgrid.core.views import (
     VerificationSummary,
     VerificationView,
 )
+from nosgrid.sdk.receipts import JobReceipt
 from nosgrid.sdk.wallet import load_keypair, sign_headers
 
 T = TypeVar("T")
@@ -272,6 +275,17 @@ class AsyncClient:
     async def verification(self, job_id: str) -> VerificationView:
         """How the job is being checked: mode, audit decision, runs, verdict."""
         return await self._model(VerificationView, "GET", f"/v1/jobs/{job_id}/verification")
+
+    async def receipt(self, job_id: str) -> JobReceipt:
+        """The job's current result receipt, raw and parsed (check it with
+        :func:`nosgrid.sdk.receipts.verify_receipt` against the key you trust)."""
+        view = await self._model(ReceiptView, "GET", f"/v1/jobs/{job_id}/receipt",
+                                 signed=False)
+        return JobReceipt.from_view(view)
+
+    async def attestor_chain(self) -> AttestorChainView:
+        """The market's attestor key epochs, each signed by the key before it."""
+        return await self._model(AttestorChainView, "GET", "/v1/attestor", signed=False)
 
     async def verification_summary(self) -> VerificationSummary:
         return await self._model(VerificationSummary, "GET", "/v1/verification/summary",
@@ -519,6 +533,8 @@ class Client:
     spec = _blocking(AsyncClient.spec)
     verification = _blocking(AsyncClient.verification)
     verification_summary = _blocking(AsyncClient.verification_summary)
+    receipt = _blocking(AsyncClient.receipt)
+    attestor_chain = _blocking(AsyncClient.attestor_chain)
     logs = _blocking(AsyncClient.logs)
     wait = _blocking(AsyncClient.wait)
     upload_blob = _blocking(AsyncClient.upload_blob)

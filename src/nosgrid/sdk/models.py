@@ -10,6 +10,8 @@ Example::
 
 from nosgrid.core.views import (
     AccountView,
+    AttestorChainView,
+    AttestorEpochView,
     BlobView,
     ClaimView,
     Comparison,
@@ -55,6 +57,8 @@ from nosgrid.core.views import (
     PayoutView,
     PollView,
     PostedJob,
+    ReceiptFields,
+    ReceiptView,
     RegistrationView,
     ReplicaView,
     ReporterView,
@@ -75,7 +79,8 @@ from nosgrid.core.views import (
 )
 
 __all__ = [
-    "AccountView", "BlobView", "ClaimView", "Comparison", "DeploymentList",
+    "AccountView", "AttestorChainView", "AttestorEpochView",
+    "BlobView", "ClaimView", "Comparison", "DeploymentList",
     "DeploymentStatus", "DeploymentView", "ErrorBody", "ErrorDetail", "FaucetView",
     "HealthView", "HeartbeatView", "JobList", "JobPayouts", "JobResultView", "JobSpecView",
     "JobView", "JournalEntryView", "JournalView", "KeyDetail", "KeyList", "KeyRevoked",
@@ -84,7 +89,8 @@ __all__ = [
     "MarketPriceView", "MarketView", "NodeStanding", "NodeView", "NosUsdView",
     "OnchainAccountCheck", "OnchainVerifyReport", "OracleEpochView", "OracleReportView",
     "OracleSourceView", "PayoutLegView", "PayoutView", "PollView", "PostedJob",
-    "RegistrationView", "ReplicaView", "ReporterView", "ServiceView",
+    "ReceiptFields", "ReceiptView", "RegistrationView",
+    "ReplicaView", "ReporterView", "ServiceView",
     "SettlementSplit", "SolanaAccountView", "SolanaFaucetView", "SolanaInfo",
     "SolanaSubmitted", "StakeView", "Undeployed", "UsageRow", "UsageView",
     "VerificationRun", "VerificationSummary", "VerificationView", "View",

@@ -91,6 +91,10 @@ class LiteSVMChain(ChainBase):
         """Whether ``prepared`` can no longer execute: its blockhash is no longer current."""
         return prepared.transaction.message.recent_blockhash != self.svm.latest_blockhash()
 
+    async def slot(self) -> int:
+        """The SVM's current slot (it moves only when a test warps it)."""
+        return int(self.svm.get_clock().slot)
+
     async def transaction_logs(self, signature: str) -> list[str] | None:
         """Program logs of a successful transaction; ``None`` if unknown or failed."""
         found = self.svm.get_transaction(Signature.from_string(signature))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from solders.transaction import Transaction
 from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
 from nosgrid.core.errors import Forbidden, InvalidInput
-from nosgrid.core.events import Event, JobSettled, UsageBilled
+from nosgrid.core.events import AttestorRotated, Event, JobSettled, ReceiptIssued, UsageBilled
 from nosgrid.core.identity import keypair_from_json
 from nosgrid.core.ledger import (
     REWARDS_POOL,
@@ -52,6 +53,7 @@ from nosgrid.settlement.sender import Sender
 from nosgrid.settlement.solana import SettlementAccounts, SolanaSettlement
 from nosgrid.store.db import Store, UnitOfWork
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxStatus
+from nosgrid.store.receipts import ReceiptRepo
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,28 @@ class SolanaBackend:
         s = self.settlement
         return [pool for pool, vault in ((AUDIT_POOL, s.audit_vault),
                                          (REWARDS_POOL, s.emissions_vault)) if vault]
+
+    # -- receipts (issue 17): queued in the transaction that issued them --------------------
+
+    def on_receipt_issued(self, uow: UnitOfWork, event: ReceiptIssued) -> None:
+        """Queue the receipt for publication (a signature check + Memo batch)."""
+        stored = ReceiptRepo(uow.conn).get(event.receipt_id)
+        OutboxRepo(uow.conn).add(kind=OutboxKind.RECEIPT, job_id=event.job_id,
+                                 entry_hash=hashlib.sha256(stored.signed.receipt).hexdigest(),
+                                 seq=event.receipt_id, legs=[], at=self.clock())
+
+    def on_attestor_rotated(self, uow: UnitOfWork, event: AttestorRotated) -> None:
+        """Queue the epoch's Memo (``nosgrid attestor epoch=N key=K [sig=S]``)."""
+        statement = f"{event.epoch}:{event.key}:{event.signature}".encode()
+        OutboxRepo(uow.conn).add(kind=OutboxKind.ATTESTOR,
+                                 entry_hash=hashlib.sha256(statement).hexdigest(),
+                                 seq=event.epoch, legs=[], at=self.clock())
+
+    def observed_slot(self) -> int:
+        """The chain slot receipts cite: LiteSVM's own, else the sender's last pass."""
+        if isinstance(self.chain, LiteSVMChain):
+            return int(self.chain.svm.get_clock().slot)
+        return self.sender.last_slot if self.sender is not None else 0
 
     def check_stake(self, uow: UnitOfWork, owner: str, amount: int) -> None:
         mirror.check_stake(uow, owner, amount)

@@ -121,6 +121,10 @@ class RpcChain(ChainBase):
         height = await self._call("getBlockHeight", self.client.get_block_height())
         return int(height.value) > prepared.last_valid_block_height
 
+    async def slot(self) -> int:
+        """The cluster's current slot at the configured commitment."""
+        return int((await self._call("getSlot", self.client.get_slot())).value)
+
     async def transaction_logs(self, signature: str) -> list[str] | None:
         """Program logs of a successful transaction at our commitment; ``None`` otherwise."""
         resp = await self._call(

@@ -29,12 +29,14 @@ from solders.instruction import Instruction
 from solders.transaction import Transaction
 
 from nosgrid.core.errors import SettlementFailed
+from nosgrid.settlement import receipts as receipt_tx
 from nosgrid.settlement import spl
 from nosgrid.settlement.chain import PreparedTransaction
 from nosgrid.settlement.errors import TransactionFailed
 from nosgrid.settlement.solana import SettlementRequest, SolanaSettlement
 from nosgrid.store.db import Store
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxRow, OutboxStatus
+from nosgrid.store.receipts import AttestorRepo, ReceiptRepo
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class SenderStats:
     failed: int = 0
     anchored: int = 0
     stake_moves: int = 0
+    receipts: int = 0
     transactions: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -83,6 +86,8 @@ class Sender:
         self.clock = clock
         self.wake = asyncio.Event()
         self._known_accounts: set[str] = set()
+        #: the chain's slot at the start of the last pass (receipts cite it)
+        self.last_slot = 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -100,6 +105,7 @@ class Sender:
     async def pass_once(self, limit: int = 500) -> SenderStats:
         """One pass: recover ``sent`` rows, anchor if due, send ``pending`` rows."""
         stats = SenderStats()
+        self.last_slot = await self.chain.slot()
         await self.recover(stats)
         self._queue_anchor_if_due()
         now = self.clock()
@@ -110,7 +116,10 @@ class Sender:
         for i in range(0, len(payouts), self.batch_size):
             await self._send_payouts(payouts[i:i + self.batch_size], stats)
         await self._send_stake_moves([r for r in rows if r.kind in STAKE_ACTIONS], stats)
+        await self._send_receipts([r for r in rows if r.kind is OutboxKind.RECEIPT], stats)
         for row in rows:
+            if row.kind is OutboxKind.ATTESTOR:
+                await self._send_attestor(row, stats)
             if row.kind is OutboxKind.ANCHOR:
                 payer = self.settlement.signer
                 ix = spl.anchor_memo_instruction(row.entry_hash, row.seq or 0, payer.pubkey())
@@ -201,6 +210,32 @@ class Sender:
                 stats.stake_moves += 1
                 if row.kind is OutboxKind.STAKE_DEPOSIT:
                     deposits[row.source] -= 1
+
+    async def _send_receipts(self, rows: Sequence[OutboxRow], stats: SenderStats) -> None:
+        """Receipts, as many per transaction as fit (``settlement.receipts.pack``)."""
+        if not rows:
+            return
+        with self.store.uow(write=False) as uow:
+            stored = {r.id: r.signed
+                      for r in ReceiptRepo(uow.conn).many([r.seq or 0 for r in rows])}
+        ready = [row for row in rows if row.seq in stored]
+        row_of = {stored[row.seq or 0].receipt: row for row in ready}
+        signed = [stored[row.seq or 0] for row in ready]
+        for batch, ixs in receipt_tx.pack(signed, self.settlement.signer.pubkey()):
+            if await self._send([row_of[s.receipt] for s in batch], ixs, stats):
+                stats.receipts += len(batch)
+
+    async def _send_attestor(self, row: OutboxRow, stats: SenderStats) -> None:
+        """An attestor epoch as a Memo signed by the settlement authority (who vouches
+        for epoch 0; later epochs carry the previous key's signature in the text)."""
+        with self.store.uow(write=False) as uow:
+            records = {e.epoch: e for e in AttestorRepo(uow.conn).epochs()}
+        record = records.get(row.seq or 0)
+        if record is None:
+            self._note([row.id], f"attestor epoch {row.seq} is not recorded")
+            return
+        payer = self.settlement.signer
+        await self._send([row], [spl.memo_instruction(record.memo(), payer.pubkey())], stats)
 
     async def _send(self, rows: Sequence[OutboxRow], ixs: Sequence[Instruction],
                     stats: SenderStats) -> bool:

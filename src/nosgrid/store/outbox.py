@@ -40,6 +40,8 @@ class OutboxKind(StrEnum):
     REWARDS_CLAIM = "rewards_claim"  # rewards vault → staker
     AUDIT_PAY = "audit_pay"  # audit vault → the runners of an audit (the fee came in a payout)
     EMISSION = "emission"  # emissions vault → the nodes an epoch rewards
+    RECEIPT = "receipt"  # a result receipt to publish (seq: its receipts row; no legs)
+    ATTESTOR = "attestor"  # an attestor key epoch to publish as a Memo (seq: the epoch)
 
 
 #: kinds that spend from ``source``'s allowance (they count as reserved until confirmed)
