@@ -233,6 +233,7 @@ async def open_settlement(coord: Coordinator) -> None:
         s.settlement, rpc_url=s.solana_rpc_url, commitment=s.solana_commitment,
         authority_keypair=s.solana_authority_keypair,
         accounts_file=s.solana_accounts_file or s.data_dir / "solana-accounts.json",
-        batch_size=s.settlement_batch_size, anchor_every=s.anchor_every)
+        batch_size=s.settlement_batch_size, anchor_every=s.anchor_every,
+        publish_receipts=s.publish_receipts)
     await backend.open(coord.store, int(coord.now()))
     install_settlement(coord, backend)

@@ -36,6 +36,8 @@ class CoordinatorSettings:
     settlement_batch_size: int = 1
     #: anchor the ledger head on chain every N journal entries (0 = never)
     anchor_every: int = 100
+    #: publish result receipts and attestor epochs on chain (litesvm/solana settlement)
+    publish_receipts: bool = True
     #: where a post that names no market goes (``nosgrid up``: ``cpu``); None: the only
     #: market, when there is exactly one (core.jobs.terms.requested_market)
     default_market: str | None = None

@@ -75,8 +75,11 @@ class SolanaBackend:
     def __init__(self, settlement: SolanaSettlement, *, name: str = "solana",
                  cluster: str = "", batch_size: int = 1, anchor_every: int = 0,
                  sender_interval_s: float = 1.0, clock: Callable[[], float] = time.time,
-                 mint_reserve: bool = False) -> None:
+                 mint_reserve: bool = False, publish_receipts: bool = False) -> None:
         self.settlement = settlement
+        #: publish result receipts and attestor epochs through the outbox (a coordinator
+        #: does, ``open_backend``; a bare backend settles money only)
+        self.publish_receipts = publish_receipts
         #: the market bootstrapped its own mint: mint the ledger's reserve into the
         #: emissions vault when the mirror opens
         self.mint_reserve = mint_reserve
@@ -169,6 +172,8 @@ class SolanaBackend:
 
     def on_receipt_issued(self, uow: UnitOfWork, event: ReceiptIssued) -> None:
         """Queue the receipt for publication (a signature check + Memo batch)."""
+        if not self.publish_receipts:
+            return
         stored = ReceiptRepo(uow.conn).get(event.receipt_id)
         OutboxRepo(uow.conn).add(kind=OutboxKind.RECEIPT, job_id=event.job_id,
                                  entry_hash=hashlib.sha256(stored.signed.receipt).hexdigest(),
@@ -176,6 +181,8 @@ class SolanaBackend:
 
     def on_attestor_rotated(self, uow: UnitOfWork, event: AttestorRotated) -> None:
         """Queue the epoch's Memo (``nosgrid attestor epoch=N key=K [sig=S]``)."""
+        if not self.publish_receipts:
+            return
         statement = f"{event.epoch}:{event.key}:{event.signature}".encode()
         OutboxRepo(uow.conn).add(kind=OutboxKind.ATTESTOR,
                                  entry_hash=hashlib.sha256(statement).hexdigest(),
@@ -425,7 +432,8 @@ def _counts(rows: list[Any]) -> dict[str, int]:
 async def open_backend(kind: str, *, rpc_url: str, commitment: str,
                        authority_keypair: Path | None, accounts_file: Path,
                        batch_size: int = 1, anchor_every: int = 0,
-                       clock: Callable[[], float] = time.time) -> SolanaBackend:
+                       clock: Callable[[], float] = time.time,
+                       publish_receipts: bool = True) -> SolanaBackend:
     """The configured non-local backend: ``litesvm`` or ``solana`` (RPC)."""
     authority = None
     if authority_keypair is not None:
@@ -433,7 +441,7 @@ async def open_backend(kind: str, *, rpc_url: str, commitment: str,
             raise InvalidInput(f"no authority keypair at {authority_keypair}")
         authority = keypair_from_json(authority_keypair.read_text(), str(authority_keypair))
     options: dict[str, Any] = {"batch_size": batch_size, "anchor_every": anchor_every,
-                               "clock": clock}
+                               "clock": clock, "publish_receipts": publish_receipts}
     if kind == "litesvm":
         return await SolanaBackend.litesvm(authority, **options)
     if kind == "solana":

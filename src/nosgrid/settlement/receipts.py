@@ -119,13 +119,12 @@ def receipts_in_memo(text: str) -> list[bytes]:
 
 def receipts_in_logs(logs: Sequence[str]) -> list[bytes]:
     """Receipt bytes from a transaction's program logs (the Memo program logs its text as
-    ``Program log: Memo (len N): "<text>"``)."""
+    ``Program log: <text>``, after ``Program log: Memo (len N)``)."""
     out: list[bytes] = []
-    marker = f'"{MEMO_PREFIX} '
+    marker = f"Program log: {MEMO_PREFIX} "
     for line in logs:
-        at = line.find(marker)
-        if at >= 0:
-            out.extend(receipts_in_memo(line[at + 1:].rstrip('"')))
+        if line.startswith(marker):
+            out.extend(receipts_in_memo(line[len("Program log: "):]))
     return out
 
 
