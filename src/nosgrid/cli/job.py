@@ -17,6 +17,7 @@ from nosgrid.core.jobs.state import JobState
 from nosgrid.core.money import format_nos
 from nosgrid.sdk.client import Client
 from nosgrid.sdk.models import JobView
+from nosgrid.sdk.receipts import verify_with_chain
 
 app = typer.Typer(help="Validate, post and follow jobs.", no_args_is_help=True)
 
@@ -266,3 +267,30 @@ def list_(limit: int = 20, cursor: int | None = None, url: UrlOpt = None,
     console.print(table("jobs", _JOB_COLUMNS, [_job_row(j) for j in page.jobs]))
     if page.next is not None:
         console.print(f"more: --cursor {page.next}")
+
+
+@app.command("receipt")
+def receipt(job_id: str,
+            raw: Annotated[bool, typer.Option(
+                "--raw", help="print the 236 signed bytes (signature ‖ receipt) as hex")] = False,
+            attestor: Annotated[str | None, typer.Option(
+                help="the market's first attestor key you trust (default: the coordinator's "
+                     "epoch 0)")] = None,
+            url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
+    """The job's result receipt, checked against the attestor key chain."""
+    with client(url, keypair, need_key=False) as c:
+        got = c.receipt(job_id)
+        chain = c.attestor_chain()
+    parsed, key = verify_with_chain(got, chain, attestor)
+    if raw:
+        sys.stdout.write(got.signed.hex() + "\n")
+        return
+    if json:
+        print_json({**got.view.model_dump(mode="json"), "verified_by": key})
+        return
+    f = got.view.fields
+    rows: list[list[Any]] = [["verdict", f.verdict], ["job", f"{job_id} (sha256 {f.job[:16]}…)"],
+            ["definition", f.definition], ["result", f.result], ["journal seq", f.seq],
+            ["slot", f.slot], ["attestor", f"{key} (epoch {parsed.epoch}, signature valid)"],
+            ["reply key", f.reply_key or "-"], ["on chain", got.view.onchain or "not yet"]]
+    console.print(table(f"receipt of {job_id}", ["field", "value"], rows))

@@ -42,6 +42,7 @@ from nosgrid.core.pricing import reporter_consent_message
 from nosgrid.core.views import (
     AccountView,
     AttestorChainView,
+    AttestorEpochView,
     ClaimView,
     DeploymentList,
     DeploymentView,
@@ -286,6 +287,10 @@ class AsyncClient:
     async def attestor_chain(self) -> AttestorChainView:
         """The market's attestor key epochs, each signed by the key before it."""
         return await self._model(AttestorChainView, "GET", "/v1/attestor", signed=False)
+
+    async def rotate_attestor(self) -> AttestorEpochView:
+        """Admin: start a new attestor key epoch (signed by the current key)."""
+        return await self._model(AttestorEpochView, "POST", "/v1/attestor/rotate")
 
     async def verification_summary(self) -> VerificationSummary:
         return await self._model(VerificationSummary, "GET", "/v1/verification/summary",
@@ -535,6 +540,7 @@ class Client:
     verification_summary = _blocking(AsyncClient.verification_summary)
     receipt = _blocking(AsyncClient.receipt)
     attestor_chain = _blocking(AsyncClient.attestor_chain)
+    rotate_attestor = _blocking(AsyncClient.rotate_attestor)
     logs = _blocking(AsyncClient.logs)
     wait = _blocking(AsyncClient.wait)
     upload_blob = _blocking(AsyncClient.upload_blob)

@@ -20,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nosgrid.core import receipts as layout
+from nosgrid.core.attestor import AttestorEpoch, key_of, verify_chain
 from nosgrid.core.errors import InvalidReceipt
 from nosgrid.core.receipts import RECEIPT_LEN, SIGNATURE_LEN, Receipt, Verdict, result_digest
-from nosgrid.core.views import ReceiptView
+from nosgrid.core.views import AttestorChainView, ReceiptView
 
-__all__ = ["JobReceipt", "Receipt", "Verdict", "result_digest", "verify_receipt"]
+__all__ = ["JobReceipt", "Receipt", "Verdict", "result_digest", "verify_receipt",
+           "verify_with_chain"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,19 @@ def verify_receipt(data: bytes, attestor_pubkey: str, signature: bytes | None = 
                                  f"(signature then receipt), not {len(data)}")
         signature, data = data[:SIGNATURE_LEN], data[SIGNATURE_LEN:]
     return layout.verify_receipt(data, signature, attestor_pubkey)
+
+
+def verify_with_chain(got: JobReceipt, chain: AttestorChainView,
+                      first_key: str | None = None) -> tuple[Receipt, str]:
+    """Verify ``got`` through the attestor key chain from ``first_key`` (the market's first
+    attestor key, which you trust; None: the chain's own epoch 0, trust on first use).
+
+    Returns the receipt and the key that signed it; :class:`InvalidReceipt` or
+    :class:`~nosgrid.core.errors.BrokenAttestorChain` when it does not verify.
+    """
+    records = [AttestorEpoch(e.epoch, e.key, e.signature) for e in chain.epochs]
+    if not records:
+        raise InvalidReceipt("the coordinator publishes no attestor keys")
+    verify_chain(records, first_key or records[0].key)
+    key = key_of(records, got.parsed.epoch)
+    return verify_receipt(got.signed, key), key

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from nosgrid.coordinator.api.deps import Coord
+from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import ERROR_RESPONSES
 from nosgrid.coordinator.services import receipts
-from nosgrid.core.views import AttestorChainView, ReceiptView
+from nosgrid.core.errors import Forbidden
+from nosgrid.core.views import AttestorChainView, AttestorEpochView, ReceiptView
 
 router = APIRouter(prefix="/v1", tags=["receipts"], responses=ERROR_RESPONSES)
 
@@ -26,3 +27,17 @@ async def attestor_chain(coord: Coord) -> AttestorChainView:
     """Every attestor key epoch, each signed by the key before it."""
     with coord.store.uow(write=False) as uow:
         return receipts.chain_view(uow)
+
+
+@router.post("/attestor/rotate", status_code=201)
+async def rotate_attestor(coord: Coord, signer: Signer) -> AttestorEpochView:
+    """Admin: move receipts to a new attestor key, vouched for by the current one (its
+    Memo is published on chain with the next sender pass)."""
+    if signer not in coord.settings.admin_keys:
+        raise Forbidden("only the coordinator's admin keys may rotate the attestor key")
+    if coord.receipts is None:
+        raise Forbidden("this coordinator issues no receipts")
+    with coord.store.uow() as uow:
+        record = coord.receipts.keys.rotate(uow, int(coord.now()))
+        uow.commit()
+    return AttestorEpochView(epoch=record.epoch, key=record.key, signature=record.signature)
