@@ -23,6 +23,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nosgrid import __version__
+from nosgrid.coordinator import chain_watcher
 from nosgrid.coordinator.api import (
     accounts,
     blobs,
@@ -206,9 +207,11 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
         if background:
             await coord.settlement.start(coord.store)
         task = asyncio.create_task(coord.run_maintenance()) if background else None
+        watcher = await chain_watcher.start(coord) if background else None
         await gw.start()
         yield
         await gw.stop()
+        await chain_watcher.stop(watcher)
         await coord.settlement.stop()
         if task is not None:
             task.cancel()

@@ -32,9 +32,11 @@ from solders.keypair import Keypair
 from solders.transaction import Transaction
 from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
+from nosgrid.core.chain_requests import RefundReason
 from nosgrid.core.errors import Forbidden, InvalidInput
 from nosgrid.core.events import AttestorRotated, Event, JobSettled, ReceiptIssued, UsageBilled
 from nosgrid.core.identity import keypair_from_json
+from nosgrid.core.jobs.state import Outcome
 from nosgrid.core.ledger import (
     REWARDS_POOL,
     STAKERS_POOL,
@@ -45,7 +47,7 @@ from nosgrid.core.ledger import (
 )
 from nosgrid.core.tokenomics import RESERVE
 from nosgrid.core.verification import AUDIT_POOL
-from nosgrid.settlement import mirror, spl
+from nosgrid.settlement import mirror, request_vault, spl
 from nosgrid.settlement.chain import PreparedTransaction, SolanaChain
 from nosgrid.settlement.litesvm_chain import LiteSVMChain
 from nosgrid.settlement.rpc_chain import RpcChain
@@ -53,7 +55,7 @@ from nosgrid.settlement.sender import Sender
 from nosgrid.settlement.solana import SettlementAccounts, SolanaSettlement
 from nosgrid.store.db import Store, UnitOfWork
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxStatus
-from nosgrid.store.receipts import ReceiptRepo
+from nosgrid.store.receipts import ChainRequestRepo, ReceiptRepo
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ class SolanaBackend:
                 raise InvalidInput(f"{accounts_file} names authority {acc.authority}, but the "
                                    f"keypair is {authority.pubkey()}")
             added = {}
-            for vault in ("audit_vault", "emissions_vault"):  # vaults newer than the file
+            for vault in ("audit_vault", "emissions_vault", "request_vault"):  # newer vaults
                 if not getattr(acc, vault):
                     added[vault] = str(await chain.create_token_account(
                         authority.pubkey(), spl.to_pubkey(acc.mint), authority))
@@ -130,7 +132,8 @@ class SolanaBackend:
                                           treasury=acc.treasury, stake_vault=acc.stake_vault,
                                           rewards_vault=acc.rewards_vault,
                                           audit_vault=acc.audit_vault,
-                                          emissions_vault=acc.emissions_vault)
+                                          emissions_vault=acc.emissions_vault,
+                                          request_vault=acc.request_vault)
             return cls(settlement, name="solana", cluster=url, **kwargs)
         settlement = await SolanaSettlement.bootstrap(chain, authority)
         accounts_file.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +152,15 @@ class SolanaBackend:
                               audit_vault=str(s.audit_vault or ""), at=self.clock())
         # a dispute's settle entry pays runners from the pool
         mirror.enqueue_pool_payouts(uow, entry, pools=self._pools(), at=self.clock())
+        vault = s.request_vault
+        if vault is not None and event.job.client == str(vault) and event.refund > 0:
+            request = ChainRequestRepo(uow.conn).for_job(event.job.id)
+            if request is not None:  # the unused deposit goes back to who paid
+                reason = (RefundReason.UNUSED if event.job.outcome is Outcome.COMPLETED
+                          else RefundReason.JOB_ENDED)
+                request_vault.enqueue_refund(uow, str(vault), request.signature,
+                                             event.refund, reason, int(self.clock()),
+                                             job_id=event.job.id)
 
     def on_usage_billed(self, uow: UnitOfWork, event: UsageBilled) -> None:
         mirror.enqueue_usage_payout(uow, _booked(event), event.owner,
@@ -198,6 +210,8 @@ class SolanaBackend:
         mirror.check_stake(uow, owner, amount)
 
     def on_stake_moved(self, uow: UnitOfWork, event: Event) -> None:
+        if event.entry is None:  # nothing moved (a slash of a node that has no stake)
+            return
         mirror.enqueue_stake_moves(uow, _booked(event),
                                    stake_vault_account=str(self.settlement.stake_vault),
                                    treasury=str(self.settlement.treasury), at=self.clock())
@@ -330,8 +344,11 @@ class SolanaBackend:
             unconfirmed = outbox.unconfirmed()
             anchors = outbox.in_status(OutboxStatus.CONFIRMED, kind=OutboxKind.ANCHOR)
             opened = mirror.opening(uow) or {}
+            vault = str(s.request_vault) if s.request_vault is not None else None
             wallets = sorted(name.removeprefix("wallet:") for name in balances
-                             if name.startswith("wallet:"))
+                             if name.startswith("wallet:") and name != wallet(vault or ""))
+            vault_expected = (request_vault.expected_balance(uow, vault)
+                              if vault is not None else 0)
             expected_allowance = {pk: balances[wallet(pk)] + mirror.reserved_for(uow, pk)
                                   for pk in wallets}
             pool_runs = mirror.open_pool_run_escrows(uow)
@@ -397,6 +414,17 @@ class SolanaBackend:
                 problems.append(f"{account}: chain holds {onchain} but the ledger says {want} "
                                 f"(after {pending.get(account, 0)} pending in, "
                                 f"{leaving.get(account, 0)} pending out)")
+        if s.request_vault is not None:  # what chain requests paid in, less what left
+            info = await self.chain.token_account_info(s.request_vault)
+            held = info.amount if info else 0
+            rows.append({"account": "request_vault", "ledger": balances.get(wallet(str(
+                s.request_vault)), 0), "onchain": held, "expected_onchain": vault_expected})
+            if held < vault_expected:
+                problems.append(f"request_vault: chain holds {held} but the ledger says "
+                                f"{vault_expected}")
+            elif held > vault_expected:
+                notes.append(f"request_vault: {held - vault_expected} paid in on chain but "
+                             "not yet read by the request watcher")
         for pk in wallets:
             allowance = await s.allowance(pk)
             want = expected_allowance[pk]

@@ -28,15 +28,17 @@ from typing import Final
 from solders.instruction import Instruction
 from solders.transaction import Transaction
 
+from nosgrid.core.chain_requests import RefundReason, refund_memo_text
 from nosgrid.core.errors import SettlementFailed
 from nosgrid.settlement import receipts as receipt_tx
+from nosgrid.settlement import requests as request_tx
 from nosgrid.settlement import spl
 from nosgrid.settlement.chain import PreparedTransaction
 from nosgrid.settlement.errors import TransactionFailed
 from nosgrid.settlement.solana import SettlementRequest, SolanaSettlement
 from nosgrid.store.db import Store
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxRow, OutboxStatus
-from nosgrid.store.receipts import AttestorRepo, ReceiptRepo
+from nosgrid.store.receipts import AttestorRepo, ChainRefundRepo, ReceiptRepo
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class SenderStats:
     anchored: int = 0
     stake_moves: int = 0
     receipts: int = 0
+    refunds: int = 0
     transactions: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -117,6 +120,9 @@ class Sender:
             await self._send_payouts(payouts[i:i + self.batch_size], stats)
         await self._send_stake_moves([r for r in rows if r.kind in STAKE_ACTIONS], stats)
         await self._send_receipts([r for r in rows if r.kind is OutboxKind.RECEIPT], stats)
+        for row in rows:
+            if row.kind is OutboxKind.REFUND:
+                await self._send_refund(row, stats)
         for row in rows:
             if row.kind is OutboxKind.ATTESTOR:
                 await self._send_attestor(row, stats)
@@ -236,6 +242,21 @@ class Sender:
             return
         payer = self.settlement.signer
         await self._send([row], [spl.memo_instruction(record.memo(), payer.pubkey())], stats)
+
+    async def _send_refund(self, row: OutboxRow, stats: SenderStats) -> None:
+        """Request vault → the request's source, with ``nosgrid refund ref=… reason=…``."""
+        s = self.settlement
+        with self.store.uow(write=False) as uow:
+            refund = ChainRefundRepo(uow.conn).get(row.entry_hash)
+        if refund is None or s.request_vault is None:
+            self._note([row.id], "no chain refund recorded for this row (or no request vault)")
+            return
+        ixs = request_tx.refund_instructions(
+            s.request_vault, spl.to_pubkey(refund.destination), s.mint, s.authority,
+            refund.amount, refund_memo_text(refund.request, RefundReason(refund.reason)),
+            s.decimals)
+        if await self._send([row], ixs, stats):
+            stats.refunds += 1
 
     async def _send(self, rows: Sequence[OutboxRow], ixs: Sequence[Instruction],
                     stats: SenderStats) -> bool:

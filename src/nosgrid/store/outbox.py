@@ -42,10 +42,12 @@ class OutboxKind(StrEnum):
     EMISSION = "emission"  # emissions vault → the nodes an epoch rewards
     RECEIPT = "receipt"  # a result receipt to publish (seq: its receipts row; no legs)
     ATTESTOR = "attestor"  # an attestor key epoch to publish as a Memo (seq: the epoch)
+    REFUND = "refund"  # request vault → a chain request's payer, with a reason Memo
 
 
-#: kinds that spend from ``source``'s allowance (they count as reserved until confirmed)
-ALLOWANCE_KINDS: Final = (OutboxKind.PAYOUT, OutboxKind.STAKE_DEPOSIT)
+#: kinds that spend from ``source``'s allowance (they count as reserved until confirmed;
+#: a refund spends from the request vault, the "client" of jobs requested from chain)
+ALLOWANCE_KINDS: Final = (OutboxKind.PAYOUT, OutboxKind.STAKE_DEPOSIT, OutboxKind.REFUND)
 
 
 @dataclass(frozen=True)

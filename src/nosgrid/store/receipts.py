@@ -168,6 +168,40 @@ class ChainRequestRepo:
             t.chain_requests.c.signature == signature).values(**values))
 
 
+@dataclass(frozen=True)
+class ChainRefund:
+    entry_hash: str
+    request: str
+    reason: str
+    amount: int
+    destination: str
+
+
+class ChainRefundRepo:
+    """Refunds out of the request vault, keyed by their ledger entry / outbox row."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, refund: ChainRefund, at: int) -> None:
+        self.conn.execute(t.chain_refunds.insert().values(
+            entry_hash=refund.entry_hash, request=refund.request, reason=refund.reason,
+            amount=refund.amount, destination=refund.destination, created_at=at))
+
+    def get(self, entry_hash: str) -> ChainRefund | None:
+        r = self.conn.execute(select(t.chain_refunds).where(
+            t.chain_refunds.c.entry_hash == entry_hash)).first()
+        return None if r is None else ChainRefund(str(r.entry_hash), str(r.request),
+                                                  str(r.reason), int(r.amount),
+                                                  str(r.destination))
+
+    def for_request(self, request: str) -> list[ChainRefund]:
+        rows = self.conn.execute(select(t.chain_refunds).where(
+            t.chain_refunds.c.request == request).order_by(t.chain_refunds.c.created_at))
+        return [ChainRefund(str(r.entry_hash), str(r.request), str(r.reason), int(r.amount),
+                            str(r.destination)) for r in rows]
+
+
 class CursorRepo:
     """Where each watcher stopped: written in the transaction that recorded what it read."""
 

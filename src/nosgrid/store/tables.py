@@ -463,6 +463,20 @@ chain_requests = Table(
     Index("ix_chain_requests_job", "job_id"),
 )
 
+#: refunds out of the request vault, by the ledger entry (and outbox row) that books them:
+#: what the reason Memo says
+chain_refunds = Table(
+    "chain_refunds",
+    metadata,
+    Column("entry_hash", String(64), primary_key=True),
+    Column("request", String(96), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_chain_refunds_request", "request"),
+)
+
 #: where each chain watcher stopped reading (the newest signature it processed)
 chain_cursors = Table(
     "chain_cursors",

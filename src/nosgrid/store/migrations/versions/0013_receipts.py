@@ -57,6 +57,17 @@ def upgrade() -> None:
     op.create_index("ix_chain_requests_status", "chain_requests", ["status"])
     op.create_index("ix_chain_requests_job", "chain_requests", ["job_id"])
     op.create_table(
+        "chain_refunds",
+        sa.Column("entry_hash", sa.String(length=64), nullable=False),
+        sa.Column("request", sa.String(length=96), nullable=False),
+        sa.Column("reason", sa.String(length=32), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("destination", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("entry_hash"),
+    )
+    op.create_index("ix_chain_refunds_request", "chain_refunds", ["request"])
+    op.create_table(
         "chain_cursors",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("position", sa.String(length=96), nullable=False),
@@ -67,6 +78,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("chain_cursors")
+    op.drop_index("ix_chain_refunds_request", table_name="chain_refunds")
+    op.drop_table("chain_refunds")
     op.drop_index("ix_chain_requests_job", table_name="chain_requests")
     op.drop_index("ix_chain_requests_status", table_name="chain_requests")
     op.drop_table("chain_requests")
