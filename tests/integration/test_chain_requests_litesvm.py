@@ -19,6 +19,7 @@ from solders.keypair import Keypair
 from nosgrid.coordinator.chain_watcher import CURSOR, RequestWatcher
 from nosgrid.core import receipts as layout
 from nosgrid.core.chain_requests import RequestMemo, request_memo_text
+from nosgrid.core.errors import NotFound
 from nosgrid.settlement import spl
 from nosgrid.settlement.requests import request_payment_instructions
 from nosgrid.store.receipts import ChainRefundRepo, ChainRequestRepo, CursorRepo, RequestStatus
@@ -122,6 +123,12 @@ async def test_a_paid_request_becomes_a_job_whose_receipt_names_the_reply_key(
     assert await m.token_balance(m.node.pubkey) == done.settlement.node_pay
     memos = await _refunds_on_chain(m, sig)
     assert memos == [f"nosgrid refund ref={sig} reason=unused"] * 2  # at post, at settle
+    view = await m.alice.chain_request(sig)  # public: anyone may look it up
+    assert view.job_id == job_id and view.job_state == "settled" and view.result is not None
+    assert view.reply_key == str(user.reply) and view.status == "posted"
+    assert [(r.amount, r.reason) for r in view.refunds] == [(paid - PRICE * TIMEOUT, "unused"),
+                                                           (PRICE * TIMEOUT - cost, "unused")]
+    assert all(r.onchain for r in view.refunds)
     report = await m.backend.reconcile(m.store)
     assert report["ok"], report["problems"]
     assert any(r["account"] == "request_vault" and r["onchain"] == 0
@@ -155,6 +162,11 @@ async def test_a_request_that_cannot_run_is_refunded_with_a_reason(
     await m.send()
     assert await user.balance() == before
     assert await _refunds_on_chain(m, sig) == [f"nosgrid refund ref={sig} reason={reason}"]
+    view = await m.alice.chain_request(sig)
+    assert view.status == "refunded" and view.job_id is None and view.reason
+    assert [r.reason for r in view.refunds] == [reason]
+    with pytest.raises(NotFound):
+        await m.alice.chain_request("1" * 64)
     with m.store.uow(write=False) as uow:
         request = ChainRequestRepo(uow.conn).get(sig)
         assert request is not None and request.status is RequestStatus.REFUNDING

@@ -747,4 +747,30 @@ class AttestorChainView(View):
     epochs: list[AttestorEpochView] = Field(default_factory=list)
 
 
-__all__ += ["AttestorChainView", "AttestorEpochView", "ReceiptFields", "ReceiptView"]
+class ChainRefundView(View):
+    amount: int
+    reason: str
+    #: the refund transaction once confirmed
+    onchain: str | None = None
+
+
+class ChainRequestView(View):
+    """``GET /v1/requests/{signature}``: what became of a payment into the request vault
+    (public, like the payment itself): its job (then ``GET /v1/jobs/{id}/receipt``), or
+    why it was refunded; the job's result document once it has one."""
+
+    signature: str
+    payer: str
+    source: str
+    amount: int
+    status: str
+    job_id: str | None = None
+    job_state: str | None = None
+    reply_key: str | None = None
+    reason: str = ""
+    refunds: list[ChainRefundView] = Field(default_factory=list)
+    result: dict[str, Any] | None = None
+
+
+__all__ += ["AttestorChainView", "AttestorEpochView", "ChainRefundView", "ChainRequestView",
+            "ReceiptFields", "ReceiptView"]

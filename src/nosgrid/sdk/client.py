@@ -43,6 +43,7 @@ from nosgrid.core.views import (
     AccountView,
     AttestorChainView,
     AttestorEpochView,
+    ChainRequestView,
     ClaimView,
     DeploymentList,
     DeploymentView,
@@ -287,6 +288,12 @@ class AsyncClient:
     async def attestor_chain(self) -> AttestorChainView:
         """The market's attestor key epochs, each signed by the key before it."""
         return await self._model(AttestorChainView, "GET", "/v1/attestor", signed=False)
+
+    async def chain_request(self, signature: str) -> ChainRequestView:
+        """What became of a payment into the request vault (by its transaction signature):
+        the job it posted and its result, or its refunds and why."""
+        return await self._model(ChainRequestView, "GET", f"/v1/requests/{signature}",
+                                 signed=False)
 
     async def rotate_attestor(self) -> AttestorEpochView:
         """Admin: start a new attestor key epoch (signed by the current key)."""
@@ -541,6 +548,7 @@ class Client:
     receipt = _blocking(AsyncClient.receipt)
     attestor_chain = _blocking(AsyncClient.attestor_chain)
     rotate_attestor = _blocking(AsyncClient.rotate_attestor)
+    chain_request = _blocking(AsyncClient.chain_request)
     logs = _blocking(AsyncClient.logs)
     wait = _blocking(AsyncClient.wait)
     upload_blob = _blocking(AsyncClient.upload_blob)

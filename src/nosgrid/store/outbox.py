@@ -123,6 +123,13 @@ class OutboxRepo:
             t.settlement_outbox.c.id == row_id)).one()
         return _row(row)
 
+    def by_entry(self, kind: OutboxKind, entry_hash: str) -> OutboxRow | None:
+        """The row of ``kind`` queued for ``entry_hash`` (one at most)."""
+        row = self.conn.execute(select(t.settlement_outbox).where(
+            t.settlement_outbox.c.kind == kind.value,
+            t.settlement_outbox.c.entry_hash == entry_hash)).first()
+        return None if row is None else _row(row)
+
     def for_job(self, job_id: str) -> list[OutboxRow]:
         rows = self.conn.execute(select(t.settlement_outbox).where(
             t.settlement_outbox.c.job_id == job_id).order_by(t.settlement_outbox.c.id))

@@ -1,5 +1,6 @@
-"""Routes: a job's result receipt and the attestor key chain (public: receipts are
-published on chain anyway, and a consuming program's operator holds no nosgrid key)."""
+"""Routes: a job's result receipt, the attestor key chain and what became of a request
+paid on chain (public: all of it is on chain anyway, and a consuming program's operator
+holds no nosgrid key)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from fastapi import APIRouter
 
 from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import ERROR_RESPONSES
-from nosgrid.coordinator.services import receipts
+from nosgrid.coordinator.services import chain_requests, receipts
 from nosgrid.core.errors import Forbidden
-from nosgrid.core.views import AttestorChainView, AttestorEpochView, ReceiptView
+from nosgrid.core.views import (
+    AttestorChainView,
+    AttestorEpochView,
+    ChainRequestView,
+    ReceiptView,
+)
 
 router = APIRouter(prefix="/v1", tags=["receipts"], responses=ERROR_RESPONSES)
 
@@ -41,3 +47,10 @@ async def rotate_attestor(coord: Coord, signer: Signer) -> AttestorEpochView:
         record = coord.receipts.keys.rotate(uow, int(coord.now()))
         uow.commit()
     return AttestorEpochView(epoch=record.epoch, key=record.key, signature=record.signature)
+
+
+@router.get("/requests/{signature}")
+async def chain_request(signature: str, coord: Coord) -> ChainRequestView:
+    """A payment into the request vault: its job (and result), or its refunds and why."""
+    with coord.store.uow(write=False) as uow:
+        return chain_requests.request_view(uow, signature)

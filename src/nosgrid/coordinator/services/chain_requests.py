@@ -25,15 +25,17 @@ from nosgrid.core.chain_requests import (
     check_payment,
     parse_request_memo,
 )
-from nosgrid.core.errors import InvalidJobSpec, MarketNotFound, NosgridError
+from nosgrid.core.errors import InvalidJobSpec, MarketNotFound, NosgridError, NotFound
 from nosgrid.core.jobs.load import load_job_definition
 from nosgrid.core.jobs.spec import JobDefinition
 from nosgrid.core.jobs.state import Job
 from nosgrid.core.jobs.terms import requested_market, terms_of
 from nosgrid.core.pricing import DEFAULT_ORACLE, OracleParams
+from nosgrid.core.views import ChainRefundView, ChainRequestView
 from nosgrid.settlement import request_vault
 from nosgrid.store.db import UnitOfWork
-from nosgrid.store.receipts import ChainRequest, ChainRequestRepo, RequestStatus
+from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxStatus
+from nosgrid.store.receipts import ChainRefundRepo, ChainRequest, ChainRequestRepo, RequestStatus
 
 #: the largest definition a request may carry inline (the rest of the Memo must fit too)
 MAX_INLINE_BYTES = 600
@@ -112,3 +114,28 @@ def process_request(uow: UnitOfWork, vault: str, request: ChainRequest, now: int
 def pending(uow: UnitOfWork) -> list[ChainRequest]:
     """Requests recorded but not yet posted or refunded (after a crash, too)."""
     return ChainRequestRepo(uow.conn).in_status(RequestStatus.SEEN)
+
+
+def request_view(uow: UnitOfWork, signature: str) -> ChainRequestView:
+    """What ``GET /v1/requests/{signature}`` answers."""
+    request = ChainRequestRepo(uow.conn).get(signature)
+    if request is None:
+        raise NotFound(f"no request paid by transaction {signature} has been read (yet); "
+                       "the watcher reads the vault every second or so")
+    refunds = []
+    for refund in ChainRefundRepo(uow.conn).for_request(signature):
+        row = OutboxRepo(uow.conn).by_entry(OutboxKind.REFUND, refund.entry_hash)
+        refunds.append(ChainRefundView(
+            amount=refund.amount, reason=refund.reason,
+            onchain=row.signature if row is not None and row.status is OutboxStatus.CONFIRMED
+            else None))
+    job = uow.jobs.get(request.job_id) if request.job_id else None
+    status = request.status
+    if status is RequestStatus.REFUNDING and refunds and all(r.onchain for r in refunds):
+        status = RequestStatus.REFUNDED  # the refund landed
+    return ChainRequestView(
+        signature=signature, payer=request.payer, source=request.source,
+        amount=request.amount, status=status.value, job_id=request.job_id,
+        job_state=job.state.value if job is not None else None, reply_key=request.reply_key,
+        reason=request.reason, refunds=refunds,
+        result=dict(job.result) if job is not None and job.result else None)
