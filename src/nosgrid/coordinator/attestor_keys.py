@@ -29,6 +29,8 @@ class AttestorKeys:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self._memory: dict[int, Keypair] = {}
+        #: keys read from their files (a key file never changes once written)
+        self._loaded: dict[int, Keypair] = {}
 
     def _path(self, epoch: int) -> Path | None:
         return None if self.directory is None else self.directory / f"epoch-{epoch}.json"
@@ -36,6 +38,8 @@ class AttestorKeys:
     def key(self, epoch: int, *, create: bool = False) -> Keypair:
         """The secret key of ``epoch`` (made if ``create`` and missing, exclusively, so two
         processes agree on one key)."""
+        if epoch in self._loaded:
+            return self._loaded[epoch]
         path = self._path(epoch)
         if path is None:
             if epoch not in self._memory:
@@ -53,7 +57,8 @@ class AttestorKeys:
         if not path.exists():
             raise InvalidInput(f"the attestor key of epoch {epoch} is missing ({path}); "
                                "restore it from your backup")
-        return keypair_from_json(path.read_text(), str(path))
+        self._loaded[epoch] = keypair_from_json(path.read_text(), str(path))
+        return self._loaded[epoch]
 
     def current(self, uow: UnitOfWork, now: int) -> tuple[AttestorEpoch, Keypair]:
         """The epoch that signs now, and its key; the first call records epoch 0."""
