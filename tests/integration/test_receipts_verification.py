@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
-from sqlalchemy import select
 from api_fixtures import Clock
+from sqlalchemy import select
 from test_verification_real import Grid, make_grid, node, post, run, who_got_work
 
 from nosgrid.core.receipts import Verdict, result_digest
