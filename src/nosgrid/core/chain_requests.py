@@ -35,6 +35,9 @@ from nosgrid.core.errors import InvalidInput
 
 MEMO_KIND: Final = "request"
 MAX_TIMEOUT_FIELD: Final = 10**7
+#: the largest definition a request may carry inline: its base64 and the transfer must fit
+#: one 1,232-byte transaction
+MAX_INLINE_BYTES: Final = 512
 _SHA_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _MARKET_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

@@ -622,6 +622,8 @@ class SolanaInfo(View):
     rewards_vault: str
     audit_vault: str = ""
     emissions_vault: str = ""
+    #: where a transfer with a ``nosgrid request`` Memo buys a job (docs/composability.md)
+    request_vault: str = ""
     decimals: int
     recent_blockhash: str
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import pricing
 from nosgrid.core.chain_requests import (
+    MAX_INLINE_BYTES,
     BadRequest,
     RefundReason,
     RequestMemo,
@@ -36,9 +37,6 @@ from nosgrid.settlement import request_vault
 from nosgrid.store.db import UnitOfWork
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxStatus
 from nosgrid.store.receipts import ChainRefundRepo, ChainRequest, ChainRequestRepo, RequestStatus
-
-#: the largest definition a request may carry inline (the rest of the Memo must fit too)
-MAX_INLINE_BYTES = 600
 
 DefinitionSource = Callable[[str], bytes | None]
 """sha256 hex → the stored definition's bytes (a blob), or None."""
