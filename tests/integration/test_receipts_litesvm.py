@@ -130,9 +130,11 @@ async def test_a_killed_sender_publishes_each_receipt_once(market: ChainMarket,
     await m.backend.settlement.ensure_account(m.node.pubkey)
     done = await m.run_job(m.alice, seconds=5)
     await m.send()  # the payout and the attestor's first epoch
-    with m.store.uow() as uow:  # a second receipt (as if issued after the first pass)
+    with m.store.uow() as uow:  # three more receipts: two transactions in the next pass
         assert m.coord.receipts is not None
-        m.coord.receipts.issue(uow, uow.jobs.get(done.id), layout.Verdict.AUDIT_AGREED, 99, 0)
+        for verdict in (layout.Verdict.AUDIT_AGREED, layout.Verdict.NODE_WRONG,
+                        layout.Verdict.INCONCLUSIVE):
+            m.coord.receipts.issue(uow, uow.jobs.get(done.id), verdict, 99, 0)
         uow.commit()
     sender, _ = _crashing_sender(m, when)
     with pytest.raises(Killed):
@@ -140,12 +142,12 @@ async def test_a_killed_sender_publishes_each_receipt_once(market: ChainMarket,
     restarted = Sender(m.store, m.backend.settlement, retry_after_s=0)
     await restarted.pass_once()
     rows = _rows(m, OutboxKind.RECEIPT)
-    assert len(rows) == 2 and all(r.status is OutboxStatus.CONFIRMED for r in rows)
+    assert len(rows) == 4 and all(r.status is OutboxStatus.CONFIRMED for r in rows)
     published: list[bytes] = []
     for signature in {r.signature for r in rows}:
         logs = await m.backend.chain.transaction_logs(signature or "")
         published += receipt_tx.receipts_in_logs(logs or [])
-    assert len(published) == len(set(published)) == 2
+    assert len(published) == len(set(published)) == 4  # each exactly once
     assert (await restarted.pass_once()).transactions == 0
 
 

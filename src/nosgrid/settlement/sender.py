@@ -227,9 +227,30 @@ class Sender:
         ready = [row for row in rows if row.seq in stored]
         row_of = {stored[row.seq or 0].receipt: row for row in ready}
         signed = [stored[row.seq or 0] for row in ready]
-        for batch, ixs in receipt_tx.pack(signed, self.settlement.signer.pubkey()):
-            if await self._send([row_of[s.receipt] for s in batch], ixs, stats):
-                stats.receipts += len(batch)
+        payer = self.settlement.signer
+        # every batch is signed and recorded ``sent`` in one commit, and the confirmed ones
+        # are marked in one more: two commits a pass, not two a transaction; recover()
+        # still settles each row by its own signature
+        prepared = [([row_of[s.receipt] for s in batch],
+                     await self.chain.prepare(ixs, [payer], payer))
+                    for batch, ixs in receipt_tx.pack(signed, payer.pubkey())]
+        now = self.clock()
+
+        def sent(o: OutboxRepo) -> None:
+            for batch_rows, tx in prepared:
+                o.mark_sent([r.id for r in batch_rows], tx.signature, bytes(tx.transaction),
+                            tx.last_valid_block_height, now)
+
+        self._update(sent)
+        stats.transactions += len(prepared)
+        landed: list[int] = []
+        for batch_rows, tx in prepared:
+            ids = [r.id for r in batch_rows]
+            if await self._submit(ids, tx, stats, mark=False):
+                landed += ids
+                stats.receipts += len(ids)
+        if landed:
+            self._confirmed(landed)
 
     async def _send_attestor(self, row: OutboxRow, stats: SenderStats) -> None:
         """An attestor epoch as a Memo signed by the settlement authority (who vouches
@@ -269,7 +290,8 @@ class Sender:
         return await self._submit(ids, prepared, stats)
 
     async def _submit(self, ids: list[int], prepared: PreparedTransaction,
-                      stats: SenderStats) -> bool:
+                      stats: SenderStats, *, mark: bool = True) -> bool:
+        """Submit; ``mark=False`` leaves marking the landed rows confirmed to the caller."""
         try:
             await self.chain.submit(prepared)
         except TransactionFailed as err:  # the chain refused it: it did not execute
@@ -284,7 +306,8 @@ class Sender:
             self._update(lambda o: o.note_error(ids, message, self.clock()))
             stats.errors.append(err.message)
             return False
-        self._confirmed(ids)
+        if mark:
+            self._confirmed(ids)
         stats.confirmed += len(ids)
         return True
 
