@@ -43,8 +43,8 @@ from nosgrid.core import receipts as layout
 from nosgrid.core.jobs.load import load_job_definition
 from nosgrid.core.jobs.state import Job, JobState, Outcome
 from nosgrid.core.markets import MarketParams
-from nosgrid.settlement.mirror import sync_allowance
 from nosgrid.settlement import receipts as receipt_tx
+from nosgrid.settlement.mirror import sync_allowance
 from nosgrid.settlement.onchain import SolanaBackend
 from nosgrid.settlement.sender import Sender
 
