@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from settlement_fixtures import BUSYBOX_SPEC, NOS, ChainMarket, open_chain_market
 from solders.keypair import Keypair
+from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
 from nosgrid.coordinator.chain_watcher import CURSOR, RequestWatcher
 from nosgrid.core import receipts as layout
@@ -109,8 +110,13 @@ async def test_a_paid_request_becomes_a_job_whose_receipt_names_the_reply_key(
     assert polled.job is not None and polled.job.id == job_id
     await m.node.start_job(job_id)
     m.clock.t += 10
-    done = await m.node.finish_job(job_id, seconds_used=10, exit_code=0)
+    sha = await m.node.upload_blob(b"42\n")
+    done = await m.node.finish_job(job_id, seconds_used=10, exit_code=0, outputs=[
+        {"path": "/outputs/answer.txt", "sha256": sha, "size": 3}])
     assert done.state == "settled"
+    payer = m.client(user.key)  # the key that paid reads the outputs
+    assert await payer.download_blob(sha) == b"42\n"
+    await payer.aclose()
     await m.backend.settlement.ensure_account(m.node.pubkey)
     sent = await m.send()
     assert not sent.errors, sent.errors
@@ -261,3 +267,22 @@ async def test_verify_onchain_notes_a_payment_not_yet_read(market: ChainMarket) 
 def test_inline_memo_round_trip() -> None:
     text = request_memo_text(RequestMemo(str(Keypair().pubkey()), inline=b"{}", market="cpu"))
     assert "inline=" + base64.b64encode(b"{}").decode() in text
+
+
+async def test_the_litesvm_adapter_reads_inner_instructions_and_an_address_history(
+    market: ChainMarket,
+) -> None:
+    """What lets a payment made by CPI (a program's PDA) count: inner instructions."""
+    m = market
+    s = m.backend.settlement
+    owner = Keypair().pubkey()
+    sig = await s.chain.send([spl.create_ata_instruction(s.authority, owner, s.mint)],
+                             [s.signer], s.signer)
+    tx = await s.chain.transaction(sig)
+    assert tx is not None and tx.signature == sig
+    programs = [ix.program for ix in tx.instructions]
+    assert programs[0] == str(ASSOCIATED_TOKEN_PROGRAM_ID)
+    assert str(spl.TOKEN_PROGRAM_ID) in programs[1:]  # the ATA program's CPIs
+    assert sig in await s.chain.signatures_for(spl.ata(owner, s.mint))
+    assert await s.chain.signatures_for(spl.ata(owner, s.mint), after=sig) == []
+    assert await s.chain.transaction("1" * 64) is None

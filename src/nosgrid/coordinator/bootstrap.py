@@ -27,6 +27,7 @@ side effects of the domain events; ``docs/architecture.md`` explains it::
     NodeMarketsChanged                                          wake the node's poll
     JobSettled/           sign and store the result receipt
     JobHeldForAudit       (receipts.ReceiptIssuer)
+    JobCompleted          a chain request's payer may read its outputs
     ReceiptIssued/        solana: queue its publication         sender
     AttestorRotated
 
@@ -45,7 +46,7 @@ from typing import Final
 
 from nosgrid.coordinator.attestor_keys import AttestorKeys
 from nosgrid.coordinator.runtime import Coordinator
-from nosgrid.coordinator.services import audit_runs, economics, nodes
+from nosgrid.coordinator.services import audit_runs, chain_requests, economics, nodes
 from nosgrid.coordinator.services.receipts import ReceiptIssuer
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.events import (
@@ -203,6 +204,7 @@ def bootstrap(settings: CoordinatorSettings, *, store: Store | None = None,
     notification_handlers(store.handlers, coord)
     coord.receipts = ReceiptIssuer(AttestorKeys(settings.attestor_dir))
     coord.receipts.register(store.handlers)
+    store.handlers.on(JobCompleted, chain_requests.on_job_completed)
     if settlement is not None:
         install_settlement(coord, settlement)
     elif settings.settlement == "local":

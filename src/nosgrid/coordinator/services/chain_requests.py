@@ -27,6 +27,7 @@ from nosgrid.core.chain_requests import (
     parse_request_memo,
 )
 from nosgrid.core.errors import InvalidJobSpec, MarketNotFound, NosgridError, NotFound
+from nosgrid.core.events import JobCompleted
 from nosgrid.core.jobs.load import load_job_definition
 from nosgrid.core.jobs.spec import JobDefinition
 from nosgrid.core.jobs.state import Job
@@ -107,6 +108,19 @@ def process_request(uow: UnitOfWork, vault: str, request: ChainRequest, now: int
                                  request.amount - job.deposit * runs, RefundReason.UNUSED, now,
                                  job_id=job.id)
     return job
+
+
+def on_job_completed(uow: UnitOfWork, event: JobCompleted) -> None:
+    """A job requested from chain delivered: its output blobs become readable by the key
+    that paid and by the reply key (its client, the vault, can sign for nothing)."""
+    request = ChainRequestRepo(uow.conn).for_job(event.job_id)
+    if request is None:
+        return
+    outputs = uow.jobs.get(event.job_id).result.get("outputs") or []
+    for output in outputs if isinstance(outputs, list) else []:
+        if isinstance(output, dict) and "sha256" in output:
+            for reader in {request.payer, request.reply_key or request.payer}:
+                uow.blobs.grant(str(output["sha256"]), reader)
 
 
 def pending(uow: UnitOfWork) -> list[ChainRequest]:
