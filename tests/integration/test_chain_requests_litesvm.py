@@ -18,6 +18,7 @@ from solders.keypair import Keypair
 from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
 from nosgrid.coordinator.chain_watcher import CURSOR, RequestWatcher
+from nosgrid.coordinator.services import chain_requests
 from nosgrid.core import receipts as layout
 from nosgrid.core.chain_requests import RequestMemo, request_memo_text
 from nosgrid.core.errors import NotFound
@@ -286,3 +287,25 @@ async def test_the_litesvm_adapter_reads_inner_instructions_and_an_address_histo
     assert sig in await s.chain.signatures_for(spl.ata(owner, s.mint))
     assert await s.chain.signatures_for(spl.ata(owner, s.mint), after=sig) == []
     assert await s.chain.transaction("1" * 64) is None
+
+
+async def test_two_processes_acting_on_one_request_post_one_job(market: ChainMarket) -> None:
+    m = market
+    user = Requester(m)
+    await user.fund()
+    sig = await user.pay(PRICE * TIMEOUT, user.memo())
+    await RequestWatcher(m.coord, m.backend).pass_once(act=False)
+    vault = str(m.backend.settlement.request_vault)
+    with m.store.uow(write=False) as uow:
+        [seen] = chain_requests.pending(uow)
+    jobs = []
+    for _ in range(2):  # both read it as waiting; the second finds it claimed
+        with m.store.uow() as uow:
+            jobs.append(chain_requests.process_request(uow, vault, seen.signature, 0,
+                                                       blobs=lambda _sha: None))
+            uow.commit()
+    assert jobs[0] is not None and jobs[1] is None
+    with m.store.uow(write=False) as uow:
+        assert len(uow.jobs.list_for_client(vault)[0]) == 1
+        request = ChainRequestRepo(uow.conn).get(sig)
+        assert request is not None and request.job_id == jobs[0].id

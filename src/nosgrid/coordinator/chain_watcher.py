@@ -27,7 +27,7 @@ from nosgrid.core.errors import NosgridError
 from nosgrid.settlement import request_vault
 from nosgrid.settlement.onchain import SolanaBackend
 from nosgrid.settlement.requests import payment_into
-from nosgrid.store.receipts import CursorRepo
+from nosgrid.store.receipts import ChainRequestRepo, CursorRepo, RequestStatus
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +84,17 @@ class RequestWatcher:
         for request in waiting:
             with store.uow() as uow:
                 job = chain_requests.process_request(
-                    uow, self.vault, request, int(self.coord.now()), blobs=self._blob,
-                    default_market=s.default_market, oracle=s.oracle)
+                    uow, self.vault, request.signature, int(self.coord.now()),
+                    blobs=self._blob, default_market=s.default_market, oracle=s.oracle)
                 if job is not None:
                     job = job_services.dispatch(
                         uow, job, int(self.coord.now()), self.coord.matcher)
+                done = ChainRequestRepo(uow.conn).get(request.signature)
                 uow.commit()
-            if job is None:
-                stats.refunded += 1
-            else:
+            if job is not None:
                 stats.posted.append(job.id)
+            elif done is not None and done.status is RequestStatus.REFUNDING:
+                stats.refunded += 1
         if (stats.posted or stats.refunded) and self.backend.sender is not None:
             self.backend.sender.wake.set()  # refunds to send
         return stats

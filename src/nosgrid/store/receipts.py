@@ -140,6 +140,15 @@ class ChainRequestRepo:
             t.chain_requests.c.signature == signature)).first()
         return None if row is None else _request(row)
 
+    def claim(self, signature: str) -> ChainRequest | None:
+        """The request if it still waits (``seen``), its row locked for this transaction
+        (PostgreSQL ``FOR UPDATE``; SQLite's write transactions are serial already), so two
+        coordinator processes never both act on it."""
+        row = self.conn.execute(select(t.chain_requests).where(
+            t.chain_requests.c.signature == signature,
+            t.chain_requests.c.status == RequestStatus.SEEN.value).with_for_update()).first()
+        return None if row is None else _request(row)
+
     def for_job(self, job_id: str) -> ChainRequest | None:
         row = self.conn.execute(select(t.chain_requests).where(
             t.chain_requests.c.job_id == job_id)).first()

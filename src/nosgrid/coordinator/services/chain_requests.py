@@ -79,12 +79,16 @@ def _deposit_needed(uow: UnitOfWork, defn: JobDefinition, memo: RequestMemo, now
     return params.price_per_second * terms.timeout * terms.replicas
 
 
-def process_request(uow: UnitOfWork, vault: str, request: ChainRequest, now: int, *,
+def process_request(uow: UnitOfWork, vault: str, signature: str, now: int, *,
                     blobs: DefinitionSource, default_market: str | None = None,
                     oracle: OracleParams = DEFAULT_ORACLE) -> Job | None:
-    """Post the job ``request`` asks for (refunding what it does not need), or refund it
-    whole with the reason. Returns the job, or None when it was refunded."""
+    """Post the job the request paid by ``signature`` asks for (refunding what it does not
+    need), or refund it whole with the reason. Returns the job; None when it was refunded
+    or was no longer waiting (another process acted on it first)."""
     repo = ChainRequestRepo(uow.conn)
+    request = repo.claim(signature)
+    if request is None:
+        return None
     try:
         memo = parse_request_memo(request.memo)
         defn = _definition(uow, memo, blobs)
