@@ -17,6 +17,7 @@ from settlement_fixtures import BUSYBOX_SPEC, NOS, ChainMarket, open_chain_marke
 from solders.keypair import Keypair
 from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
+from nosgrid.coordinator.app import create_app
 from nosgrid.coordinator.chain_watcher import CURSOR, RequestWatcher
 from nosgrid.coordinator.services import chain_requests
 from nosgrid.core import receipts as layout
@@ -24,6 +25,7 @@ from nosgrid.core.chain_requests import RequestMemo, request_memo_text
 from nosgrid.core.errors import NotFound
 from nosgrid.settlement import spl
 from nosgrid.settlement.requests import request_payment_instructions
+from nosgrid.store.db import Store
 from nosgrid.store.receipts import ChainRefundRepo, ChainRequestRepo, CursorRepo, RequestStatus
 
 # the market's price is 1000 base units/s; a 60 s job needs a deposit of 60_000
@@ -211,7 +213,12 @@ async def test_a_crash_between_seeing_and_posting_neither_loses_nor_duplicates(
         assert CursorRepo(uow.conn).get(CURSOR) == sig
         request = ChainRequestRepo(uow.conn).get(sig)
         assert request is not None and request.status is RequestStatus.SEEN
-    restarted = RequestWatcher(m.coord, m.backend)  # a new process on the same database
+    # a new coordinator on the same database (the chain, in-process here, lives on)
+    coord2 = create_app(m.coord.settings, store=Store.open(m.coord.settings.db_url,
+                                                           now=m.clock),
+                        clock=m.clock, background=False,
+                        settlement=m.backend).state.coordinator
+    restarted = RequestWatcher(coord2, m.backend)
     again = await restarted.pass_once()
     assert again.read == 0 and again.recorded == 0 and len(again.posted) == 1
     with m.store.uow() as uow:  # a watcher that lost its place re-reads everything
