@@ -86,7 +86,7 @@ BODIES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("POST", "/v1/solana/submit"): [{"transaction": "AAAA"}],
     ("POST", "/v1/solana/faucet"): [{"amount": "1"}],
     ("POST", "/v1/keys"): [{"key": "KEY", "label": "laptop"}],
-    ("POST", "/v1/deployments"): [{"model": "m", "spec": SPEC, "market": "cpu"}],
+    ("POST", "/v1/models/deployments"): [{"model": "m", "spec": SPEC, "market": "cpu"}],
     ("POST", "/v1/markets/{name}/reports"): [{"epoch": 1, "price": 1}],
     ("POST", "/v1/markets/{name}/ask"): [{"price": 1}],
     ("POST", "/v1/oracle/reporters"): [{"operator": "11111111111111111111111111111111",
@@ -101,7 +101,7 @@ PATH_ROUTES: list[tuple[str, str]] = [
     ("GET", "/v1/jobs/{job_id}/logs"), ("PUT", "/v1/blobs/{sha256}"),
     ("GET", "/v1/blobs/{sha256}"), ("GET", "/v1/jobs/{job_id}/verification"),
     ("GET", "/v1/solana/payouts/{job_id}"), ("POST", "/v1/keys/{kid}/revoke"),
-    ("DELETE", "/v1/deployments/{model}"), ("GET", "/v1/markets/{name}/price"),
+    ("DELETE", "/v1/models/deployments/{model}"), ("GET", "/v1/markets/{name}/price"),
     ("GET", "/v1/oracle/reporters/{key}"), ("GET", "/v1/oracle/reports/{digest}"),
 ]
 

@@ -259,6 +259,19 @@ def cancel(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
         _show_job(c.cancel(job_id), json)
 
 
+@app.command("extend")
+def extend(job_id: str,
+           seconds: Annotated[int, typer.Option(help="seconds to add to the job's timeout")],
+           idempotency_key: Annotated[str | None, typer.Option(
+               help="the same key extends once, however often the command is retried "
+                    "(default: a new one per run)")] = None,
+           url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
+    """Give an open job more time; the escrow grows by its price × seconds."""
+    with client(url, keypair) as c:
+        _show_job(c.extend(job_id, seconds, idempotency_key=idempotency_key
+                           or uuid.uuid4().hex), json)
+
+
 @app.command("list")
 def list_(limit: int = 20, cursor: int | None = None, url: UrlOpt = None,
           keypair: KeypairOpt = None, json: JsonOpt = False) -> None:

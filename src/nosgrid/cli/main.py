@@ -8,6 +8,7 @@ import typer
 
 from nosgrid.cli import (
     coordinator,
+    deployment,
     gateway,
     image,
     job,
@@ -31,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(job.app, name="job")
+app.add_typer(deployment.app, name="deployment")
 app.add_typer(image.app, name="image")
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(market.app, name="market")

@@ -26,6 +26,7 @@ from nosgrid import __version__
 from nosgrid.coordinator.api import (
     accounts,
     blobs,
+    deployments,
     jobs,
     markets,
     nodes,
@@ -228,6 +229,8 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     for module in (markets, accounts, nodes, jobs, blobs, staking, system, verification,
                    pricing):
         app.include_router(module.router)
+    app.include_router(deployments.router)
+    app.include_router(deployments.stable)
     app.include_router(solana_router)
     app.include_router(service_routes.router)
     app.include_router(openai_router)

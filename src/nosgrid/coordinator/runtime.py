@@ -17,7 +17,13 @@ from sqlalchemy import Connection
 from nosgrid.coordinator.blobs import BlobStore
 from nosgrid.coordinator.limits import RequestBudgets
 from nosgrid.coordinator.notifier import WorkNotifier
-from nosgrid.coordinator.services import accounts, economics, pricing, verification
+from nosgrid.coordinator.services import (
+    accounts,
+    deployments,
+    economics,
+    pricing,
+    verification,
+)
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.services.audit_runs import VerificationConfig
@@ -32,6 +38,8 @@ from nosgrid.store.db import Piggyback, Store
 from nosgrid.store.repositories import NonceRepo
 
 log = logging.getLogger(__name__)
+#: how long an ``Idempotency-Key``'s first answer is kept (coordinator/api/idempotency.py)
+IDEMPOTENCY_RETENTION_S = 24 * 3600
 
 
 class Metrics:
@@ -138,7 +146,23 @@ class Coordinator:
             uow.commit()  # the handlers wake the nodes of requeued jobs and log followers
         return {"expired": len(expired), "requeued_or_refunded": len(touched),
                 "epochs": len(epochs), **self.verify(int(now)),
-                "oracle_prices": self.close_oracle_epoch(int(now))}
+                "oracle_prices": self.close_oracle_epoch(int(now)),
+                "deployments": self.reconcile_deployments(int(now)),
+                "idempotency_forgotten": self.forget_idempotency(int(now))}
+
+    def reconcile_deployments(self, now: int) -> int:
+        """Every deployment's next step (its own transaction; see services.deployments)."""
+        with self.store.uow() as uow:
+            n = deployments.reconcile_all(uow, now, self.matcher)
+            uow.commit()  # the handlers wake the nodes of new replicas
+        return n
+
+    def forget_idempotency(self, now: int) -> int:
+        """Drop idempotency records past their retention (a day)."""
+        with self.store.uow() as uow:
+            n = uow.idempotency.forget_before(now - IDEMPOTENCY_RETENTION_S)
+            uow.commit()
+        return n
 
     def close_oracle_epoch(self, now: int) -> int:
         """Publish the last closed oracle epoch's prices (its own transaction; once)."""

@@ -26,6 +26,7 @@ Solana) are translated into this tree at the boundary with ``raise ... from exc`
     │   ├── MarketNotFound            404 market_not_found
     │   ├── NodeNotFound              404 node_not_found
     │   ├── BlobNotFound              404 blob_not_found
+    │   ├── DeploymentNotFound        404 deployment_not_found
     │   └── ModelNotFound             404 model_not_found     (gateway)
     ├── Conflict                      409 conflict
     │   ├── IllegalTransition         409 illegal_transition
@@ -232,6 +233,11 @@ class ModelNotFound(NotFound):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message, param="model")
+
+
+class DeploymentNotFound(NotFound):
+    code = "deployment_not_found"
+    default_message = "No such deployment; `nosgrid deployment list` shows yours."
 
 
 class Conflict(NosgridError):

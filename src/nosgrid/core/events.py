@@ -104,6 +104,17 @@ class JobCancelled(JobEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobExtended(JobEvent):
+    """The client gave the job ``seconds`` more (its ``timeout`` now); ``added_deposit``
+    moved into the escrow (its journal ``entry`` is set). The node reads the new timeout
+    from the job and keeps the container running."""
+
+    seconds: int
+    added_deposit: int
+    timeout: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobRequeued(JobEvent):
     """The job's node vanished; the job is queued again in ``market`` (its escrow stays)."""
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -434,4 +435,47 @@ idempotency_records = Table(
     Column("response", Text, nullable=False),
     Column("at", BigInteger, nullable=False),
     Index("ix_idempotency_at", "at"),
+)
+
+#: deployments (core.deployments): the state (config, revision, flags) as JSON
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("owner", "name", name="uq_deployments_owner_name"),
+)
+deployment_revisions = Table(
+    "deployment_revisions",
+    metadata,
+    Column("deployment_id", String(64), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("spec_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+deployment_replicas = Table(
+    "deployment_replicas",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("replaces", String(64)),
+    Column("stopping", Boolean, nullable=False),
+    Column("posted_at", BigInteger, nullable=False),
+    Index("ix_deployment_replicas_deployment", "deployment_id"),
+)
+deployment_events = Table(
+    "deployment_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("job_id", String(64)),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_deployment_events_deployment", "deployment_id", "seq"),
 )
