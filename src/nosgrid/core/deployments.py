@@ -323,7 +323,7 @@ def decide(d: Deployment, replicas: Sequence[Replica], now: int, *,
 
     if cfg.strategy == "scheduled":
         due = cron_next(cfg.schedule or "* * * * *", plan.d.last_run_at
-                        if plan.d.last_run_at is not None else plan.d.created_at - 1)
+                        if plan.d.last_run_at is not None else plan.d.created_at)
         if due <= now:
             if live and cfg.overlap == "forbid":
                 plan.note("run_skipped", f"the run due at {due} was skipped: the previous "
