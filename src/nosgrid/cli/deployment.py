@@ -110,6 +110,9 @@ def events(ref: str,
     with client(url, keypair) as c:
         while True:
             page: DeploymentEvents = c.deployment_events(ref, after)
+            if json and not follow:
+                print_json(page.events)
+                return
             for e in page.events:
                 if json:
                     print_json(e)
