@@ -224,3 +224,16 @@ def test_a_revision_that_never_becomes_healthy_is_rolled_back() -> None:
     assert Stop("n1", "its revision was rolled back") in out.actions
     assert any(isinstance(a, Note) and a.kind == "revision_rolled_back" for a in out.actions)
     assert not any(isinstance(a, Stop) and a.job_id == "a" for a in out.actions)
+
+
+def test_a_rollout_makes_room_when_no_node_is_free_but_only_while_another_serves() -> None:
+    d = start_rollout(dep("infinite", replicas=2, surge_wait_s=15), 2)
+    olds = [running("a"), running("b")]
+    queued = Replica("n1", 2, "queued", posted_at=T0)
+    early = decide(d, [*olds, queued], T0 + 14, balance=10**9, price_per_second=PRICE)
+    assert not [a for a in early.actions if isinstance(a, Stop)]
+    room = decide(d, [*olds, queued], T0 + 15, balance=10**9, price_per_second=PRICE)
+    assert [a.job_id for a in room.actions if isinstance(a, Stop)] == ["a"]
+    lonely = decide(d, [replace(olds[0], healthy=None), queued], T0 + 30, balance=10**9,
+                    price_per_second=PRICE)
+    assert not [a for a in lonely.actions if isinstance(a, Stop)]  # nobody else serves

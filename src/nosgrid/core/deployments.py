@@ -29,7 +29,9 @@ Strategies:
 node is paid for healthy time only and the client gets the rest back.
 
 **Revisions** roll out one replica at a time: a replica of the new revision is posted;
-once it is healthy one old replica stops, and so on. A new replica that does not become
+once it is healthy one old replica stops, and so on. When no node is free for the extra
+replica within ``surge_wait_s``, an old replica stops first to make room, but only while
+another replica is healthy, so the service keeps answering. A new replica that does not become
 healthy within ``rollout_timeout_s`` (or fails) rolls the deployment back to the previous
 revision, and the events say why.
 
@@ -149,6 +151,9 @@ class DeploymentConfig:
     lead_s: int = 30
     #: how long a new revision's replica has to become healthy
     rollout_timeout_s: int = 300
+    #: how long a rollout waits for a node to run an extra replica before it stops an old
+    #: one to make room (only while another replica serves)
+    surge_wait_s: int = 15
 
 
 def check_config(config: DeploymentConfig, *, max_timeout: int, has_health_check: bool) -> None:
@@ -410,6 +415,14 @@ def _rollout(plan: _Plan, live: list[Replica], now: int) -> None:
         plan.d = replace(d, revision=back, rolling_to=None, previous_revision=None)
         return
     healthy_new = [r for r in new if r.healthy]
+    waiting = [r for r in new if r.state == "queued"
+               and now - r.posted_at >= cfg.surge_wait_s]
+    if waiting and old:  # no node is free for a surge replica: make room, if another serves
+        victim = old[0]
+        if any(r.healthy for r in live if r.job_id != victim.job_id):
+            plan.stop(victim, f"making room for revision {new_rev}: no node was free for "
+                      f"an extra replica within {cfg.surge_wait_s}s")
+            return
     if not old:
         plan.note("revision_rolled_out", f"every replica runs revision {new_rev}")
         plan.d = replace(d, revision=new_rev, rolling_to=None)
