@@ -62,6 +62,7 @@ def expand(
         combos = [c for c in combos if not _matches(c, entry)]
     original = {k for k, _ in axes}
     extended: list[dict[str, Any]] = [dict(c) for c in combos]
+    added: list[dict[str, Any]] = []  # combinations of their own: never extended later
     for entry in include:
         hit = False
         for combo, ext in zip(combos, extended, strict=True):
@@ -69,8 +70,8 @@ def expand(
                 ext.update({k: v for k, v in entry.items() if k not in original})
                 hit = True
         if not hit:
-            extended.append(dict(entry))
-            combos.append({})  # keep the two lists aligned; a new combination has no origin
+            added.append(dict(entry))
+    extended += added
     if len(extended) > limit:
         raise MatrixError(f"the matrix expands to {len(extended)} jobs; the limit is {limit}")
     if not extended:

@@ -13,6 +13,7 @@ node hands back the artifacts of a failed job too; the client reads the verdict 
 from __future__ import annotations
 
 import contextlib
+import contextlib
 import fnmatch
 import glob
 import hashlib
@@ -291,7 +292,9 @@ class Runner:
         step_id = step.get("id") or f"__step{index}"
         env = self.job_env()
         ev = self.evaluator(env)
-        title = step.get("title", f"step {index + 1}")
+        title = str(step.get("title", f"step {index + 1}"))
+        with contextlib.suppress(ex.ExpressionError):  # a title is only shown
+            title = ev.interpolate(title)
         entry: dict[str, Any] = {"index": index, "id": step.get("id"), "title": title}
         self.results.append(entry)
         began = time.monotonic()
