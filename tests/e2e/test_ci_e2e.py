@@ -240,7 +240,7 @@ jobs:
 def test_sigint_mid_run_cancels_and_refunds_what_did_not_run(
     up: tuple[str, Cli, Path], tmp_path: Path
 ) -> None:
-    url, cli, _ = up
+    _url, cli, _ = up
     (tmp_path / "ci.yml").write_text(SLOW)
     before = balance(cli)
     proc = subprocess.Popen([*NOSGRID, "ci", "run", str(tmp_path / "ci.yml"), "--json"],

@@ -244,7 +244,7 @@ def test_the_committed_schema_is_current() -> None:
 
 
 def test_the_example_workflow_is_valid() -> None:
-    src, wf, warnings = load((ROOT / "examples/ci/.github/workflows/ci.yml").read_text())
+    _src, wf, warnings = load((ROOT / "examples/ci/.github/workflows/ci.yml").read_text())
     assert list(wf.jobs) == ["lint", "test", "build"] and len(warnings) == 1
 
 

@@ -13,7 +13,6 @@ node hands back the artifacts of a failed job too; the client reads the verdict 
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import fnmatch
 import glob
 import hashlib
