@@ -153,7 +153,9 @@ jobs:
     if: failure()
     runs-on: ubuntu-latest
     steps:
-      - run: echo "unit was ${{ needs.unit.result }}"
+      - uses: actions/download-artifact@v4
+        with: {name: logs, path: got}
+      - run: echo "unit was ${{ needs.unit.result }}; notes say $(cat got/notes.txt)"
 """
 
 
@@ -179,7 +181,9 @@ def test_a_failing_step_fails_its_job_skips_the_rest_and_runs_if_failure(
     assert unit["outputs"] == {"greeting": "hello"}
     assert (tmp_path / "arts" / "logs" / "notes.txt").read_text() == "notes\n"
     assert report["skipped"] == ["after"]
-    assert jobs["report"]["state"] == "success"
+    assert jobs["report"]["state"] == "success"  # downloaded the failed job's artifact
+    report_logs = cli.run("job", "logs", jobs["report"]["nosgrid_job"]).stdout
+    assert "unit was failure; notes say notes" in report_logs
     logs = cli.run("job", "logs", unit["nosgrid_job"]).stdout
     assert "token is ***" in logs and "s3cr3t-value" not in logs
     assert "SHOULD-NOT-RUN" not in logs.replace("echo SHOULD-NOT-RUN", "")
