@@ -217,7 +217,7 @@ def test_nosgrid_meta_terms() -> None:
         ({"replicas": 6, "verification": "deterministic"},
          "meta.nosgrid.replicas: must be less than or equal to 5"),
         ({"replicas": 2}, "meta.nosgrid: replicas > 1 needs verification 'deterministic' or"),
-        ({"network": "host"}, "meta.nosgrid.network: expected 'none' or 'job', got 'host'"),
+        ({"network": "host"}, "meta.nosgrid.network: expected 'none', 'job' or 'egress', got 'host'"),
         ({"inputs": [{"sha256": "xy", "path": "/in"}]}, "meta.nosgrid.inputs[0].sha256: "),
         ({"outputs": ["relative"]}, "meta.nosgrid.outputs[0]: "),
         ({"outputs": ["/a/../b"]}, "meta.nosgrid.outputs: output path '/a/../b' must be"),
