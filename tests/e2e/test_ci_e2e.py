@@ -19,6 +19,7 @@ import pytest
 from conftest import NOSGRID, Cli, free_port, wait_until
 from nosgrid.core.money import parse_nos
 from nosgrid.node.executor.images import CI_IMAGE, image_exists
+from simple_index import serve_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.container]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ci"
@@ -31,7 +32,12 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cli, Pat
     tmp = tmp_path_factory.mktemp("ci-up")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HOME": str(tmp), "NOSGRID_URL": url}
+    index = serve_index(tmp / "index")
+    index_port = index.__enter__()
+    # the nodes' operator allows the local package index (and nothing else private)
+    env = {**os.environ, "HOME": str(tmp), "NOSGRID_URL": url,
+           "NOSGRID_EGRESS_ALLOW": f"127.0.0.1:{index_port}"}
+    (tmp / "index-port").write_text(str(index_port))
     proc = subprocess.Popen(
         [*NOSGRID, "up", "--nodes", "2", "--port", str(port), "--data-dir", str(tmp / "up")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -51,8 +57,13 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cli, Pat
         cli.run("wallet", "new", "--keypair", str(me))
         cli.run("faucet", "500", keypair=me)
         cli.env["NOSGRID_KEYPAIR"] = str(me)
+        cli.run("market", "create", "open", "--price-per-second", "0.001", "--egress",
+                keypair=tmp / "up" / "admin.json")
+        wait_until("the nodes in the egress market", lambda: httpx.get(
+            f"{url}/v1/markets/open", timeout=1).json().get("nodes_online") == 2, timeout=30)
         yield url, cli, tmp
     finally:
+        index.__exit__(None, None, None)
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=60)
@@ -273,3 +284,54 @@ def test_sigint_mid_run_cancels_and_refunds_what_did_not_run(
     assert balance(cli) == before - slow["cost"]
     status = cli.json("job", "status", slow["nosgrid_job"])
     assert status["state"] in ("cancelled", "settled")
+
+
+EGRESS = """\
+on: push
+jobs:
+  deps:
+    runs-on: [nosgrid-open, nosgrid-egress]
+    steps:
+      - uses: actions/setup-python@v5
+        with: {python-version: "3.x"}
+      - name: pip through the node's proxy
+        run: |
+          pip install --disable-pip-version-check --index-url http://127.0.0.1:INDEX/simple/ tinypkg
+          python -c "import tinypkg; print('VALUE', tinypkg.VALUE)"
+      - name: refused destinations
+        shell: python
+        run: |
+          import os, urllib.error, urllib.request
+          opener = urllib.request.build_opener(urllib.request.ProxyHandler(
+              {"http": os.environ["HTTP_PROXY"]}))
+          for url in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.1/",
+                      "http://127.0.0.1:22/"):
+              try:
+                  opener.open(url, timeout=5)
+                  print("REACHED", url)
+              except urllib.error.HTTPError as exc:
+                  print("refused", exc.code, url)
+  no-market:
+    runs-on: nosgrid-egress
+    steps:
+      - run: echo never
+"""
+
+
+def test_pip_install_through_the_egress_proxy_and_refused_addresses(
+    up: tuple[str, Cli, Path], tmp_path: Path
+) -> None:
+    _url, cli, home = up
+    index_port = (home / "index-port").read_text()
+    (tmp_path / "ci.yml").write_text(EGRESS.replace("INDEX", index_port))
+    report = ci_json(cli, str(tmp_path / "ci.yml"), "--market", "cpu", rc=1)
+    jobs = by_name(report)
+    assert jobs["deps"]["state"] == "success", jobs["deps"]
+    assert jobs["deps"]["market"] == "open"
+    logs = cli.run("job", "logs", jobs["deps"]["nosgrid_job"]).stdout
+    assert "VALUE 42" in logs and "REACHED" not in logs
+    assert logs.count("refused 403") == 3
+    # the default market (cpu) does not allow egress: refused when posting, clearly
+    assert jobs["no-market"]["state"] == "failure"
+    assert "does not allow egress" in jobs["no-market"]["reason"]
+    assert jobs["no-market"]["nosgrid_job"] is None

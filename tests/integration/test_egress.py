@@ -6,13 +6,8 @@ without egress still has no network at all."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import http.server
-import io
 import socket
 import threading
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,57 +27,14 @@ from nosgrid.node.egress.policy import node_addresses
 from nosgrid.node.executor import PodmanRuntime
 from nosgrid.node.executor.images import CI_IMAGE, image_exists
 from nosgrid.node.runner.job import JobRunner
-
-WHEEL = "tinypkg-1.0-py3-none-any.whl"
-
-
-def build_wheel() -> bytes:
-    files = {
-        "tinypkg/__init__.py": b"VALUE = 42\n",
-        "tinypkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinypkg\n"
-                                          b"Version: 1.0\n",
-        "tinypkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: nosgrid-test\n"
-                                       b"Root-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = ""
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record += f"{name},sha256={digest},{len(data)}\n"
-    record += "tinypkg-1.0.dist-info/RECORD,,\n"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in {**files, "tinypkg-1.0.dist-info/RECORD": record.encode()}.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+from simple_index import WHEEL, serve_index
 
 
 @pytest.fixture
 def package_index(tmp_path: Path) -> Iterator[int]:
-    """A PEP 503 `simple/` index with one wheel, served on 127.0.0.1 (an allowed address)."""
-    root = tmp_path / "index"
-    wheel = build_wheel()
-    sha = hashlib.sha256(wheel).hexdigest()
-    (root / "packages").mkdir(parents=True)
-    (root / "packages" / WHEEL).write_bytes(wheel)
-    (root / "simple" / "tinypkg").mkdir(parents=True)
-    (root / "simple" / "index.html").write_text('<a href="tinypkg/">tinypkg</a>\n')
-    (root / "simple" / "tinypkg" / "index.html").write_text(
-        f'<a href="../../packages/{WHEEL}#sha256={sha}">{WHEEL}</a>\n')
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, directory=str(root), **kw)
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
+    """The `simple/` index, on 127.0.0.1 (an address the tests' allow list names)."""
+    with serve_index(tmp_path / "index") as port:
+        yield port
 
 
 @pytest.fixture
@@ -154,6 +106,15 @@ for url in sys.argv[1:]:
         print("refused", exc.code, url)
     except OSError as exc:
         print("failed", url, exc)
+import socket
+for addr in os.environ.get("DIRECT", "").split():
+    host, port = addr.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        print("REACHED direct", addr)
+    except OSError:
+        print("blocked direct", addr)
+print("interfaces", sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:]))
 for host in ("169.254.169.254", "10.0.0.1"):
     conn = http.client.HTTPConnection("127.0.0.1", 3128, timeout=5)
     conn.set_tunnel(host, 443)
@@ -165,7 +126,8 @@ for host in ("169.254.169.254", "10.0.0.1"):
 """
 
 
-def egress_job(index_port: int, probes: list[str], network: str = "egress") -> Any:
+def egress_job(index_port: int, probes: list[str], network: str = "egress",
+               direct: str = "") -> Any:
     script = (
         f"pip install --user --no-cache-dir --disable-pip-version-check --index-url "
         f"http://127.0.0.1:{index_port}/simple/ tinypkg && "
@@ -176,7 +138,8 @@ def egress_job(index_port: int, probes: list[str], network: str = "egress") -> A
         "version": "0.1", "type": "container",
         "meta": {"nosgrid": {"network": network}},
         "ops": [{"type": "container/run", "id": "pip", "args": {
-            "image": CI_IMAGE, "cmd": ["sh", "-c", script], "env": {"HOME": "/tmp"}}}],
+            "image": CI_IMAGE, "cmd": ["sh", "-c", script],
+            "env": {"HOME": "/tmp", "DIRECT": direct}}}],
     })
 
 
@@ -195,13 +158,19 @@ async def test_pip_installs_through_the_proxy_and_refused_addresses_stay_refused
     probes = [f"http://127.0.0.1:{refused_server}/", "http://169.254.169.254/latest/meta-data",
               "http://10.0.0.1/"] + [f"http://{a}:{refused_server}/" for a in host_addresses()
                                      if ":" not in a]
-    outcome = await runner.run("egress1", egress_job(package_index, probes), timeout_s=180)
+    # the isolation tests' escape probe: no direct connection to any host address
+    direct = " ".join(f"{a}:{p}" for a in host_addresses() if ":" not in a
+                      for p in (refused_server, package_index))
+    outcome = await runner.run("egress1", egress_job(package_index, probes, direct=direct),
+                               timeout_s=180)
     text = "\n".join(lines)
     assert outcome.status == "completed", (outcome.reason, text)
     assert "VALUE 42" in text, text
     assert "REACHED" not in text
     assert text.count("refused 403") == len(probes), text
     assert text.count("refused tunnel") == 2 and "True" in text
+    assert text.count("blocked direct") == len(direct.split()) and "REACHED direct" not in text
+    assert "interfaces ['lo']" in text  # the pod has no interface but loopback
 
 
 @pytest.mark.container

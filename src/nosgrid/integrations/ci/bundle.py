@@ -107,6 +107,8 @@ def job_definition(inst: JobInstance, *, runner_sha: str, inputs: JobInputs, tim
                                "outputs": ["/outputs"]}
     if market:
         nosgrid["market"] = market
+    if inst.egress:
+        nosgrid["network"] = "egress"
     args: dict[str, Any] = {"image": inst.image, "cmd": ["python3", RUNNER_PATH]}
     if inst.container_env:
         args["env"] = dict(inst.container_env)

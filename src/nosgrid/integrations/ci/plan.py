@@ -31,6 +31,8 @@ from nosgrid.integrations.ci.source import Source
 
 DEFAULT_IMAGE: Final = "localhost/nosgrid-ci:test"
 MARKET_LABEL_PREFIX: Final = "nosgrid-"
+#: the ``runs-on`` label that asks for egress (the job's network: only the node's proxy)
+EGRESS_LABEL: Final = "nosgrid-egress"
 #: actions nosgrid maps to its own steps (any ref: ``@v4``, a sha …)
 SUPPORTED_ACTIONS: Final = {
     "actions/checkout": "checkout",
@@ -70,12 +72,27 @@ def market_for(runs_on: Any, default: str | None) -> MarketChoice:
         labels = [raw] if isinstance(raw, str) else [x for x in raw or [] if isinstance(x, str)]
     for name in labels:
         if name.startswith(MARKET_LABEL_PREFIX) and len(name) > len(MARKET_LABEL_PREFIX) \
-                and not ex.has_expression(name):
+                and not ex.has_expression(name) and name != EGRESS_LABEL:
             return MarketChoice(name[len(MARKET_LABEL_PREFIX):], f"runs-on label {name!r}")
     shown = runs_on if isinstance(runs_on, str) else "a list" if isinstance(runs_on, list) \
         else "an expression" if runs_on is None else "a mapping"
     return MarketChoice(default, f"runs-on {shown!r} is not a nosgrid-<market> label: "
                                  "the default market")
+
+
+def wants_egress(runs_on: Any) -> bool:
+    """Whether ``runs-on`` holds the ``nosgrid-egress`` label (a string, a list, ``labels:``).
+
+    >>> wants_egress(["nosgrid-cpu", "nosgrid-egress"]), wants_egress("ubuntu-latest")
+    (True, False)
+    """
+    if isinstance(runs_on, str):
+        return runs_on == EGRESS_LABEL
+    if isinstance(runs_on, list):
+        return EGRESS_LABEL in runs_on
+    if isinstance(runs_on, Mapping):
+        return wants_egress(runs_on.get("labels"))
+    return False
 
 
 def action_name(uses: str) -> str:
@@ -252,6 +269,8 @@ class JobInstance:
     env: dict[str, str]
     container_env: dict[str, str]
     warnings: tuple[str, ...] = ()
+    #: ``runs-on`` carries ``nosgrid-egress``: out through the node's filtering proxy
+    egress: bool = False
 
     @property
     def timeout_s(self) -> int:
@@ -335,6 +354,7 @@ def instances(
         if isinstance(runs_on, str) and ex.has_expression(runs_on):
             runs_on = ex.stringify(ev.value(runs_on))
         choice = market_for(runs_on, default_market)
+        egress = wants_egress(runs_on)
         image, container_env = DEFAULT_IMAGE, {}
         if isinstance(job.container, str):
             image = ex.stringify(ev.value(job.container)) or DEFAULT_IMAGE
@@ -363,7 +383,8 @@ def instances(
         out.append(JobInstance(key=key, job_id=job_id, title=title, matrix=combo, image=image,
                                market=choice.market, market_why=choice.why,
                                timeout_minutes=minutes, continue_on_error=coe, env=env,
-                               container_env=container_env, warnings=tuple(ev.warnings)))
+                               container_env=container_env, warnings=tuple(ev.warnings),
+                               egress=egress))
     return out
 
 

@@ -248,7 +248,10 @@ class Runner:
         github = self.plan.get("contexts", {}).get("github", {})
         path = os.pathsep.join([*reversed(self.path_added), os.environ.get(
             "PATH", "/usr/local/bin:/usr/bin:/bin")])
+        # the container's own environment (the image's, container: env, the node's proxy)
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("NOSGRID_CI_")}
         env = {
+            **inherited,
             "PATH": path, "HOME": str(self.home), "CI": "true", "GITHUB_ACTIONS": "true",
             "LANG": os.environ.get("LANG", "C.UTF-8"), "PYTHONUNBUFFERED": "1",
             "GITHUB_WORKSPACE": str(self.ws), "RUNNER_TEMP": str(self.temp),
