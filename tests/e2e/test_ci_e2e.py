@@ -159,6 +159,16 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - run: echo never
+  fanout:
+    runs-on: ubuntu-latest
+    strategy:
+      max-parallel: 1
+      matrix:
+        n: [1, 2]
+    steps:
+      - run: |
+          echo "job ${{ strategy.job-index }} of ${{ strategy.job-total }}"
+          test "${{ matrix.n }}" != 1
   report:
     needs: unit
     if: failure()
@@ -192,6 +202,13 @@ def test_a_failing_step_fails_its_job_skips_the_rest_and_runs_if_failure(
     assert unit["outputs"] == {"greeting": "hello"}
     assert (tmp_path / "arts" / "logs" / "notes.txt").read_text() == "notes\n"
     assert report["skipped"] == ["after"]
+    # max-parallel 1 and fail-fast: the first combination failed, the second never posted
+    assert jobs["fanout (1)"]["state"] == "failure"
+    assert jobs["fanout (2)"]["state"] == "cancelled"
+    assert jobs["fanout (2)"]["nosgrid_job"] is None and jobs["fanout (2)"]["cost"] == 0
+    assert "fail-fast" in jobs["fanout (2)"]["reason"]
+    fan_logs = cli.run("job", "logs", jobs["fanout (1)"]["nosgrid_job"]).stdout
+    assert "job 0 of 2" in fan_logs
     assert jobs["report"]["state"] == "success"  # downloaded the failed job's artifact
     report_logs = cli.run("job", "logs", jobs["report"]["nosgrid_job"]).stdout
     assert "unit was failure; notes say notes" in report_logs

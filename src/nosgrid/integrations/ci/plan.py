@@ -271,6 +271,8 @@ class JobInstance:
     warnings: tuple[str, ...] = ()
     #: ``runs-on`` carries ``nosgrid-egress``: out through the node's filtering proxy
     egress: bool = False
+    #: the ``strategy`` context (fail-fast, job-index, job-total, max-parallel)
+    strategy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def timeout_s(self) -> int:
@@ -346,10 +348,10 @@ def instances(
     strategy = strategy_of(job, ctx)
     out: list[JobInstance] = []
     for combo in combos:
-        ev = ctx.evaluator(matrix=combo, strategy={
-            "fail-fast": strategy.fail_fast, "job-index": len(out),
-            "job-total": len(combos), "max-parallel": strategy.max_parallel or len(combos)},
-            secrets=ctx.secrets)
+        strategy_ctx = {"fail-fast": strategy.fail_fast, "job-index": len(out),
+                        "job-total": len(combos),
+                        "max-parallel": strategy.max_parallel or len(combos)}
+        ev = ctx.evaluator(matrix=combo, strategy=strategy_ctx, secrets=ctx.secrets)
         runs_on = job.runs_on
         if isinstance(runs_on, str) and ex.has_expression(runs_on):
             runs_on = ex.stringify(ev.value(runs_on))
@@ -384,7 +386,7 @@ def instances(
                                market=choice.market, market_why=choice.why,
                                timeout_minutes=minutes, continue_on_error=coe, env=env,
                                container_env=container_env, warnings=tuple(ev.warnings),
-                               egress=egress))
+                               egress=egress, strategy=strategy_ctx))
     return out
 
 

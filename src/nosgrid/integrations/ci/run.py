@@ -366,7 +366,7 @@ class CiRun:
         inputs = JobInputs(self.tree_sha, self._artifact_inputs(rec), caches)
         contexts = {"github": {**self.github, "job": inst.job_id}, "needs": ctx.needs,
                     "runner": runner_context(), "vars": {}, "inputs": {},
-                    "strategy": {"fail-fast": True, "job-total": 1}}
+                    "strategy": inst.strategy}
         plan = runner_plan(self.wf, inst, contexts=contexts, secrets=self.opt.secrets,
                            timeout_s=rec.timeout_s, caches=caches)
         rec.state = "posting"
