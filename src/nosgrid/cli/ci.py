@@ -202,8 +202,9 @@ class LiveReporter:
 
     def __enter__(self) -> LiveReporter:
         if not self.quiet and console.is_terminal:
+            # transient: the summary prints the final table once the run is over
             self.live = Live(self.table(), console=console, refresh_per_second=4,
-                             get_renderable=self.table)
+                             get_renderable=self.table, transient=True)
             self.live.__enter__()
         return self
 
@@ -257,10 +258,14 @@ def report_json(report: RunReport) -> dict[str, Any]:
 
 def _print_summary(report: RunReport) -> None:
     console.print(jobs_table(report.records))
+    clamped: dict[tuple[str, int], list[str]] = {}
     for r in report.records:
         if r.clamp_note:
-            console.print(f"[yellow]{escape(r.inst.title)}[/]: {escape(r.clamp_note)}; the "
-                          f"escrow was for {r.timeout_s} s", highlight=False)
+            clamped.setdefault((r.clamp_note, r.timeout_s), []).append(r.inst.title)
+    for (note, seconds), titles in clamped.items():
+        console.print(f"[yellow]{escape(', '.join(titles))}[/]: {escape(note)}; the escrow "
+                      f"was for {seconds} s", highlight=False)
+    for r in report.records:
         summary = r.result.get("summary")
         if summary:
             console.print(f"[bold]summary of {escape(r.inst.title)}[/]\n{escape(summary)}",
