@@ -71,6 +71,8 @@ def create(
     min_stake: Annotated[str, typer.Option(help="NOS a node must stake")] = "0",
     gpu: Annotated[list[str] | None, typer.Option(help="GPU model (repeatable)")] = None,
     min_vram_mb: int = 0,
+    posting_fee: Annotated[str, typer.Option(
+        help="NOS charged per posted job, to the treasury, never refunded")] = "0",
     usd_per_second: Annotated[str | None, typer.Option(
         help="quote the market in USD per second: converted into NOS at the price "
              "oracle's NOS/USD rate when a job is posted (--price-per-second is the "
@@ -84,7 +86,8 @@ def create(
     """Create a market (the coordinator's admin key only)."""
     params = {"name": name, "price_per_second": parse_nos(price_per_second),
               "max_timeout": max_timeout, "fee_bps": fee_bps, "min_stake": parse_nos(min_stake),
-              "gpu_models": gpu or [], "min_vram_mb": min_vram_mb}
+              "gpu_models": gpu or [], "min_vram_mb": min_vram_mb,
+              "posting_fee": parse_nos(posting_fee)}
     if egress:
         params["egress"] = True
     if usd_per_second is not None:  # µUSD, 6 decimals like NOS

@@ -44,6 +44,8 @@ class MarketParams(BaseModel):
     #: audit fee in bps of the job price (used by verification)
     audit_fee_bps: int = Field(default=0, ge=0, le=10_000)
     min_stake: int = Field(default=0, ge=0, le=TOTAL_SUPPLY)
+    #: charged per posted job, to the treasury, never refunded (spam costs the spammer)
+    posting_fee: int = Field(default=0, ge=0, le=TOTAL_SUPPLY)
     gpu_models: tuple[str, ...] = ()
     min_vram_mb: int = Field(default=0, ge=0)
     min_gpus: int = Field(default=0, ge=0, le=64)
@@ -86,6 +88,15 @@ class MarketParams(BaseModel):
         """What a job with ``timeout`` seconds escrows: price × timeout, capped by max_price."""
         full = self.price_per_second * timeout
         return full if max_price is None else min(full, max_price)
+
+
+#: what an operator key signs to vouch for a node key (the node signs its registration)
+NODE_OPERATOR_PREFIX: Final = "nosgrid-node-operator-v1:"
+
+
+def node_operator_message(node: str) -> bytes:
+    """The bytes an operator signs to take ``node`` as one of its nodes."""
+    return (NODE_OPERATOR_PREFIX + node).encode()
 
 
 def parse_market_params(data: object) -> MarketParams:

@@ -426,7 +426,7 @@ class Agent:
                            egress=self.egress)
         abort = asyncio.Event()
         cancelled = asyncio.Event()
-        watch = asyncio.create_task(self._watch(job_id, abort, cancelled))
+        watch = asyncio.create_task(self._watch(job_id, abort, cancelled, runner))
         try:
             outcome = await runner.run(job_id, defn, timeout_s=timeout_s, abort=abort,
                                        attempt=attempt)
@@ -461,8 +461,10 @@ class Agent:
                 task.add_done_callback(self._reports.discard)
         return report
 
-    async def _watch(self, job_id: str, abort: asyncio.Event, cancelled: asyncio.Event) -> None:
-        """Abort the run when the coordinator cancels the job, or after the stop grace period."""
+    async def _watch(self, job_id: str, abort: asyncio.Event, cancelled: asyncio.Event,
+                     runner: JobRunner | None = None) -> None:
+        """Abort the run when the coordinator cancels the job, or after the stop grace
+        period; follow the job's timeout when the client extends it."""
         stop_seen: float | None = None
         while True:
             if stop_seen:
@@ -479,6 +481,8 @@ class Agent:
             try:
                 job = await self.client.job(job_id)
                 state, node = job.state, job.node
+                if runner is not None and job.timeout:
+                    runner.extend_to(float(job.timeout))
             except (Forbidden, NotFound):
                 state, node = "gone", None
             except NosgridError:

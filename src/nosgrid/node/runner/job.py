@@ -123,8 +123,15 @@ class JobRunner:
         #: a container of this job really ran (not refused at start): time is billable
         self._billable = False
         self._http: httpx.AsyncClient | None = None
+        #: the job's timeout (s) as it stands: ``extend_to`` raises it while it runs
+        self._timeout_s = 0.0
 
     # -------------------------------------------------------------------- entry point
+
+    def extend_to(self, timeout_s: float) -> None:
+        """The job's timeout grew (the client extended it): keep running until the new one,
+        counted from the same start; the containers are not touched."""
+        self._timeout_s = max(self._timeout_s, timeout_s)
 
     async def run(
         self,
@@ -185,9 +192,15 @@ class JobRunner:
             abort_task = asyncio.create_task(abort.wait()) if abort is not None else None
             if abort_task is not None:
                 waiters.add(abort_task)
-            done, _ = await asyncio.wait(
-                waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
+            self._timeout_s = timeout_s
+            while True:  # the client may extend the job while it runs (extend_to)
+                remaining = started + self._timeout_s - time.monotonic()
+                done, _ = await asyncio.wait(
+                    waiters, timeout=max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED
+                )
+                if done or time.monotonic() >= started + self._timeout_s:
+                    break
+            timeout_s = self._timeout_s
             if abort_task is not None:
                 abort_task.cancel()
             if main in done:
