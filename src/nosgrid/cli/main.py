@@ -7,6 +7,7 @@ import sys
 import typer
 
 from nosgrid.cli import (
+    ci,
     coordinator,
     deployment,
     gateway,
@@ -32,6 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(job.app, name="job")
+app.add_typer(ci.app, name="ci")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(image.app, name="image")
 app.add_typer(wallet.app, name="wallet")

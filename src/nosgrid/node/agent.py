@@ -35,6 +35,7 @@ from nosgrid.core.jobs.spec import CreateVolumeOperation
 from nosgrid.core.jobs.state import JobState
 from nosgrid.core.markets import HardwareReport
 from nosgrid.node.benchmark import run_benchmark
+from nosgrid.node.egress import EgressPolicy, policy_from_env
 from nosgrid.node.executor import PodmanRuntime
 from nosgrid.node.hardware import probe_hardware
 from nosgrid.node.resources import HFCache
@@ -207,6 +208,8 @@ class Agent:
         self._reports: set[asyncio.Task[Any]] = set()
         #: models (HF resources) shared by this node's jobs, LRU-bounded
         self.hf_cache = HFCache(state_dir / "models", model_cache_bytes)
+        #: egress for jobs that ask for it (NOSGRID_EGRESS, NOSGRID_EGRESS_ALLOW)
+        self.egress: EgressPolicy = policy_from_env()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -419,7 +422,8 @@ class Agent:
         runner = JobRunner(self.runtime, self.state_dir / "jobs", on_log=pusher.add,
                            fetch_blob=self.client.download_blob, limits=self.limits,
                            on_containers=containers_changed, hf_cache=self.hf_cache,
-                           on_service=self._service_reporter(job_id))
+                           on_service=self._service_reporter(job_id),
+                           egress=self.egress)
         abort = asyncio.Event()
         cancelled = asyncio.Event()
         watch = asyncio.create_task(self._watch(job_id, abort, cancelled, runner))

@@ -101,6 +101,9 @@ def post_job_in(
         raise MarketNotFound(f"no market {choice.name!r} ({choice.why}); `nosgrid market "
                              "list` shows the markets")
     name = choice.name
+    meta = definition.meta.nosgrid if definition.meta and definition.meta.nosgrid else None
+    if (problem := params.network_problem(meta.network if meta else "none")) is not None:
+        raise InvalidInput(problem)
     # a market quoted in USD: its price now, at the oracle's NOS/USD rate (recorded)
     params, rate = pricing.charged_market(uow, params, now, oracle)
     terms = replace(terms_of(definition, market=name, max_timeout=params.max_timeout,
