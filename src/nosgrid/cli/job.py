@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,6 +111,9 @@ def post(
     timeout: Annotated[int | None, typer.Option(help="seconds (default: file or 600)")] = None,
     max_price: Annotated[str | None, typer.Option(help="most NOS to escrow")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="the same key posts once, however often the command is retried "
+             "(default: a new one per run)")] = None,
     url: UrlOpt = None,
     keypair: KeypairOpt = None,
     json: JsonOpt = False,
@@ -121,7 +125,8 @@ def post(
     load_job_definition(text, filename=spec.name)  # fail fast, locally, with every error
     with client(url, keypair) as c:
         posted = c.post_job(spec_text=text, market=market, timeout=timeout,
-                            max_price=max_price)
+                            max_price=max_price,
+                            idempotency_key=idempotency_key or uuid.uuid4().hex)
         if json and not wait:
             print_json(posted)
             return
@@ -256,6 +261,19 @@ def cancel(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
     """Cancel a job; unspent escrow comes back."""
     with client(url, keypair) as c:
         _show_job(c.cancel(job_id), json)
+
+
+@app.command("extend")
+def extend(job_id: str,
+           seconds: Annotated[int, typer.Option(help="seconds to add to the job's timeout")],
+           idempotency_key: Annotated[str | None, typer.Option(
+               help="the same key extends once, however often the command is retried "
+                    "(default: a new one per run)")] = None,
+           url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
+    """Give an open job more time; the escrow grows by its price × seconds."""
+    with client(url, keypair) as c:
+        _show_job(c.extend(job_id, seconds, idempotency_key=idempotency_key
+                           or uuid.uuid4().hex), json)
 
 
 @app.command("list")

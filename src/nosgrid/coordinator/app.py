@@ -27,6 +27,7 @@ from nosgrid.coordinator import chain_watcher
 from nosgrid.coordinator.api import (
     accounts,
     blobs,
+    deployments,
     jobs,
     markets,
     nodes,
@@ -42,6 +43,7 @@ from nosgrid.coordinator.api.openai import router as openai_router
 from nosgrid.coordinator.api.solana import router as solana_router
 from nosgrid.coordinator.bootstrap import bootstrap, open_settlement
 from nosgrid.coordinator.gateway import Gateway, GatewaySettings
+from nosgrid.coordinator.limits import Budgets
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.errors import InvalidInput, InvalidText, NosgridError, PayloadTooLarge
 from nosgrid.core.text import bad_text, may_hold_surrogates
@@ -65,6 +67,13 @@ def error_response(err: NosgridError, path: str = "") -> JSONResponse:
     if path.startswith(OPENAI_PREFIX):
         return openai_error(err)
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
+
+
+def _render_refusal(err: NosgridError, path: str, headers: dict[str, str]) -> ASGIApp:
+    """A refusal at the door (``limits.Budgets``), with its extra headers."""
+    response = error_response(err, path)
+    response.headers.update(headers)
+    return response
 
 
 class BodyLimit:
@@ -224,6 +233,8 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     for module in (markets, accounts, nodes, jobs, blobs, staking, system, verification,
                    pricing, receipts):
         app.include_router(module.router)
+    app.include_router(deployments.router)
+    app.include_router(deployments.stable)
     app.include_router(solana_router)
     app.include_router(service_routes.router)
     app.include_router(openai_router)
@@ -271,6 +282,7 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
 
     app.add_middleware(TextGuard)  # the coordinator's routes; the gateway reads its own
     app.add_middleware(GatewayDispatch)  # inside BodyLimit, before routing and metrics
+    app.add_middleware(Budgets, budgets=coord.budgets, render=_render_refusal)
     app.add_middleware(BodyLimit, max_body=settings.max_body_bytes,
                        max_blob=settings.max_blob_bytes)
     return app

@@ -6,6 +6,8 @@ side effects of the domain events; ``docs/architecture.md`` explains it::
 
     event                 in the transaction (moves money,      after commit (notifies)
                           writes state)
+    JobPosted             settlement: the posting fee (owner    metrics
+                          → treasury), when the market has one
     JobQueued                                                   wake the market's nodes
     JobAssigned                                                 wake the node; metrics
     JobRequeued                                                 wake the market; logs
@@ -109,11 +111,12 @@ def settlement_handlers(handlers: Handlers, backend: SettlementBackend) -> Handl
     """Where NOS really moves: ``backend``'s share of each money event, and its wake-up."""
     handlers.on(JobSettled, backend.on_job_settled)
     handlers.on(UsageBilled, backend.on_usage_billed)
+    handlers.on(JobPosted, backend.on_job_posted)  # the posting fee, if the market has one
     for stake_move in STAKE_MOVES:
         handlers.on(stake_move, backend.on_stake_moved)
     for pool_payout in POOL_PAYOUTS:
         handlers.on(pool_payout, backend.on_pool_payout)
-    for moved in (JobSettled, UsageBilled, *STAKE_MOVES, *POOL_PAYOUTS):
+    for moved in (JobSettled, UsageBilled, JobPosted, *STAKE_MOVES, *POOL_PAYOUTS):
         handlers.after(moved, backend.after_money_moved)
     if isinstance(backend, ReceiptPublisher):  # on chain: receipts and key epochs too
         handlers.on(ReceiptIssued, backend.on_receipt_issued)

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nosgrid.core.budgets import DEFAULT_BUDGETS, BudgetParams
 from nosgrid.core.money import BASE_UNITS_PER_NOS
 from nosgrid.core.pricing import DEFAULT_ORACLE, OracleParams
 
@@ -43,6 +44,14 @@ class CoordinatorSettings:
     default_market: str | None = None
     #: the price oracle's parameters (docs/pricing.md): epochs, sources, bounds, stake
     oracle: OracleParams = DEFAULT_ORACLE
+    #: request budgets per key and route class (core.budgets; docs/abuse.md)
+    budgets: BudgetParams = DEFAULT_BUDGETS
+    #: jobs one client may have queued at once, over all markets
+    max_queued_per_client: int = 1_000
+    #: nodes one operator key may have registered
+    max_nodes_per_operator: int = 64
+    #: jobs one batch post may hold
+    max_batch_jobs: int = 100
     faucet: bool = False
     faucet_cap_per_hour: int = 10_000 * BASE_UNITS_PER_NOS
     max_body_bytes: int = 1 << 20

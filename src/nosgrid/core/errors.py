@@ -29,10 +29,12 @@ Solana) are translated into this tree at the boundary with ``raise ... from exc`
     │   ├── NodeNotFound              404 node_not_found
     │   ├── BlobNotFound              404 blob_not_found
     │   ├── ReceiptNotFound           404 receipt_not_found   (receipts)
+    │   ├── DeploymentNotFound        404 deployment_not_found
     │   └── ModelNotFound             404 model_not_found     (gateway)
     ├── Conflict                      409 conflict
     │   ├── IllegalTransition         409 illegal_transition
     │   ├── AlreadyExists             409 already_exists
+    │   ├── IdempotencyKeyReused      409 idempotency_key_reused
     │   └── StakeLocked               409 stake_locked
     ├── PaymentRequired               402 payment_required
     │   ├── InsufficientFunds         402 insufficient_funds
@@ -253,6 +255,11 @@ class ModelNotFound(NotFound):
         super().__init__(message, param="model")
 
 
+class DeploymentNotFound(NotFound):
+    code = "deployment_not_found"
+    default_message = "No such deployment; `nosgrid deployment list` shows yours."
+
+
 class Conflict(NosgridError):
     code = "conflict"
     http_status = 409
@@ -272,6 +279,11 @@ class AlreadyExists(Conflict):
 class StakeLocked(Conflict):
     code = "stake_locked"
     default_message = "The stake is still locked; wait for it to unlock."
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used for another request."
 
 
 class PaymentRequired(NosgridError):

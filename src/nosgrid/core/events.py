@@ -58,6 +58,8 @@ class JobPosted(JobEvent):
     market: str
     deposit: int
     replica_reserve: int = 0
+    #: the market's non-refundable fee, to the treasury (its journal ``entry`` is set)
+    posting_fee: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +101,17 @@ class JobTimedOut(JobEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobCancelled(JobEvent):
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobExtended(JobEvent):
+    """The client gave the job ``seconds`` more (its ``timeout`` now); ``added_deposit``
+    moved into the escrow (its journal ``entry`` is set). The node reads the new timeout
+    from the job and keeps the container running."""
+
+    seconds: int
+    added_deposit: int
+    timeout: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,19 +25,75 @@ from nosgrid.core.jobs.state import JobState
 from nosgrid.core.markets import HardwareReport, MarketParams
 
 __all__ = [
-    "AccountView", "BlobView", "ClaimView", "Comparison", "DeploymentList",
-    "DeploymentStatus", "DeploymentView", "ErrorBody", "ErrorDetail", "FaucetView",
-    "HealthView", "HeartbeatView", "JobList", "JobPayouts", "JobResultView", "JobSpecView",
-    "JobView", "JournalEntryView", "JournalView", "KeyDetail", "KeyList", "KeyRevoked",
-    "KeyView", "LedgerSummary", "LedgerVerifyReport", "LogChunkView", "LogStreamEnd",
-    "LogsStored", "LogsView", "MarketDetail", "MarketNodeView", "MarketParams",
-    "MarketPriceView", "MarketView", "NodeStanding", "NodeView", "NosUsdView",
-    "OnchainAccountCheck", "OnchainVerifyReport", "OracleEpochView", "OracleReportView",
-    "OracleSourceView", "PayoutLegView", "PayoutView", "PollView", "PostedJob",
-    "RegistrationView", "ReplicaView", "ReporterView", "ServiceView",
-    "SettlementSplit", "SolanaAccountView", "SolanaFaucetView", "SolanaInfo",
-    "SolanaSubmitted", "StakeView", "Undeployed", "UsageRow", "UsageView",
-    "VerificationRun", "VerificationSummary", "VerificationView", "View",
+    "AccountView",
+    "BlobView",
+    "ClaimView",
+    "Comparison",
+    "DeploymentEvent",
+    "DeploymentEvents",
+    "DeploymentList",
+    "DeploymentReplica",
+    "DeploymentStatus",
+    "DeploymentView",
+    "ErrorBody",
+    "ErrorDetail",
+    "FaucetView",
+    "HealthView",
+    "HeartbeatView",
+    "JobList",
+    "JobPayouts",
+    "JobResultView",
+    "JobSpecView",
+    "JobView",
+    "JournalEntryView",
+    "JournalView",
+    "KeyDetail",
+    "KeyList",
+    "KeyRevoked",
+    "KeyView",
+    "LedgerSummary",
+    "LedgerVerifyReport",
+    "LogChunkView",
+    "LogStreamEnd",
+    "LogsStored",
+    "LogsView",
+    "MarketDetail",
+    "MarketNodeView",
+    "MarketParams",
+    "MarketPriceView",
+    "MarketView",
+    "NodeStanding",
+    "NodeView",
+    "NosUsdView",
+    "OnchainAccountCheck",
+    "OnchainVerifyReport",
+    "OracleEpochView",
+    "OracleReportView",
+    "OracleSourceView",
+    "PayoutLegView",
+    "PayoutView",
+    "PollView",
+    "PostedJob",
+    "PostedJobs",
+    "RegistrationView",
+    "ReplicaView",
+    "ReporterView",
+    "ServiceDeploymentList",
+    "ServiceDeploymentView",
+    "ServiceView",
+    "SettlementSplit",
+    "SolanaAccountView",
+    "SolanaFaucetView",
+    "SolanaInfo",
+    "SolanaSubmitted",
+    "StakeView",
+    "Undeployed",
+    "UsageRow",
+    "UsageView",
+    "VerificationRun",
+    "VerificationSummary",
+    "VerificationView",
+    "View",
 ]
 
 
@@ -169,6 +225,12 @@ class PostedJob(JobView):
     #: how ``price_per_second`` was set: the market's NOS price, or its USD price at the
     #: oracle's NOS/USD rate (``nos_usd_rate``), or the configured fallback and why
     charged_reason: str = ""
+
+
+class PostedJobs(View):
+    """The jobs of a batch post, in the order they were sent."""
+
+    jobs: list[PostedJob]
 
 
 class JobList(View):
@@ -776,3 +838,66 @@ class ChainRequestView(View):
 
 __all__ += ["AttestorChainView", "AttestorEpochView", "ChainRefundView", "ChainRequestView",
             "ReceiptFields", "ReceiptView"]
+# ------------------------------------------------------------------ service deployments
+
+
+class DeploymentReplica(View):
+    """One replica job of a deployment: its revision, state and health."""
+
+    job_id: str
+    revision: int
+    state: str
+    node: str | None = None
+    healthy: bool | None = None
+    unhealthy_since: int | None = None
+    replaces: str | None = None
+    stopping: bool = False
+    deadline: int | None = None
+    #: the node's own URLs for its exposed ports (service name → URL)
+    endpoints: dict[str, str] = {}
+
+
+class ServiceDeploymentView(View):
+    """A deployment the market keeps alive (``nosgrid deployment``; docs/deployments.md)."""
+
+    id: str
+    name: str
+    owner: str
+    strategy: str
+    status: str
+    replicas: int
+    timeout: int
+    market: str
+    schedule: str | None = None
+    max_spend: int | None = None
+    overlap: str = "forbid"
+    grace_s: int
+    lead_s: int
+    revision: int
+    rolling_to: int | None = None
+    spent: int
+    spent_nos: str
+    out_of_funds: bool = False
+    created_at: int
+    #: the stable URL path of each exposed port, through the coordinator
+    urls: dict[str, str] = {}
+    running: list[DeploymentReplica] = []
+    private: bool = False
+
+
+class ServiceDeploymentList(View):
+    deployments: list[ServiceDeploymentView]
+
+
+class DeploymentEvent(View):
+    seq: int
+    kind: str
+    detail: str
+    job_id: str | None = None
+    at: int
+
+
+class DeploymentEvents(View):
+    events: list[DeploymentEvent]
+    #: pass as ``after`` for the next ones
+    next: int

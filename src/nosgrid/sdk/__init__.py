@@ -44,7 +44,13 @@ from nosgrid.core.errors import (
     Unavailable,
 )
 from nosgrid.core.jobs.state import ENDED, JobState
-from nosgrid.sdk.client import AsyncClient, Client, default_url, reporter_consent
+from nosgrid.sdk.client import (
+    AsyncClient,
+    Client,
+    default_url,
+    operator_consent,
+    reporter_consent,
+)
 from nosgrid.sdk.models import (
     AccountView,
     BlobView,
@@ -199,6 +205,7 @@ __all__ = [
     "default_url",
     "load_keypair",
     "new_keypair",
+    "operator_consent",
     "reporter_consent",
     "save_keypair",
     "verify_receipt",

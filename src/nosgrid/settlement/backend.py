@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from nosgrid.core.events import AttestorRotated, Event, JobSettled, ReceiptIssued, UsageBilled
+from nosgrid.core.events import (
+    AttestorRotated,
+    Event,
+    JobPosted,
+    JobSettled,
+    ReceiptIssued,
+    UsageBilled,
+)
 from nosgrid.store.db import Store, UnitOfWork
 
 
@@ -48,6 +55,11 @@ class SettlementBackend(Protocol):
     def on_usage_billed(self, uow: UnitOfWork, event: UsageBilled) -> None:
         """Gateway tokens served to ``event.owner``'s keys were paid out of their holds:
         arrange the payout from the owner."""
+        ...
+
+    def on_job_posted(self, uow: UnitOfWork, event: JobPosted) -> None:
+        """A job was posted (``event.posting_fee`` to the treasury, ``event.entry``):
+        arrange the fee's transfer."""
         ...
 
     def on_pool_payout(self, uow: UnitOfWork, event: Event) -> None:

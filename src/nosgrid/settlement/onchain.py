@@ -34,7 +34,14 @@ from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
 from nosgrid.core.chain_requests import RefundReason
 from nosgrid.core.errors import Forbidden, InvalidInput
-from nosgrid.core.events import AttestorRotated, Event, JobSettled, ReceiptIssued, UsageBilled
+from nosgrid.core.events import (
+    AttestorRotated,
+    Event,
+    JobPosted,
+    JobSettled,
+    ReceiptIssued,
+    UsageBilled,
+)
 from nosgrid.core.identity import keypair_from_json
 from nosgrid.core.jobs.state import Outcome
 from nosgrid.core.ledger import (
@@ -165,6 +172,12 @@ class SolanaBackend:
     def on_usage_billed(self, uow: UnitOfWork, event: UsageBilled) -> None:
         mirror.enqueue_usage_payout(uow, _booked(event), event.owner,
                                     treasury=str(self.settlement.treasury), at=self.clock())
+
+    def on_job_posted(self, uow: UnitOfWork, event: JobPosted) -> None:
+        if event.posting_fee > 0:
+            mirror.enqueue_usage_payout(uow, _booked(event), event.client,
+                                        treasury=str(self.settlement.treasury),
+                                        at=self.clock(), label=f"posting-fee-{event.job_id}")
 
     def on_pool_payout(self, uow: UnitOfWork, event: Event) -> None:
         mirror.enqueue_pool_payouts(uow, _booked(event), pools=self._pools(), at=self.clock())

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -103,7 +104,11 @@ jobs = Table(
     Column("outcome", String(16)),
     #: what it was posted under (core.jobs.terms.JobTerms as JSON)
     Column("terms", Text, nullable=False),
+    #: the queue's order: posted_at less the job's bounded head start (core.jobs.queueing)
+    Column("queue_at", BigInteger),
     Index("ix_jobs_client", "client", "rowid_"),
+    Index("ix_jobs_queue", "state", "market", "queue_at", "rowid_"),
+    Index("ix_jobs_client_state", "client", "state"),
     Index("ix_jobs_state_market", "state", "market", "rowid_"),
     Index("ix_jobs_node", "node", "state"),
 )
@@ -120,6 +125,9 @@ nodes = Table(
     Column("waiting_since", Float),
     #: the markets the operator asked for (JSON list); NULL: any it qualifies for
     Column("pinned_markets", Text),
+    #: the operator key that vouched for the node (NULL: the node is its own operator)
+    Column("operator", String(64)),
+    Index("ix_nodes_operator", "operator"),
 )
 
 nonces = Table(
@@ -484,4 +492,61 @@ chain_cursors = Table(
     Column("name", String(64), primary_key=True),
     Column("position", String(96), nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+)
+
+#: a client's retried requests (``Idempotency-Key``): the first answer, for a day
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("route", String(200), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_idempotency_at", "at"),
+)
+
+#: deployments (core.deployments): the state (config, revision, flags) as JSON
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("owner", "name", name="uq_deployments_owner_name"),
+)
+deployment_revisions = Table(
+    "deployment_revisions",
+    metadata,
+    Column("deployment_id", String(64), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("spec_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+deployment_replicas = Table(
+    "deployment_replicas",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("replaces", String(64)),
+    Column("stopping", Boolean, nullable=False),
+    Column("posted_at", BigInteger, nullable=False),
+    Index("ix_deployment_replicas_deployment", "deployment_id"),
+)
+deployment_events = Table(
+    "deployment_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("job_id", String(64)),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_deployment_events_deployment", "deployment_id", "seq"),
 )
