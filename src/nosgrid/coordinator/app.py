@@ -219,6 +219,9 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
         watcher = await chain_watcher.start(coord) if background else None
         await gw.start()
         yield
+        replica_http = getattr(app.state, "replica_http", None)
+        if replica_http is not None:  # the stable URLs' client (api/deployments.py)
+            await replica_http.aclose()
         await gw.stop()
         await chain_watcher.stop(watcher)
         await coord.settlement.stop()

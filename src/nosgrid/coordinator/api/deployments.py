@@ -228,16 +228,17 @@ async def stable_url(ref: str, port: int, path: str, request: Request,
     replica that does not answer is skipped for the next one, so a replacement or a
     rollout does not fail the request. Streams the answer (SSE included)."""
     with coord.store.uow(write=False) as uow:
-        d, _ = DeploymentRepo(uow.conn).get(ref)
-        defn = _revision_definition(uow, d)
-        op = _ports(defn).get(port)
+        repo = DeploymentRepo(uow.conn)
+        d, _ = repo.get(ref)
+        ports, private = _routing(uow, repo.spec_hash(d.id, d.revision))
+        op = ports.get(port)
         if op is None:
             raise NotFound(f"deployment {ref} exposes no port {port}")
-        jobs = DeploymentRepo(uow.conn).live_replicas(d.id)
+        jobs = repo.live_replicas(d.id)
         targets = [url for rows in _endpoints(uow, jobs).values()
                    for name, url, healthy in rows
                    if healthy and name in (op, f"{op}:{port}")]
-    if _private(defn):
+    if private:
         signer, _ = await verify_request(request, coord)
         if signer != d.owner:
             raise Forbidden("this deployment is private: only its owner's signed requests "
@@ -248,7 +249,7 @@ async def stable_url(ref: str, port: int, path: str, request: Request,
     body = await request.body()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
     query = f"?{request.url.query}" if request.url.query else ""
-    client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=2.0), trust_env=False)
+    client = _http(request)
     last: Exception | None = None
     for i in range(len(targets)):
         base = targets[(start + i) % len(targets)]
@@ -266,10 +267,33 @@ async def stable_url(ref: str, port: int, path: str, request: Request,
                     yield chunk
             finally:
                 await upstream.aclose()
-                await client.aclose()
 
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
         return StreamingResponse(relay(), status_code=upstream.status_code,
                                  headers=out_headers)
-    await client.aclose()
     raise Unavailable(f"no replica of deployment {ref} answered on port {port}: {last}")
+
+
+def _http(request: Request) -> httpx.AsyncClient:
+    """The app's one client to replicas (kept-alive connections; closed at shutdown)."""
+    client: httpx.AsyncClient | None = getattr(request.app.state, "replica_http", None)
+    if client is None:
+        client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=2.0), trust_env=False,
+                                   limits=httpx.Limits(max_keepalive_connections=64))
+        request.app.state.replica_http = client
+    return client
+
+
+#: spec hash → (exposed port → op, private): definitions never change once stored
+_ROUTING: dict[str, tuple[dict[int, str], bool]] = {}
+
+
+def _routing(uow: UnitOfWork, digest: str) -> tuple[dict[int, str], bool]:
+    found = _ROUTING.get(digest)
+    if found is None:
+        defn = parse_job_definition(json.loads(uow.jobs.spec(digest) or "{}"))
+        found = (_ports(defn), _private(defn))
+        if len(_ROUTING) > 10_000:
+            _ROUTING.clear()
+        _ROUTING[digest] = found
+    return found
