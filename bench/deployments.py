@@ -163,6 +163,9 @@ def main() -> None:
                             "direct_p50_ms": round(latency_ms(direct + "/"), 3)}
                 overhead["added_ms"] = round(overhead["stable_url_p50_ms"]
                                              - overhead["direct_p50_ms"], 3)
+                # what any request to this coordinator costs (its middleware stack), for scale
+                overhead["coordinator_healthz_p50_ms"] = round(
+                    latency_ms(f"{stack.url}/healthz"), 3)
                 poller = Poller(stable)
                 replacements = []
                 for _ in range(args.rounds):
