@@ -41,6 +41,7 @@ bench: venv images
 
 images: venv
 	$(BIN)/nosgrid image build-test --if-missing
+	$(BIN)/nosgrid image build-ci --if-missing
 	$(BIN)/nosgrid image build-inference --if-missing
 
 system: $(STAMP_SYS)

@@ -77,6 +77,8 @@ def create(
         help="quote the market in USD per second: converted into NOS at the price "
              "oracle's NOS/USD rate when a job is posted (--price-per-second is the "
              "fallback while there is no rate)")] = None,
+    egress: Annotated[bool, typer.Option(
+        "--egress", help="jobs may ask for egress through the nodes' filtering proxy")] = False,
     url: UrlOpt = None,
     keypair: KeypairOpt = None,
     json: JsonOpt = False,
@@ -86,6 +88,8 @@ def create(
               "max_timeout": max_timeout, "fee_bps": fee_bps, "min_stake": parse_nos(min_stake),
               "gpu_models": gpu or [], "min_vram_mb": min_vram_mb,
               "posting_fee": parse_nos(posting_fee)}
+    if egress:
+        params["egress"] = True
     if usd_per_second is not None:  # µUSD, 6 decimals like NOS
         params["price_usd_micros_per_second"] = parse_nos(usd_per_second)
     with client(url, keypair) as c:

@@ -23,13 +23,16 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nosgrid import __version__
+from nosgrid.coordinator import chain_watcher
 from nosgrid.coordinator.api import (
     accounts,
     blobs,
+    deployments,
     jobs,
     markets,
     nodes,
     pricing,
+    receipts,
     staking,
     system,
     verification,
@@ -215,9 +218,14 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
         if background:
             await coord.settlement.start(coord.store)
         task = asyncio.create_task(coord.run_maintenance()) if background else None
+        watcher = await chain_watcher.start(coord) if background else None
         await gw.start()
         yield
+        replica_http = getattr(app.state, "replica_http", None)
+        if replica_http is not None:  # the stable URLs' client (api/deployments.py)
+            await replica_http.aclose()
         await gw.stop()
+        await chain_watcher.stop(watcher)
         await coord.settlement.stop()
         if task is not None:
             task.cancel()
@@ -228,8 +236,10 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     app.state.coordinator = coord
     app.state.gateway = gw
     for module in (markets, accounts, nodes, jobs, blobs, staking, system, verification,
-                   pricing):
+                   pricing, receipts):
         app.include_router(module.router)
+    app.include_router(deployments.router)
+    app.include_router(deployments.stable)
     app.include_router(solana_router)
     app.include_router(service_routes.router)
     app.include_router(openai_router)

@@ -122,7 +122,8 @@ class RequestBudgets:
         now = self.clock()
         mult = self.multiplier(key, now) if key else None
         if mult is None:  # unsigned, or a key we do not know: the IP's shared budget
-            return self.buckets.take(("ip", ip, cls), self.params.anonymous, 1.0, now)
+            rate = self.params.anonymous_service if cls == "service" else self.params.anonymous
+            return self.buckets.take(("ip", ip, cls), rate, 1.0, now)
         return self.buckets.take(("key", key or "", cls), self.params.keyed[cls], mult, now)
 
     def open_stream(self, who: str) -> bool:

@@ -37,6 +37,8 @@ class CoordinatorSettings:
     settlement_batch_size: int = 1
     #: anchor the ledger head on chain every N journal entries (0 = never)
     anchor_every: int = 100
+    #: publish result receipts and attestor epochs on chain (litesvm/solana settlement)
+    publish_receipts: bool = True
     #: where a post that names no market goes (``nosgrid up``: ``cpu``); None: the only
     #: market, when there is exactly one (core.jobs.terms.requested_market)
     default_market: str | None = None
@@ -73,6 +75,11 @@ class CoordinatorSettings:
     @property
     def db_url(self) -> str:
         return self.db or str(self.data_dir / "coordinator.db")
+
+    @property
+    def attestor_dir(self) -> Path | None:
+        """Where the attestor's secret keys live (None: in memory, for an in-memory DB)."""
+        return None if self.db == "sqlite://" else self.data_dir / "attestor"
 
     @property
     def blob_dir(self) -> Path:

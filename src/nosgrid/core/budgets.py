@@ -31,9 +31,10 @@ from typing import Final, Literal
 
 from nosgrid.core.money import BASE_UNITS_PER_NOS
 
-RouteClass = Literal["post", "poll", "read", "report", "blob", "gateway", "stream", "write"]
+RouteClass = Literal["post", "poll", "read", "report", "blob", "gateway", "stream", "write",
+                     "service"]
 ROUTE_CLASSES: Final[tuple[RouteClass, ...]] = ("post", "poll", "read", "report", "blob",
-                                                 "gateway", "stream", "write")
+                                                 "gateway", "stream", "write", "service")
 
 #: what a node reports about the job it runs
 _REPORT = re.compile(r"^/v1/jobs/[^/]+/(start|finish|fail|logs|service)$")
@@ -48,6 +49,8 @@ def route_class(method: str, path: str, *, streaming: bool = False) -> RouteClas
         return None
     if path.startswith("/openai/"):
         return "gateway"
+    if path.startswith("/d/"):  # a deployment's stable URL: its users, often unsigned
+        return "service"
     if path.startswith("/v1/blobs/"):
         return "blob"
     if streaming:
@@ -81,6 +84,7 @@ def _default_rates() -> dict[RouteClass, Rate]:
         "gateway": Rate(50.0, 200.0),
         "stream": Rate(2.0, 10.0),
         "write": Rate(20.0, 100.0),
+        "service": Rate(200.0, 400.0),
     }
 
 
@@ -96,6 +100,8 @@ class BudgetParams:
     enabled: bool = True
     keyed: dict[RouteClass, Rate] = field(default_factory=_default_rates)
     anonymous: Rate = Rate(20.0, 60.0)
+    #: what unsigned users of one address may send to deployments' stable URLs
+    anonymous_service: Rate = Rate(200.0, 400.0)
     max_open_streams: int = 8
     #: the most a key's standing multiplies its budget by
     max_multiplier: float = 8.0

@@ -56,6 +56,9 @@ class MarketParams(BaseModel):
     #: while the oracle has no rate); None: the market is priced in NOS
     price_usd_micros_per_second: int | None = Field(default=None, ge=1,
                                                     le=MAX_USD_MICROS_PER_SECOND)
+    #: jobs may ask for egress (``meta.nosgrid.network: egress``): out only through the
+    #: node's filtering proxy; False: every job of the market has no network at all
+    egress: bool = False
 
     @field_validator("name")
     @classmethod
@@ -65,6 +68,17 @@ class MarketParams(BaseModel):
         if v == NOS_USD:
             raise ValueError(f"{NOS_USD!r} is the price oracle's NOS/USD rate; choose another name")
         return v
+
+    def network_problem(self, network: str) -> str | None:
+        """Why a job asking for ``network`` cannot be posted here (None: it can).
+
+        >>> MarketParams(name="cpu", price_per_second=1).network_problem("egress")
+        "market 'cpu' does not allow egress; post to a market created with egress, or drop meta.nosgrid.network"
+        """  # noqa: E501
+        if network == "egress" and not self.egress:
+            return (f"market {self.name!r} does not allow egress; post to a market created "
+                    "with egress, or drop meta.nosgrid.network")
+        return None
 
     def at_price(self, price_per_second: int) -> MarketParams:
         """The same terms at another price per second (a USD price converted into NOS)."""

@@ -109,6 +109,7 @@ from nosgrid.sdk.models import (
     VerificationView,
     View,
 )
+from nosgrid.sdk.receipts import JobReceipt, verify_receipt
 from nosgrid.sdk.wallet import default_keypair_path, load_keypair, new_keypair, save_keypair
 
 __all__ = [
@@ -143,6 +144,7 @@ __all__ = [
     "JobList",
     "JobNotFound",
     "JobPayouts",
+    "JobReceipt",
     "JobResultView",
     "JobSpecView",
     "JobState",
@@ -206,4 +208,5 @@ __all__ = [
     "operator_consent",
     "reporter_consent",
     "save_keypair",
+    "verify_receipt",
 ]

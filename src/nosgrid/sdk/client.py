@@ -50,7 +50,11 @@ from nosgrid.core.money import format_nos
 from nosgrid.core.pricing import reporter_consent_message
 from nosgrid.core.views import (
     AccountView,
+    AttestorChainView,
+    AttestorEpochView,
+    ChainRequestView,
     ClaimView,
+    DeploymentEvents,
     DeploymentList,
     DeploymentView,
     FaucetView,
@@ -79,8 +83,11 @@ from nosgrid.core.views import (
     PollView,
     PostedJob,
     PostedJobs,
+    ReceiptView,
     RegistrationView,
     ReporterView,
+    ServiceDeploymentList,
+    ServiceDeploymentView,
     ServiceView,
     StakeView,
     Undeployed,
@@ -88,6 +95,7 @@ from nosgrid.core.views import (
     VerificationSummary,
     VerificationView,
 )
+from nosgrid.sdk.receipts import JobReceipt
 from nosgrid.sdk.wallet import load_keypair, sign_headers
 
 T = TypeVar("T")
@@ -305,6 +313,14 @@ class AsyncClient:
         return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/cancel",
                                  idempotency_key=idempotency_key)
 
+    async def extend(self, job_id: str, seconds: int, *,
+                     idempotency_key: str | None = None) -> JobView:
+        """Give an open job ``seconds`` more (the escrow grows by its price × seconds);
+        the node keeps its container running under the new timeout."""
+        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/extend",
+                                 json_body={"seconds": seconds},
+                                 idempotency_key=idempotency_key)
+
     async def result(self, job_id: str) -> JobResultView:
         return await self._model(JobResultView, "GET", f"/v1/jobs/{job_id}/result")
 
@@ -314,6 +330,27 @@ class AsyncClient:
     async def verification(self, job_id: str) -> VerificationView:
         """How the job is being checked: mode, audit decision, runs, verdict."""
         return await self._model(VerificationView, "GET", f"/v1/jobs/{job_id}/verification")
+
+    async def receipt(self, job_id: str) -> JobReceipt:
+        """The job's current result receipt, raw and parsed (check it with
+        :func:`nosgrid.sdk.receipts.verify_receipt` against the key you trust)."""
+        view = await self._model(ReceiptView, "GET", f"/v1/jobs/{job_id}/receipt",
+                                 signed=False)
+        return JobReceipt.from_view(view)
+
+    async def attestor_chain(self) -> AttestorChainView:
+        """The market's attestor key epochs, each signed by the key before it."""
+        return await self._model(AttestorChainView, "GET", "/v1/attestor", signed=False)
+
+    async def chain_request(self, signature: str) -> ChainRequestView:
+        """What became of a payment into the request vault (by its transaction signature):
+        the job it posted and its result, or its refunds and why."""
+        return await self._model(ChainRequestView, "GET", f"/v1/requests/{signature}",
+                                 signed=False)
+
+    async def rotate_attestor(self) -> AttestorEpochView:
+        """Admin: start a new attestor key epoch (signed by the current key)."""
+        return await self._model(AttestorEpochView, "POST", "/v1/attestor/rotate")
 
     async def verification_summary(self) -> VerificationSummary:
         return await self._model(VerificationSummary, "GET", "/v1/verification/summary",
@@ -441,22 +478,71 @@ class AsyncClient:
     async def revoke_key(self, kid: str) -> KeyRevoked:
         return await self._model(KeyRevoked, "POST", f"/v1/keys/{kid}/revoke")
 
+    # -- service deployments (docs/deployments.md) -----------------------------------------
+
+    async def create_deployment(self, *, strategy: str, spec: dict[str, Any] | None = None,
+                                spec_text: str | None = None, name: str | None = None,
+                                replicas: int = 1, timeout: int = 600,
+                                schedule: str | None = None, market: str | None = None,
+                                max_spend: str | None = None, overlap: str = "forbid",
+                                grace_s: int = 10, lead_s: int = 30,
+                                idempotency_key: str | None = None) -> ServiceDeploymentView:
+        """A service the market keeps alive: ``strategy`` is ``simple``, ``simple-extend``,
+        ``scheduled`` (with a 5-field UTC cron ``schedule``) or ``infinite``."""
+        body = {"spec": spec, "spec_text": spec_text, "name": name, "strategy": strategy,
+                "replicas": replicas, "timeout": timeout, "schedule": schedule,
+                "market": market, "max_spend": max_spend, "overlap": overlap,
+                "grace_s": grace_s, "lead_s": lead_s}
+        return await self._model(ServiceDeploymentView, "POST", "/v1/deployments",
+                                 json_body={k: v for k, v in body.items() if v is not None},
+                                 idempotency_key=idempotency_key)
+
+    async def service_deployments(self) -> ServiceDeploymentList:
+        """Your service deployments (model deployments: :meth:`deployments`)."""
+        return await self._model(ServiceDeploymentList, "GET", "/v1/deployments")
+
+    async def deployment(self, ref: str) -> ServiceDeploymentView:
+        """A deployment by id or by its name."""
+        return await self._model(ServiceDeploymentView, "GET", f"/v1/deployments/{ref}")
+
+    async def deployment_events(self, ref: str, after: int = 0) -> DeploymentEvents:
+        return await self._model(DeploymentEvents, "GET", f"/v1/deployments/{ref}/events",
+                                 params={"after": after})
+
+    async def update_deployment(self, ref: str, *, spec: dict[str, Any] | None = None,
+                                spec_text: str | None = None, replicas: int | None = None,
+                                timeout: int | None = None, schedule: str | None = None,
+                                market: str | None = None,
+                                max_spend: str | None = None) -> ServiceDeploymentView:
+        """A new definition is a new revision (rolled out replica by replica)."""
+        body = {"spec": spec, "spec_text": spec_text, "replicas": replicas,
+                "timeout": timeout, "schedule": schedule, "market": market,
+                "max_spend": max_spend}
+        return await self._model(ServiceDeploymentView, "POST",
+                                 f"/v1/deployments/{ref}/update",
+                                 json_body={k: v for k, v in body.items() if v is not None})
+
+    async def deployment_action(self, ref: str, action: str) -> ServiceDeploymentView:
+        """``stop``, ``start`` or ``archive``."""
+        return await self._model(ServiceDeploymentView, "POST",
+                                 f"/v1/deployments/{ref}/{action}")
+
     async def usage(self) -> UsageView:
         return await self._model(UsageView, "GET", "/v1/usage")
 
     async def deploy(self, model: str, spec: dict[str, Any], *, market: str, min: int = 0,
                      max: int = 1, idle_s: int = 300, prompt_price: int = 1,
                      completion_price: int = 2) -> DeploymentView:
-        return await self._model(DeploymentView, "POST", "/v1/deployments", json_body={
+        return await self._model(DeploymentView, "POST", "/v1/models/deployments", json_body={
             "model": model, "spec": spec, "market": market, "min": min, "max": max,
             "idle_s": idle_s, "prompt_price": prompt_price,
             "completion_price": completion_price})
 
     async def deployments(self) -> DeploymentList:
-        return await self._model(DeploymentList, "GET", "/v1/deployments", signed=False)
+        return await self._model(DeploymentList, "GET", "/v1/models/deployments", signed=False)
 
     async def undeploy(self, model: str) -> Undeployed:
-        return await self._model(Undeployed, "DELETE", f"/v1/deployments/{model}")
+        return await self._model(Undeployed, "DELETE", f"/v1/models/deployments/{model}")
 
     # -- system ------------------------------------------------------------------------
 
@@ -606,10 +692,21 @@ class Client:
     job = _blocking(AsyncClient.job)
     jobs = _blocking(AsyncClient.jobs)
     cancel = _blocking(AsyncClient.cancel)
+    extend = _blocking(AsyncClient.extend)
+    create_deployment = _blocking(AsyncClient.create_deployment)
+    service_deployments = _blocking(AsyncClient.service_deployments)
+    deployment = _blocking(AsyncClient.deployment)
+    deployment_events = _blocking(AsyncClient.deployment_events)
+    update_deployment = _blocking(AsyncClient.update_deployment)
+    deployment_action = _blocking(AsyncClient.deployment_action)
     result = _blocking(AsyncClient.result)
     spec = _blocking(AsyncClient.spec)
     verification = _blocking(AsyncClient.verification)
     verification_summary = _blocking(AsyncClient.verification_summary)
+    receipt = _blocking(AsyncClient.receipt)
+    attestor_chain = _blocking(AsyncClient.attestor_chain)
+    rotate_attestor = _blocking(AsyncClient.rotate_attestor)
+    chain_request = _blocking(AsyncClient.chain_request)
     logs = _blocking(AsyncClient.logs)
     wait = _blocking(AsyncClient.wait)
     upload_blob = _blocking(AsyncClient.upload_blob)

@@ -23,13 +23,14 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from nosgrid.coordinator.runtime import IDEMPOTENCY_RETENTION_S
 from nosgrid.core.errors import IdempotencyKeyReused, InvalidInput
 from nosgrid.store.db import UnitOfWork
 from nosgrid.store.repositories import IdempotencyRecord
 
 HEADER: Final = "idempotency-key"
 KEY_FORMAT: Final = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-RETENTION_S: Final = 24 * 3600
+RETENTION_S: Final = IDEMPOTENCY_RETENTION_S
 
 
 def key_of(request: Request) -> str | None:

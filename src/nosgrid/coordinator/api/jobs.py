@@ -16,6 +16,7 @@ from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import (
     ERROR_RESPONSES,
     SQL_INT_MAX,
+    ExtendRequest,
     FailRequest,
     FinishRequest,
     LogChunk,
@@ -186,6 +187,22 @@ async def cancel(job_id: str, request: Request, coord: Coord, signer: Signer) ->
         if (first := await idempotency.replay(uow, request, signer, key, now)) is not None:
             return first  # type: ignore[return-value]
         view = job_view(job_services.cancel_job(uow, job_id, signer, now))
+        await idempotency.remember(uow, request, signer, key, 200, view, now)
+        uow.commit()
+    return view
+
+
+@router.post("/{job_id}/extend")
+async def extend(job_id: str, body: ExtendRequest, request: Request, coord: Coord,
+                 signer: Signer) -> JobView:
+    """Give an open job more seconds (escrow grows by price × seconds); with an
+    ``Idempotency-Key`` a retry extends once."""
+    key = idempotency.key_of(request)
+    now = int(coord.now())
+    with coord.store.uow() as uow:
+        if (first := await idempotency.replay(uow, request, signer, key, now)) is not None:
+            return first  # type: ignore[return-value]
+        view = job_view(job_services.extend_job(uow, job_id, signer, body.seconds, now))
         await idempotency.remember(uow, request, signer, key, 200, view, now)
         uow.commit()
     return view

@@ -52,6 +52,10 @@ class PostJobRequest(Body):
     max_price: str | None = Field(default=None, max_length=32)
 
 
+class ExtendRequest(Body):
+    seconds: int = Field(ge=1, le=7 * 24 * 3600, description="seconds to add to the timeout")
+
+
 class PostJobsRequest(Body):
     jobs: list[PostJobRequest] = Field(min_length=1, max_length=1000,
                                        description="the jobs, posted all or none")

@@ -116,7 +116,7 @@ async def usage(gw: GW, signer: Signer) -> UsageView:
                             for row in gw.usage(signer)])
 
 
-@router.post("/deployments", status_code=201)
+@router.post("/models/deployments", status_code=201)
 async def deploy(body: DeployRequest, coord: Coord, gw: GW, signer: Signer) -> DeploymentView:
     if body.min > body.max:
         raise InvalidInput("--min must not exceed --max")
@@ -125,7 +125,7 @@ async def deploy(body: DeployRequest, coord: Coord, gw: GW, signer: Signer) -> D
     return DeploymentView(**gw.deploy(d).view())
 
 
-@router.get("/deployments")
+@router.get("/models/deployments")
 async def deployments(gw: GW) -> DeploymentList:
     out = []
     for d in gw.deployments.values():
@@ -139,7 +139,7 @@ async def deployments(gw: GW) -> DeploymentList:
     return DeploymentList(deployments=out)
 
 
-@router.delete("/deployments/{model:path}")
+@router.delete("/models/deployments/{model:path}")
 async def undeploy(model: str, gw: GW, signer: Signer) -> Undeployed:
     gw.undeploy(model, signer)
     return Undeployed(model=model, deleted=True)

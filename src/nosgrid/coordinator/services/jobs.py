@@ -58,13 +58,15 @@ def post_job(
     job_id: str | None = None,
     default_market: str | None = None,
     oracle: OracleParams = DEFAULT_ORACLE,
+    max_queued: int = 1_000,
 ) -> Job:
     """Escrow the deposit and queue a validated definition under its terms (the request's
     market, timeout and max price over the definition's). Raises InsufficientFunds if the
     wallet is short. :func:`post_job_in` also says how the market was chosen."""
     return post_job_in(uow, client=client, definition=definition, now=now, market=market,
                        timeout=timeout, max_price=max_price, job_id=job_id,
-                       default_market=default_market, oracle=oracle)[0]
+                       default_market=default_market, oracle=oracle,
+                       max_queued=max_queued)[0]
 
 
 def post_job_in(
@@ -99,6 +101,9 @@ def post_job_in(
         raise MarketNotFound(f"no market {choice.name!r} ({choice.why}); `nosgrid market "
                              "list` shows the markets")
     name = choice.name
+    meta = definition.meta.nosgrid if definition.meta and definition.meta.nosgrid else None
+    if (problem := params.network_problem(meta.network if meta else "none")) is not None:
+        raise InvalidInput(problem)
     # a market quoted in USD: its price now, at the oracle's NOS/USD rate (recorded)
     params, rate = pricing.charged_market(uow, params, now, oracle)
     terms = replace(terms_of(definition, market=name, max_timeout=params.max_timeout,
@@ -209,6 +214,25 @@ def cancel_job(uow: UnitOfWork, job_id: str, client: str, now: int) -> Job:
         raise Forbidden(f"job {job_id} is a verification run of one of your jobs; it cannot "
                         "be cancelled")
     return settle_job(uow, record(uow, rules.cancel(job, now), kind="job.cancelled"), now)
+
+
+def extend_job(uow: UnitOfWork, job_id: str, client: str, seconds: int, now: int) -> Job:
+    """Give the client's open job ``seconds`` more, escrowing price × ``seconds`` more;
+    the node reads the new timeout from the job. Raises (changing nothing) for another's
+    job, an ended job, or a wallet that cannot pay."""
+    job = uow.jobs.get(job_id)
+    if job.client != client:
+        raise Forbidden(f"job {job_id} belongs to another key")
+    tr = rules.extend(job, uow.markets.get(job.market), seconds, now)
+    added = tr.job.deposit - job.deposit
+    uow.settlement.check_post(uow, client, added)
+    have = uow.ledger.balance(wallet(client))
+    if have < added:
+        raise InsufficientFunds(
+            f"extending by {seconds}s escrows {format_nos(added)} NOS more "
+            f"({format_nos(job.price_per_second)} NOS/s) but the wallet holds "
+            f"{format_nos(have)} NOS", needed=added, balance=have)
+    return record(uow, tr, kind="job.extended")
 
 
 def settle_job(uow: UnitOfWork, job: Job, now: int) -> Job:
