@@ -10,10 +10,10 @@ STAMP_VENV := $(VENV)/.installed
 # cgroups here), busybox-static and debootstrap to build images without a registry, procps
 # (pgrep, in the e2e tests) and libgomp1 (copied into the llama.cpp image).
 SYSTEM_PACKAGES := podman runc busybox-static debootstrap python3-venv iproute2 ca-certificates \
-	procps libgomp1
+	procps libgomp1 chromium
 PYTEST_ARGS ?=
 
-.PHONY: run test lint unit bench system venv images clean
+.PHONY: run test lint unit bench system venv images clean screenshots
 
 # the demo builds the one small image its job runs in (busybox, ~1 s); the Python test
 # image and the llama.cpp inference image (a ~5 min compile, once) are for `make test`,
@@ -32,17 +32,23 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/python tools/check_layers.py src/nosgrid
 
+# the dashboard's pages in Debian's chromium, their screenshots saved under docs/dashboard
+screenshots: venv images
+	DASHBOARD_SCREENSHOTS=docs/dashboard $(BIN)/pytest tests/e2e/test_dashboard_e2e.py -q
+
 bench: venv images
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 images: venv
 	$(BIN)/nosgrid image build-test --if-missing
+	$(BIN)/nosgrid image build-ci --if-missing
 	$(BIN)/nosgrid image build-inference --if-missing
 
 system: $(STAMP_SYS)
 venv: $(STAMP_VENV)
 
-$(STAMP_SYS):
+# (re-checked when this file changes: a package added to the list gets installed)
+$(STAMP_SYS): Makefile
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

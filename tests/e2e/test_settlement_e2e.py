@@ -73,3 +73,40 @@ def test_job_paid_in_spl_tokens_end_to_end(
     cost = pay.node_pay + pay.treasury_fee + pay.stakers_fee
     assert mine["onchain"]["onchain_balance"] == 20_000_000 - cost
     assert mine["onchain"]["allowance"] == 5_000_000 - cost
+
+
+def test_compute_requested_from_chain_end_to_end(
+    litesvm_coordinator: tuple[str, Cli, Path], tmp_path: Path
+) -> None:
+    """`nosgrid job request`: a transfer + Memo into the request vault (signed by the CLI,
+    relayed), read by the coordinator's own watcher loop, run, settled, its receipt naming
+    the reply key published on chain; a short payment is refunded with a reason."""
+    url, cli, admin = litesvm_coordinator
+    me = tmp_path / "me.json"
+    pubkey = cli.json("wallet", "new", "--keypair", str(me))["pubkey"]
+    cli.run("market", "create", "cpu", "--price-per-second", "0.001", "--max-timeout", "600",
+            keypair=admin)
+    cli.json("faucet", "20", keypair=me)
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(SPEC))
+    short = cli.json("job", "request", str(spec), "--pay", "0.001", keypair=me)
+    assert short["status"] in ("refunding", "refunded") and "deposit" in short["reason"]
+    asked = cli.json("job", "request", str(spec), "--pay", "1", keypair=me)
+    assert asked["status"] == "posted" and asked["reply_key"] == pubkey
+    job_id = asked["job_id"]
+    with Client(url, Keypair()) as node:
+        node.register_node({"cpu_cores": 2, "memory_mb": 2048}, ["cpu"])
+        assert node.poll(wait=5).job.id == job_id
+        node.start_job(job_id)
+        assert node.finish_job(job_id, seconds_used=3, exit_code=0).state == "settled"
+        deadline = time.monotonic() + 20
+        while True:  # the sender publishes the receipt and the refunds
+            receipt = cli.json("job", "receipt", job_id)
+            view = node.chain_request(asked["signature"])
+            if receipt["onchain"] and all(r.onchain for r in view.refunds):
+                break
+            assert time.monotonic() < deadline, (receipt, view)
+            time.sleep(0.3)
+    assert receipt["fields"]["reply_key"] == pubkey
+    assert [r.reason for r in view.refunds] == ["unused", "unused"]
+    assert cli.json("ledger", "verify", "--onchain")["ok"]

@@ -174,6 +174,7 @@ async def test_blob_access_follows_jobs(market: Market) -> None:
         await m.bob.download_blob(sha)
     spec = {**BUSYBOX_SPEC, "meta": {"nosgrid": {"inputs": [{"sha256": sha,
                                                              "path": "/inputs/rows.txt"}]}}}
+    await m.bob.faucet("1")  # an unfunded key is refused before its definition is read
     with pytest.raises(InvalidInput, match="upload it first"):
         await m.bob.post_job(spec=spec, market="cpu")
     with pytest.raises(Forbidden):

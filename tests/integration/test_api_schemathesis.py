@@ -41,6 +41,7 @@ from nosgrid.coordinator.services import accounts
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.settings import CoordinatorSettings
+from nosgrid.core.budgets import UNLIMITED
 from nosgrid.core.jobs.load import parse_job_definition
 from nosgrid.core.markets import HardwareReport, parse_market_params
 from nosgrid.core.money import BASE_UNITS_PER_NOS
@@ -92,7 +93,11 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     me = str(kp.pubkey())
     settings_ = CoordinatorSettings(db=str(tmp / "c.db"), data_dir=tmp,
                                     admin_keys=frozenset({me}), faucet=True,
-                                    long_poll_max_s=0.0)  # generated polls must not block
+                                    long_poll_max_s=0.0,  # generated polls must not block
+                                    # the unsigned run's ~1,000 requests drained the anonymous
+                                    # budget, and the next run's schema load got a 429 (the
+                                    # budgets have their own tests: test_abuse.py)
+                                    budgets=UNLIMITED)
     app = create_app(settings_, background=False)
     coord: Coordinator = app.state.coordinator
     with coord.store.uow() as uow:  # a funded key, a market, a registered node, one job

@@ -402,3 +402,23 @@ async def test_a_dispute_on_chain_refunds_slashes_and_pays_the_panel(tmp_path: P
         for n in honest:
             await n.aclose()
         await m.close()
+
+
+async def test_the_posting_fee_is_a_transfer_to_the_treasury_even_when_cancelled(
+    chain_market: ChainMarket,
+) -> None:
+    m = chain_market
+    s = m.backend.settlement
+    await m.admin.create_market({"name": "fee", "price_per_second": 1000, "max_timeout": 600,
+                                 "posting_fee": 20_000})
+    await m.fund(m.alice)
+    treasury_before = (await s.balances([str(s.treasury)]))[str(s.treasury)]
+    job = await m.alice.post_job(spec=BUSYBOX_SPEC, market="fee", timeout=100)
+    await m.alice.cancel(job.id)
+    stats = await m.send()
+    assert stats.confirmed == 1  # the fee's transfer; the cancel's refund needs none
+    treasury_after = (await s.balances([str(s.treasury)]))[str(s.treasury)]
+    assert treasury_after - treasury_before == 20_000
+    assert await m.token_balance(m.alice.pubkey) == 100 * NOS - 20_000
+    report = await solana_wallet.verify_onchain(m.alice)
+    assert report.ok, report.problems

@@ -58,7 +58,8 @@ def test_the_composition_root_wires_the_money_and_the_notifications() -> None:
     table = coord.store.handlers.table()
     settled = table[JobSettled.__name__]
     assert [n.rsplit(".", 1)[-1] for n in settled["in_transaction"]] == [
-        "on_job_settled", "return_unused_reserve", "on_job_settled"]
+        "on_job_settled", "return_unused_reserve", "on_job_settled", "on_job_settled"]
+    assert "ReceiptIssuer" in settled["in_transaction"][2]  # the result receipt
     assert any("logs_moved" in n for n in settled["after_commit"])
     assert table["JobQueued"]["after_commit"][0].endswith("market_has_work")
     with pytest.raises(RuntimeError, match="chosen once"):

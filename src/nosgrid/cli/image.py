@@ -33,6 +33,24 @@ def build_test(
     console.print(f"test images ready ({time.monotonic() - started:.1f} s)", highlight=False)
 
 
+@app.command("build-ci")
+def build_ci(
+    if_missing: bool = typer.Option(
+        False, "--if-missing", help="Do nothing when the image exists (fast no-op)."
+    ),
+) -> None:
+    """Build localhost/nosgrid-ci:test, the default image of `nosgrid ci run` (Python, git,
+    make, pip)."""
+    if if_missing and images.image_exists(images.CI_IMAGE):
+        console.print(f"{images.CI_IMAGE} exists", highlight=False)
+        return
+    started = time.monotonic()
+    console.print(f"building {images.CI_IMAGE} …")
+    images.build_ci_image()
+    console.print(f"[green]built[/] {images.CI_IMAGE} ({time.monotonic() - started:.1f} s)",
+                  highlight=False)
+
+
 app.command("build-inference")(build_inference)
 
 

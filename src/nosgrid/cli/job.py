@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,12 +13,15 @@ import typer
 
 from nosgrid.cli.common import JsonOpt, KeypairOpt, UrlOpt, client, table
 from nosgrid.cli.output import console, err_console, fail, print_json
-from nosgrid.core.errors import InvalidJobSpec, NosgridError
+from nosgrid.core.chain_requests import MAX_INLINE_BYTES, RequestMemo, request_memo_text
+from nosgrid.core.errors import InvalidJobSpec, NosgridError, NotFound
 from nosgrid.core.jobs.load import job_definition_schema_text, load_job_definition, spec_hash
 from nosgrid.core.jobs.state import JobState
-from nosgrid.core.money import format_nos
+from nosgrid.core.money import format_nos, parse_nos
+from nosgrid.sdk import solana as solana_wallet
 from nosgrid.sdk.client import Client
 from nosgrid.sdk.models import JobView
+from nosgrid.sdk.receipts import verify_with_chain
 
 app = typer.Typer(help="Validate, post and follow jobs.", no_args_is_help=True)
 
@@ -106,6 +111,9 @@ def post(
     timeout: Annotated[int | None, typer.Option(help="seconds (default: file or 600)")] = None,
     max_price: Annotated[str | None, typer.Option(help="most NOS to escrow")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="the same key posts once, however often the command is retried "
+             "(default: a new one per run)")] = None,
     url: UrlOpt = None,
     keypair: KeypairOpt = None,
     json: JsonOpt = False,
@@ -117,7 +125,8 @@ def post(
     load_job_definition(text, filename=spec.name)  # fail fast, locally, with every error
     with client(url, keypair) as c:
         posted = c.post_job(spec_text=text, market=market, timeout=timeout,
-                            max_price=max_price)
+                            max_price=max_price,
+                            idempotency_key=idempotency_key or uuid.uuid4().hex)
         if json and not wait:
             print_json(posted)
             return
@@ -254,6 +263,19 @@ def cancel(job_id: str, url: UrlOpt = None, keypair: KeypairOpt = None,
         _show_job(c.cancel(job_id), json)
 
 
+@app.command("extend")
+def extend(job_id: str,
+           seconds: Annotated[int, typer.Option(help="seconds to add to the job's timeout")],
+           idempotency_key: Annotated[str | None, typer.Option(
+               help="the same key extends once, however often the command is retried "
+                    "(default: a new one per run)")] = None,
+           url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
+    """Give an open job more time; the escrow grows by its price × seconds."""
+    with client(url, keypair) as c:
+        _show_job(c.extend(job_id, seconds, idempotency_key=idempotency_key
+                           or uuid.uuid4().hex), json)
+
+
 @app.command("list")
 def list_(limit: int = 20, cursor: int | None = None, url: UrlOpt = None,
           keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
@@ -266,3 +288,77 @@ def list_(limit: int = 20, cursor: int | None = None, url: UrlOpt = None,
     console.print(table("jobs", _JOB_COLUMNS, [_job_row(j) for j in page.jobs]))
     if page.next is not None:
         console.print(f"more: --cursor {page.next}")
+
+
+@app.command("receipt")
+def receipt(job_id: str,
+            raw: Annotated[bool, typer.Option(
+                "--raw", help="print the 236 signed bytes (signature ‖ receipt) as hex")] = False,
+            attestor: Annotated[str | None, typer.Option(
+                help="the market's first attestor key you trust (default: the coordinator's "
+                     "epoch 0)")] = None,
+            url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False) -> None:
+    """The job's result receipt, checked against the attestor key chain."""
+    with client(url, keypair, need_key=False) as c:
+        got = c.receipt(job_id)
+        chain = c.attestor_chain()
+    parsed, key = verify_with_chain(got, chain, attestor)
+    if raw:
+        sys.stdout.write(got.signed.hex() + "\n")
+        return
+    if json:
+        print_json({**got.view.model_dump(mode="json"), "verified_by": key})
+        return
+    f = got.view.fields
+    rows: list[list[Any]] = [["verdict", f.verdict], ["job", f"{job_id} (sha256 {f.job[:16]}…)"],
+            ["definition", f.definition], ["result", f.result], ["journal seq", f.seq],
+            ["slot", f.slot], ["attestor", f"{key} (epoch {parsed.epoch}, signature valid)"],
+            ["reply key", f.reply_key or "-"], ["on chain", got.view.onchain or "not yet"]]
+    console.print(table(f"receipt of {job_id}", ["field", "value"], rows))
+
+
+@app.command("request")
+def request(
+    spec: Annotated[Path, typer.Argument(help="job definition (JSON or YAML)")],
+    pay: Annotated[str, typer.Option(help="NOS to pay into the request vault (≥ price × "
+                                          "timeout; the unused part comes back)")],
+    reply: Annotated[str | None, typer.Option(
+        help="the reply key the receipt names (default: your key)")] = None,
+    market: Annotated[str | None, typer.Option(help="market name")] = None,
+    timeout: Annotated[int | None, typer.Option(help="seconds")] = None,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the watcher's answer")] = 30,
+    url: UrlOpt = None, keypair: KeypairOpt = None, json: JsonOpt = False,
+) -> None:
+    """Request compute from chain: a transfer into the request vault with a Memo (signed
+    here; docs/composability.md), then what the coordinator's watcher made of it."""
+    if not spec.is_file():
+        raise typer.BadParameter(f"{spec} is not a file", param_hint="SPEC")
+    data = spec.read_bytes()
+    load_job_definition(data, filename=spec.name)  # fail fast, locally
+    with client(url, keypair) as c:
+        if len(data) <= MAX_INLINE_BYTES:
+            memo = RequestMemo(reply or c.pubkey, inline=data, market=market, timeout=timeout)
+        else:
+            memo = RequestMemo(reply or c.pubkey, definition_sha256=c.upload_blob(data),
+                               market=market, timeout=timeout)
+        signature = c.run(solana_wallet.request_compute(c.aio, parse_nos(pay),
+                                                        request_memo_text(memo)))
+        view = None
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with contextlib.suppress(NotFound):
+                view = c.chain_request(signature)
+                if view.status != "seen":
+                    break
+            time.sleep(0.5)
+    if json:
+        print_json(view if view is not None else {"signature": signature, "status": "unread"})
+        return
+    console.print(f"paid {pay} NOS into the request vault: {signature}", highlight=False)
+    if view is None:
+        console.print("the watcher has not read it yet: GET /v1/requests/SIGNATURE later")
+    elif view.job_id:
+        console.print(f"job [bold]{view.job_id}[/] posted; `nosgrid job receipt "
+                      f"{view.job_id}` once it settles")
+    else:
+        console.print(f"refunded: {view.reason}", highlight=False)

@@ -7,7 +7,10 @@ import sys
 import typer
 
 from nosgrid.cli import (
+    attestor,
+    ci,
     coordinator,
+    deployment,
     gateway,
     image,
     job,
@@ -31,6 +34,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(job.app, name="job")
+app.add_typer(attestor.app, name="attestor")
+app.add_typer(ci.app, name="ci")
+app.add_typer(deployment.app, name="deployment")
 app.add_typer(image.app, name="image")
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(market.app, name="market")

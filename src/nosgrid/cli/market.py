@@ -71,10 +71,14 @@ def create(
     min_stake: Annotated[str, typer.Option(help="NOS a node must stake")] = "0",
     gpu: Annotated[list[str] | None, typer.Option(help="GPU model (repeatable)")] = None,
     min_vram_mb: int = 0,
+    posting_fee: Annotated[str, typer.Option(
+        help="NOS charged per posted job, to the treasury, never refunded")] = "0",
     usd_per_second: Annotated[str | None, typer.Option(
         help="quote the market in USD per second: converted into NOS at the price "
              "oracle's NOS/USD rate when a job is posted (--price-per-second is the "
              "fallback while there is no rate)")] = None,
+    egress: Annotated[bool, typer.Option(
+        "--egress", help="jobs may ask for egress through the nodes' filtering proxy")] = False,
     url: UrlOpt = None,
     keypair: KeypairOpt = None,
     json: JsonOpt = False,
@@ -82,7 +86,10 @@ def create(
     """Create a market (the coordinator's admin key only)."""
     params = {"name": name, "price_per_second": parse_nos(price_per_second),
               "max_timeout": max_timeout, "fee_bps": fee_bps, "min_stake": parse_nos(min_stake),
-              "gpu_models": gpu or [], "min_vram_mb": min_vram_mb}
+              "gpu_models": gpu or [], "min_vram_mb": min_vram_mb,
+              "posting_fee": parse_nos(posting_fee)}
+    if egress:
+        params["egress"] = True
     if usd_per_second is not None:  # µUSD, 6 decimals like NOS
         params["price_usd_micros_per_second"] = parse_nos(usd_per_second)
     with client(url, keypair) as c:
@@ -179,3 +186,18 @@ def register_reporter(
     else:
         console.print(f"reporter {r.key} reports for {r.operator} (stake "
                       f"{format_nos(r.stake)} NOS)", highlight=False)
+
+
+@app.command("stats")
+def stats(name: str, url: UrlOpt = None, json: JsonOpt = False) -> None:
+    """Queue length, running jobs, nodes online and jobs ended lately (the dashboard's)."""
+    with client(url, None, need_key=False) as c:
+        s = c.market_stats(name)
+    if json:
+        print_json(s)
+        return
+    console.print(table(f"market {name} now", ["figure", "value"], [
+        ["queue length", s.queue_length], ["running", s.running],
+        ["nodes online / waiting", f"{s.nodes_online} / {s.nodes_waiting}"],
+        ["jobs ended, last hour / 24 h", f"{s.finished_1h} / {s.finished_24h}"],
+        ["compute seconds, 24 h", s.gpu_seconds_24h]]))

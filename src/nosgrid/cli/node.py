@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from nosgrid.node.agent import run_node
 from nosgrid.node.benchmark import run_benchmark
 from nosgrid.node.hardware import probe_hardware
 from nosgrid.sdk.client import AsyncClient, default_url
-from nosgrid.sdk.models import NodeView, OracleReportView
+from nosgrid.sdk.models import NodeStats, NodeView, OracleReportView
 from nosgrid.sdk.wallet import load_keypair, new_keypair, save_keypair
 
 app = typer.Typer(help="Provide compute: probe this machine and run a node agent.",
@@ -186,4 +187,35 @@ def show(
     table.add_row("CPU", f"{hw.cpu_model} ({hw.cpu_cores} cores), score {hw.cpu_score}")
     table.add_row("memory", f"{hw.memory_mb} MB")
     table.add_row("GPUs", ", ".join(f"{g.model} {g.vram_mb} MB" for g in hw.gpus) or "none")
+    console.print(table)
+
+
+@app.command("stats")
+def stats(
+    node_id: str = typer.Argument(..., help="The node's public key."),
+    coordinator: str = typer.Option(None, "--coordinator", help="Coordinator URL."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """A node's uptime, earnings per day, jobs, audits and queue positions (the dashboard's
+    node page, for scripts and bots)."""
+
+    async def fetch() -> NodeStats:
+        async with AsyncClient(coordinator or default_url()) as client:
+            return await client.node_stats(node_id)
+
+    s = asyncio.run(fetch())
+    if as_json:
+        print_json(s)
+        return
+    table = Table("what", "value", show_header=False)
+    table.add_row("uptime 24 h / 7 d", f"{100 * s.uptime_24h:.1f}% / {100 * s.uptime_7d:.1f}%")
+    table.add_row("jobs run", str(s.jobs_run))
+    table.add_row("audits passed / faults", f"{s.audits_passed} / {s.audit_faults}")
+    table.add_row("slashes", str(s.slashes))
+    table.add_row("earned (all time)", f"{s.earned_total_nos} NOS")
+    for q in s.queue:
+        table.add_row(f"queue in {q.market}", f"{q.position or '-'} ({q.why})")
+    for day in s.earnings[-7:]:
+        table.add_row(f"earned {time.strftime('%Y-%m-%d', time.gmtime(day.day))}",
+                      f"{day.earned_nos} NOS")
     console.print(table)

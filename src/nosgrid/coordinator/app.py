@@ -23,23 +23,29 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nosgrid import __version__
+from nosgrid.coordinator import chain_watcher
 from nosgrid.coordinator.api import (
     accounts,
     blobs,
+    deployments,
     jobs,
     markets,
     nodes,
     pricing,
+    receipts,
     staking,
     system,
     verification,
 )
+from nosgrid.coordinator.api import dashboard as dashboard_routes
 from nosgrid.coordinator.api import services as service_routes
 from nosgrid.coordinator.api.openai import GatewayDispatch, openai_error
 from nosgrid.coordinator.api.openai import router as openai_router
 from nosgrid.coordinator.api.solana import router as solana_router
 from nosgrid.coordinator.bootstrap import bootstrap, open_settlement
+from nosgrid.coordinator.dashboard import pages as dashboard_pages
 from nosgrid.coordinator.gateway import Gateway, GatewaySettings
+from nosgrid.coordinator.limits import Budgets
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.errors import InvalidInput, InvalidText, NosgridError, PayloadTooLarge
 from nosgrid.core.text import bad_text, may_hold_surrogates
@@ -63,6 +69,13 @@ def error_response(err: NosgridError, path: str = "") -> JSONResponse:
     if path.startswith(OPENAI_PREFIX):
         return openai_error(err)
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
+
+
+def _render_refusal(err: NosgridError, path: str, headers: dict[str, str]) -> ASGIApp:
+    """A refusal at the door (``limits.Budgets``), with its extra headers."""
+    response = error_response(err, path)
+    response.headers.update(headers)
+    return response
 
 
 class BodyLimit:
@@ -205,9 +218,14 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
         if background:
             await coord.settlement.start(coord.store)
         task = asyncio.create_task(coord.run_maintenance()) if background else None
+        watcher = await chain_watcher.start(coord) if background else None
         await gw.start()
         yield
+        replica_http = getattr(app.state, "replica_http", None)
+        if replica_http is not None:  # the stable URLs' client (api/deployments.py)
+            await replica_http.aclose()
         await gw.stop()
+        await chain_watcher.stop(watcher)
         await coord.settlement.stop()
         if task is not None:
             task.cancel()
@@ -218,11 +236,15 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
     app.state.coordinator = coord
     app.state.gateway = gw
     for module in (markets, accounts, nodes, jobs, blobs, staking, system, verification,
-                   pricing):
+                   pricing, receipts):
         app.include_router(module.router)
+    app.include_router(deployments.router)
+    app.include_router(deployments.stable)
     app.include_router(solana_router)
     app.include_router(service_routes.router)
     app.include_router(openai_router)
+    app.include_router(dashboard_routes.router)  # the dashboard's figures (JSON)
+    app.include_router(dashboard_pages.router)  # the dashboard's pages, at /
 
     @app.exception_handler(NosgridError)
     async def nosgrid_error(request: Request, exc: NosgridError) -> JSONResponse:
@@ -267,6 +289,7 @@ def create_app(settings: CoordinatorSettings, *, store: Store | None = None,
 
     app.add_middleware(TextGuard)  # the coordinator's routes; the gateway reads its own
     app.add_middleware(GatewayDispatch)  # inside BodyLimit, before routing and metrics
+    app.add_middleware(Budgets, budgets=coord.budgets, render=_render_refusal)
     app.add_middleware(BodyLimit, max_body=settings.max_body_bytes,
                        max_blob=settings.max_blob_bytes)
     return app

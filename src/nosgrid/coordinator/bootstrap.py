@@ -6,6 +6,8 @@ side effects of the domain events; ``docs/architecture.md`` explains it::
 
     event                 in the transaction (moves money,      after commit (notifies)
                           writes state)
+    JobPosted             settlement: the posting fee (owner    metrics
+                          → treasury), when the market has one
     JobQueued                                                   wake the market's nodes
     JobAssigned                                                 wake the node; metrics
     JobRequeued                                                 wake the market; logs
@@ -25,6 +27,11 @@ side effects of the domain events; ``docs/architecture.md`` explains it::
     StakeWithdrawn/
     NodeSlashed
     NodeMarketsChanged                                          wake the node's poll
+    JobSettled/           sign and store the result receipt
+    JobHeldForAudit       (receipts.ReceiptIssuer)
+    JobCompleted          a chain request's payer may read its outputs
+    ReceiptIssued/        solana: queue its publication         sender
+    AttestorRotated
 
 >>> from nosgrid.coordinator.settings import CoordinatorSettings
 >>> coord = bootstrap(CoordinatorSettings(db="sqlite://"))
@@ -39,10 +46,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from nosgrid.coordinator.attestor_keys import AttestorKeys
 from nosgrid.coordinator.runtime import Coordinator
-from nosgrid.coordinator.services import audit_runs, economics, nodes
+from nosgrid.coordinator.services import audit_runs, chain_requests, economics, nodes
+from nosgrid.coordinator.services.receipts import ReceiptIssuer
 from nosgrid.coordinator.settings import CoordinatorSettings
 from nosgrid.core.events import (
+    AttestorRotated,
     AuditRunnersPaid,
     EpochEmitted,
     Event,
@@ -59,6 +69,7 @@ from nosgrid.core.events import (
     MarketCreated,
     NodeMarketsChanged,
     NodeSlashed,
+    ReceiptIssued,
     Restaked,
     RewardsClaimed,
     Staked,
@@ -67,7 +78,7 @@ from nosgrid.core.events import (
     Unstaked,
     UsageBilled,
 )
-from nosgrid.settlement.backend import SettlementBackend
+from nosgrid.settlement.backend import ReceiptPublisher, SettlementBackend
 from nosgrid.settlement.local import LOCAL
 from nosgrid.store.db import Handlers, Store
 
@@ -100,12 +111,18 @@ def settlement_handlers(handlers: Handlers, backend: SettlementBackend) -> Handl
     """Where NOS really moves: ``backend``'s share of each money event, and its wake-up."""
     handlers.on(JobSettled, backend.on_job_settled)
     handlers.on(UsageBilled, backend.on_usage_billed)
+    handlers.on(JobPosted, backend.on_job_posted)  # the posting fee, if the market has one
     for stake_move in STAKE_MOVES:
         handlers.on(stake_move, backend.on_stake_moved)
     for pool_payout in POOL_PAYOUTS:
         handlers.on(pool_payout, backend.on_pool_payout)
-    for moved in (JobSettled, UsageBilled, *STAKE_MOVES, *POOL_PAYOUTS):
+    for moved in (JobSettled, UsageBilled, JobPosted, *STAKE_MOVES, *POOL_PAYOUTS):
         handlers.after(moved, backend.after_money_moved)
+    if isinstance(backend, ReceiptPublisher):  # on chain: receipts and key epochs too
+        handlers.on(ReceiptIssued, backend.on_receipt_issued)
+        handlers.on(AttestorRotated, backend.on_attestor_rotated)
+        for published in (ReceiptIssued, AttestorRotated):
+            handlers.after(published, backend.after_money_moved)
     return handlers
 
 
@@ -152,13 +169,17 @@ def notification_handlers(handlers: Handlers, coord: Coordinator) -> Handlers:
 
 
 def open_store(path_or_url: str | Path, *, settlement: SettlementBackend = LOCAL,
-               now: Callable[[], float] = time.time) -> Store:
-    """A store whose units of work run the money handlers (and ``settlement``'s): for
-    tools and tests that call the use cases without a coordinator."""
+               now: Callable[[], float] = time.time,
+               receipts: ReceiptIssuer | None = None) -> Store:
+    """A store whose units of work run the money handlers (and ``settlement``'s, and
+    ``receipts``' when given): for tools and tests that call the use cases without a
+    coordinator."""
     store = Store.open(path_or_url, now=now)
     use_settlement(store, settlement)
     money_handlers(store.handlers)
     market_handlers(store.handlers)
+    if receipts is not None:
+        receipts.register(store.handlers)
     return store
 
 
@@ -184,6 +205,9 @@ def bootstrap(settings: CoordinatorSettings, *, store: Store | None = None,
     money_handlers(store.handlers)
     market_handlers(store.handlers)
     notification_handlers(store.handlers, coord)
+    coord.receipts = ReceiptIssuer(AttestorKeys(settings.attestor_dir))
+    coord.receipts.register(store.handlers)
+    store.handlers.on(JobCompleted, chain_requests.on_job_completed)
     if settlement is not None:
         install_settlement(coord, settlement)
     elif settings.settlement == "local":
@@ -198,6 +222,8 @@ def install_settlement(coord: Coordinator, backend: SettlementBackend) -> None:
     coord.settlement = backend
     coord.settlement_installed = True
     use_settlement(coord.store, backend)
+    if isinstance(backend, ReceiptPublisher) and coord.receipts is not None:
+        coord.receipts.slot = backend.observed_slot
 
 
 async def open_settlement(coord: Coordinator) -> None:
@@ -212,6 +238,7 @@ async def open_settlement(coord: Coordinator) -> None:
         s.settlement, rpc_url=s.solana_rpc_url, commitment=s.solana_commitment,
         authority_keypair=s.solana_authority_keypair,
         accounts_file=s.solana_accounts_file or s.data_dir / "solana-accounts.json",
-        batch_size=s.settlement_batch_size, anchor_every=s.anchor_every)
+        batch_size=s.settlement_batch_size, anchor_every=s.anchor_every,
+        publish_receipts=s.publish_receipts)
     await backend.open(coord.store, int(coord.now()))
     install_settlement(coord, backend)

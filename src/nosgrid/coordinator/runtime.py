@@ -10,13 +10,21 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Connection
 
 from nosgrid.coordinator.blobs import BlobStore
+from nosgrid.coordinator.limits import RequestBudgets
 from nosgrid.coordinator.notifier import WorkNotifier
-from nosgrid.coordinator.services import economics, pricing, verification
+from nosgrid.coordinator.services import (
+    accounts,
+    deployments,
+    economics,
+    pricing,
+    verification,
+)
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import nodes as node_services
 from nosgrid.coordinator.services.audit_runs import VerificationConfig
@@ -30,7 +38,12 @@ from nosgrid.settlement.local import LOCAL
 from nosgrid.store.db import Piggyback, Store
 from nosgrid.store.repositories import NonceRepo
 
+if TYPE_CHECKING:
+    from nosgrid.coordinator.services.receipts import ReceiptIssuer
+
 log = logging.getLogger(__name__)
+#: how long an ``Idempotency-Key``'s first answer is kept (coordinator/api/idempotency.py)
+IDEMPOTENCY_RETENTION_S = 24 * 3600
 
 
 class Metrics:
@@ -56,6 +69,8 @@ class Coordinator:
         self.clock = clock
         self.notifier = WorkNotifier()
         self.matcher = WeightedMatcher()
+        #: signs result receipts (set by bootstrap)
+        self.receipts: ReceiptIssuer | None = None
         self.blobs = BlobStore(settings.blob_dir, settings.max_blob_bytes)
         self.metrics = Metrics()
         self.log_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
@@ -64,9 +79,15 @@ class Coordinator:
         #: chosen once by ``bootstrap`` (local now, or the chain opened at start-up)
         self.settlement: SettlementBackend = LOCAL
         self.settlement_installed = False
+        self.budgets = RequestBudgets(settings.budgets, self._budget_standing)
 
     def now(self) -> float:
         return self.clock()
+
+    def _budget_standing(self, key: str) -> float | None:
+        with self.store.uow(write=False) as uow:
+            return accounts.budget_standing(uow, key, int(self.now()),
+                                            self.settings.budgets.max_multiplier)
 
     def claim_nonce(self, pubkey: str, nonce: str, now: float) -> Piggyback | None:
         """Mark a request's nonce used; None if this key used it within the window (replay).
@@ -131,7 +152,23 @@ class Coordinator:
             uow.commit()  # the handlers wake the nodes of requeued jobs and log followers
         return {"expired": len(expired), "requeued_or_refunded": len(touched),
                 "epochs": len(epochs), **self.verify(int(now)),
-                "oracle_prices": self.close_oracle_epoch(int(now))}
+                "oracle_prices": self.close_oracle_epoch(int(now)),
+                "deployments": self.reconcile_deployments(int(now)),
+                "idempotency_forgotten": self.forget_idempotency(int(now))}
+
+    def reconcile_deployments(self, now: int) -> int:
+        """Every deployment's next step (its own transaction; see services.deployments)."""
+        with self.store.uow() as uow:
+            n = deployments.reconcile_all(uow, now, self.matcher)
+            uow.commit()  # the handlers wake the nodes of new replicas
+        return n
+
+    def forget_idempotency(self, now: int) -> int:
+        """Drop idempotency records past their retention (a day)."""
+        with self.store.uow() as uow:
+            n = uow.idempotency.forget_before(now - IDEMPOTENCY_RETENTION_S)
+            uow.commit()
+        return n
 
     def close_oracle_epoch(self, now: int) -> int:
         """Publish the last closed oracle epoch's prices (its own transaction; once)."""

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nosgrid.core.budgets import DEFAULT_BUDGETS, BudgetParams
 from nosgrid.core.money import BASE_UNITS_PER_NOS
 from nosgrid.core.pricing import DEFAULT_ORACLE, OracleParams
 
@@ -36,11 +37,21 @@ class CoordinatorSettings:
     settlement_batch_size: int = 1
     #: anchor the ledger head on chain every N journal entries (0 = never)
     anchor_every: int = 100
+    #: publish result receipts and attestor epochs on chain (litesvm/solana settlement)
+    publish_receipts: bool = True
     #: where a post that names no market goes (``nosgrid up``: ``cpu``); None: the only
     #: market, when there is exactly one (core.jobs.terms.requested_market)
     default_market: str | None = None
     #: the price oracle's parameters (docs/pricing.md): epochs, sources, bounds, stake
     oracle: OracleParams = DEFAULT_ORACLE
+    #: request budgets per key and route class (core.budgets; docs/abuse.md)
+    budgets: BudgetParams = DEFAULT_BUDGETS
+    #: jobs one client may have queued at once, over all markets
+    max_queued_per_client: int = 1_000
+    #: nodes one operator key may have registered
+    max_nodes_per_operator: int = 64
+    #: jobs one batch post may hold
+    max_batch_jobs: int = 100
     faucet: bool = False
     faucet_cap_per_hour: int = 10_000 * BASE_UNITS_PER_NOS
     max_body_bytes: int = 1 << 20
@@ -64,6 +75,11 @@ class CoordinatorSettings:
     @property
     def db_url(self) -> str:
         return self.db or str(self.data_dir / "coordinator.db")
+
+    @property
+    def attestor_dir(self) -> Path | None:
+        """Where the attestor's secret keys live (None: in memory, for an in-memory DB)."""
+        return None if self.db == "sqlite://" else self.data_dir / "attestor"
 
     @property
     def blob_dir(self) -> Path:

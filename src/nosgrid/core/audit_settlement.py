@@ -105,14 +105,19 @@ def settle_postings(job: Job, audit_fee_bps: int, stakers_account: str = STAKERS
 
 def release_held(job: Job, now: int, audit_fee_bps: int, *, audit_passed: bool = False,
                  params: VerificationParams = DEFAULT_VERIFICATION) -> Transition:
-    """verifying → settled once the window has closed (or the audit passed): pay the node."""
+    """verifying → settled once the window has closed (or the audit passed): pay the node.
+
+    A passed audit is also an ``AuditVerdictReached`` (``agreed``), before the
+    ``JobSettled``, so a receipt can tell an audited result from an unaudited one."""
     finished = job.finished_at if job.finished_at is not None else 0
     if not audit_passed and now < finished + params.audit_window:
         raise AuditWindowOpen(f"job {job.id} is held until {finished + params.audit_window}",
                               release_at=finished + params.audit_window)
     new = _advance(job, "settle", JobState.SETTLED)
     postings = settle_postings(job, audit_fee_bps)
-    return Transition(new, (settled_event(new, postings, now),), postings)
+    agreed = (AuditVerdictReached(at=now, job_id=job.id, verdict=str(Verdict.AGREED),
+                                  node=job.node or "", auditor=""),) if audit_passed else ()
+    return Transition(new, (*agreed, settled_event(new, postings, now)), postings)
 
 
 def settle_replica(run: Job, now: int, *, agrees: bool) -> Transition:

@@ -13,7 +13,9 @@ Solana) are translated into this tree at the boundary with ``raise ... from exc`
     │   ├── InvalidMarketParams       400 invalid_market_params
     │   ├── InvalidText               400 invalid_text
     │   ├── ModelCannotServe          400 model_not_supported (gateway)
-    │   └── SchemaMismatch            400 schema_mismatch
+    │   ├── SchemaMismatch            400 schema_mismatch
+    │   ├── InvalidReceipt            400 invalid_receipt     (receipts)
+    │   └── BrokenAttestorChain       400 attestor_chain_broken (receipts)
     ├── AuthError                     401 unauthorized
     │   ├── BadSignature              401 bad_signature
     │   ├── StaleRequest              401 stale_request
@@ -26,10 +28,13 @@ Solana) are translated into this tree at the boundary with ``raise ... from exc`
     │   ├── MarketNotFound            404 market_not_found
     │   ├── NodeNotFound              404 node_not_found
     │   ├── BlobNotFound              404 blob_not_found
+    │   ├── ReceiptNotFound           404 receipt_not_found   (receipts)
+    │   ├── DeploymentNotFound        404 deployment_not_found
     │   └── ModelNotFound             404 model_not_found     (gateway)
     ├── Conflict                      409 conflict
     │   ├── IllegalTransition         409 illegal_transition
     │   ├── AlreadyExists             409 already_exists
+    │   ├── IdempotencyKeyReused      409 idempotency_key_reused
     │   └── StakeLocked               409 stake_locked
     ├── PaymentRequired               402 payment_required
     │   ├── InsufficientFunds         402 insufficient_funds
@@ -142,6 +147,17 @@ class ModelCannotServe(InvalidInput):
         super().__init__(message, param="model")
 
 
+class InvalidReceipt(InvalidInput):
+    code = "invalid_receipt"
+    default_message = ("Not a valid nosgrid receipt: 172 bytes of layout v1 signed by the "
+                       "market's attestor key (docs/composability.md).")
+
+
+class BrokenAttestorChain(InvalidInput):
+    code = "attestor_chain_broken"
+    default_message = "The attestor key chain does not verify from the market's first key."
+
+
 class SchemaMismatch(InvalidInput):
     code = "schema_mismatch"
     default_message = ("The database's schema is not the newest; run the migrations first "
@@ -210,6 +226,12 @@ class JobNotFound(NotFound):
     default_message = "No such job; `nosgrid job list` shows yours."
 
 
+class ReceiptNotFound(NotFound):
+    code = "receipt_not_found"
+    default_message = ("The job has no receipt yet: one is issued when it settles with a "
+                       "result (or is held for audit); ask again then.")
+
+
 class MarketNotFound(NotFound):
     code = "market_not_found"
     default_message = "No such market; `nosgrid market list` shows the markets."
@@ -233,6 +255,11 @@ class ModelNotFound(NotFound):
         super().__init__(message, param="model")
 
 
+class DeploymentNotFound(NotFound):
+    code = "deployment_not_found"
+    default_message = "No such deployment; `nosgrid deployment list` shows yours."
+
+
 class Conflict(NosgridError):
     code = "conflict"
     http_status = 409
@@ -252,6 +279,11 @@ class AlreadyExists(Conflict):
 class StakeLocked(Conflict):
     code = "stake_locked"
     default_message = "The stake is still locked; wait for it to unlock."
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used for another request."
 
 
 class PaymentRequired(NosgridError):

@@ -58,6 +58,8 @@ class JobPosted(JobEvent):
     market: str
     deposit: int
     replica_reserve: int = 0
+    #: the market's non-refundable fee, to the treasury (its journal ``entry`` is set)
+    posting_fee: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +101,17 @@ class JobTimedOut(JobEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobCancelled(JobEvent):
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobExtended(JobEvent):
+    """The client gave the job ``seconds`` more (its ``timeout`` now); ``added_deposit``
+    moved into the escrow (its journal ``entry`` is set). The node reads the new timeout
+    from the job and keeps the container running."""
+
+    seconds: int
+    added_deposit: int
+    timeout: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +176,24 @@ class AuditRunnersPaid(JobEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaReserveReturned(JobEvent):
     amount: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptIssued(JobEvent):
+    """The market signed a result receipt for the job (``core.receipts``); ``receipt_id``
+    is its row, ``verdict`` its label (``held`` first for a job held for audit)."""
+
+    receipt_id: int
+    verdict: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestorRotated(Event):
+    """A new attestor key epoch was recorded (epoch 0: the market's first key)."""
+
+    epoch: int
+    key: str
+    signature: str = ""
 
 
 # --------------------------------------------------------------------- markets and nodes

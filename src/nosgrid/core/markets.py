@@ -44,6 +44,8 @@ class MarketParams(BaseModel):
     #: audit fee in bps of the job price (used by verification)
     audit_fee_bps: int = Field(default=0, ge=0, le=10_000)
     min_stake: int = Field(default=0, ge=0, le=TOTAL_SUPPLY)
+    #: charged per posted job, to the treasury, never refunded (spam costs the spammer)
+    posting_fee: int = Field(default=0, ge=0, le=TOTAL_SUPPLY)
     gpu_models: tuple[str, ...] = ()
     min_vram_mb: int = Field(default=0, ge=0)
     min_gpus: int = Field(default=0, ge=0, le=64)
@@ -54,6 +56,9 @@ class MarketParams(BaseModel):
     #: while the oracle has no rate); None: the market is priced in NOS
     price_usd_micros_per_second: int | None = Field(default=None, ge=1,
                                                     le=MAX_USD_MICROS_PER_SECOND)
+    #: jobs may ask for egress (``meta.nosgrid.network: egress``): out only through the
+    #: node's filtering proxy; False: every job of the market has no network at all
+    egress: bool = False
 
     @field_validator("name")
     @classmethod
@@ -64,6 +69,17 @@ class MarketParams(BaseModel):
             raise ValueError(f"{NOS_USD!r} is the price oracle's NOS/USD rate; choose another name")
         return v
 
+    def network_problem(self, network: str) -> str | None:
+        """Why a job asking for ``network`` cannot be posted here (None: it can).
+
+        >>> MarketParams(name="cpu", price_per_second=1).network_problem("egress")
+        "market 'cpu' does not allow egress; post to a market created with egress, or drop meta.nosgrid.network"
+        """  # noqa: E501
+        if network == "egress" and not self.egress:
+            return (f"market {self.name!r} does not allow egress; post to a market created "
+                    "with egress, or drop meta.nosgrid.network")
+        return None
+
     def at_price(self, price_per_second: int) -> MarketParams:
         """The same terms at another price per second (a USD price converted into NOS)."""
         return self.model_copy(update={"price_per_second": price_per_second})
@@ -72,6 +88,15 @@ class MarketParams(BaseModel):
         """What a job with ``timeout`` seconds escrows: price × timeout, capped by max_price."""
         full = self.price_per_second * timeout
         return full if max_price is None else min(full, max_price)
+
+
+#: what an operator key signs to vouch for a node key (the node signs its registration)
+NODE_OPERATOR_PREFIX: Final = "nosgrid-node-operator-v1:"
+
+
+def node_operator_message(node: str) -> bytes:
+    """The bytes an operator signs to take ``node`` as one of its nodes."""
+    return (NODE_OPERATOR_PREFIX + node).encode()
 
 
 def parse_market_params(data: object) -> MarketParams:

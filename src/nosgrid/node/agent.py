@@ -35,6 +35,7 @@ from nosgrid.core.jobs.spec import CreateVolumeOperation
 from nosgrid.core.jobs.state import JobState
 from nosgrid.core.markets import HardwareReport
 from nosgrid.node.benchmark import run_benchmark
+from nosgrid.node.egress import EgressPolicy, policy_from_env
 from nosgrid.node.executor import PodmanRuntime
 from nosgrid.node.hardware import probe_hardware
 from nosgrid.node.resources import HFCache
@@ -207,6 +208,8 @@ class Agent:
         self._reports: set[asyncio.Task[Any]] = set()
         #: models (HF resources) shared by this node's jobs, LRU-bounded
         self.hf_cache = HFCache(state_dir / "models", model_cache_bytes)
+        #: egress for jobs that ask for it (NOSGRID_EGRESS, NOSGRID_EGRESS_ALLOW)
+        self.egress: EgressPolicy = policy_from_env()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -419,10 +422,11 @@ class Agent:
         runner = JobRunner(self.runtime, self.state_dir / "jobs", on_log=pusher.add,
                            fetch_blob=self.client.download_blob, limits=self.limits,
                            on_containers=containers_changed, hf_cache=self.hf_cache,
-                           on_service=self._service_reporter(job_id))
+                           on_service=self._service_reporter(job_id),
+                           egress=self.egress)
         abort = asyncio.Event()
         cancelled = asyncio.Event()
-        watch = asyncio.create_task(self._watch(job_id, abort, cancelled))
+        watch = asyncio.create_task(self._watch(job_id, abort, cancelled, runner))
         try:
             outcome = await runner.run(job_id, defn, timeout_s=timeout_s, abort=abort,
                                        attempt=attempt)
@@ -457,8 +461,10 @@ class Agent:
                 task.add_done_callback(self._reports.discard)
         return report
 
-    async def _watch(self, job_id: str, abort: asyncio.Event, cancelled: asyncio.Event) -> None:
-        """Abort the run when the coordinator cancels the job, or after the stop grace period."""
+    async def _watch(self, job_id: str, abort: asyncio.Event, cancelled: asyncio.Event,
+                     runner: JobRunner | None = None) -> None:
+        """Abort the run when the coordinator cancels the job, or after the stop grace
+        period; follow the job's timeout when the client extends it."""
         stop_seen: float | None = None
         while True:
             if stop_seen:
@@ -475,6 +481,8 @@ class Agent:
             try:
                 job = await self.client.job(job_id)
                 state, node = job.state, job.node
+                if runner is not None and job.timeout:
+                    runner.extend_to(float(job.timeout))
             except (Forbidden, NotFound):
                 state, node = "gone", None
             except NosgridError:

@@ -44,7 +44,13 @@ from nosgrid.core.errors import (
     Unavailable,
 )
 from nosgrid.core.jobs.state import ENDED, JobState
-from nosgrid.sdk.client import AsyncClient, Client, default_url, reporter_consent
+from nosgrid.sdk.client import (
+    AsyncClient,
+    Client,
+    default_url,
+    operator_consent,
+    reporter_consent,
+)
 from nosgrid.sdk.models import (
     AccountView,
     BlobView,
@@ -103,6 +109,7 @@ from nosgrid.sdk.models import (
     VerificationView,
     View,
 )
+from nosgrid.sdk.receipts import JobReceipt, verify_receipt
 from nosgrid.sdk.wallet import default_keypair_path, load_keypair, new_keypair, save_keypair
 
 __all__ = [
@@ -137,6 +144,7 @@ __all__ = [
     "JobList",
     "JobNotFound",
     "JobPayouts",
+    "JobReceipt",
     "JobResultView",
     "JobSpecView",
     "JobState",
@@ -197,6 +205,8 @@ __all__ = [
     "default_url",
     "load_keypair",
     "new_keypair",
+    "operator_consent",
     "reporter_consent",
     "save_keypair",
+    "verify_receipt",
 ]

@@ -34,14 +34,27 @@ import httpx
 from pydantic import BaseModel, ValidationError
 from solders.keypair import Keypair
 
+from nosgrid.core.dashboard_views import (
+    AccountList,
+    JobValidation,
+    LedgerPage,
+    MarketStats,
+    NodeList,
+    NodeStats,
+    TokenomicsView,
+)
 from nosgrid.core.errors import NosgridError, Unavailable
 from nosgrid.core.jobs.state import ENDED
-from nosgrid.core.markets import NOS_USD
+from nosgrid.core.markets import NOS_USD, node_operator_message
 from nosgrid.core.money import format_nos
 from nosgrid.core.pricing import reporter_consent_message
 from nosgrid.core.views import (
     AccountView,
+    AttestorChainView,
+    AttestorEpochView,
+    ChainRequestView,
     ClaimView,
+    DeploymentEvents,
     DeploymentList,
     DeploymentView,
     FaucetView,
@@ -69,9 +82,13 @@ from nosgrid.core.views import (
     OracleReportView,
     PollView,
     PostedJob,
+    PostedJobs,
+    ReceiptView,
     RegistrationView,
     ReporterView,
     RequestRecordList,
+    ServiceDeploymentList,
+    ServiceDeploymentView,
     ServiceView,
     StakeView,
     Undeployed,
@@ -79,6 +96,7 @@ from nosgrid.core.views import (
     VerificationSummary,
     VerificationView,
 )
+from nosgrid.sdk.receipts import JobReceipt
 from nosgrid.sdk.wallet import load_keypair, sign_headers
 
 T = TypeVar("T")
@@ -104,6 +122,10 @@ class AsyncClient:
         self._clock = clock
         self._http = httpx.AsyncClient(base_url=self.url, transport=transport,
                                        timeout=httpx.Timeout(timeout, connect=5.0))
+        #: how often a request refused for its budget (429 + Retry-After) is sent again
+        self.rate_limit_retries = 3
+        #: the longest Retry-After the client waits for before giving the error back
+        self.max_retry_wait = 10.0
 
     @property
     def keypair(self) -> Keypair:
@@ -138,18 +160,32 @@ class AsyncClient:
 
     async def request(self, method: str, path: str, *, json_body: Any = None,
                       content: bytes | None = None, params: dict[str, Any] | None = None,
-                      signed: bool = True) -> Any:
-        """Send one request and return its JSON, raising NosgridError on an error answer."""
+                      signed: bool = True, idempotency_key: str | None = None) -> Any:
+        """Send one request and return its JSON, raising NosgridError on an error answer.
+
+        A 429 with ``Retry-After`` (the coordinator's request budget) is retried after the
+        wait it names, up to :attr:`rate_limit_retries` times if the wait is at most
+        :attr:`max_retry_wait` seconds, each time signed afresh; ``idempotency_key`` is
+        sent as ``Idempotency-Key`` so that a retried write happens once.
+        """
         body = content if content is not None else (
             b"" if json_body is None else json.dumps(json_body).encode())
-        full, headers = self._prepare(method, path, params, body, signed)
-        if content is not None:
-            headers["content-type"] = "application/octet-stream"
-        try:
-            resp = await self._http.request(method, full, content=body or None, headers=headers)
-        except httpx.TransportError as exc:
-            raise Unavailable(f"cannot reach the coordinator at {self.url}: {exc}") from None
-        return _decode(resp)
+        for attempt in range(self.rate_limit_retries + 1):
+            full, headers = self._prepare(method, path, params, body, signed)
+            if content is not None:
+                headers["content-type"] = "application/octet-stream"
+            if idempotency_key is not None:
+                headers["idempotency-key"] = idempotency_key
+            try:
+                resp = await self._http.request(method, full, content=body or None,
+                                                headers=headers)
+            except httpx.TransportError as exc:
+                raise Unavailable(f"cannot reach the coordinator at {self.url}: {exc}") from None
+            wait = _retry_after(resp)
+            if wait is None or wait > self.max_retry_wait or attempt == self.rate_limit_retries:
+                return _decode(resp)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
     async def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         """``request`` and parse the answer as ``model``."""
@@ -222,8 +258,9 @@ class AsyncClient:
         return await self._model(JournalView, "GET", "/v1/accounts/me/journal",
                                  params={"limit": limit, "before": before})
 
-    async def faucet(self, amount: str) -> FaucetView:
-        return await self._model(FaucetView, "POST", "/v1/faucet", json_body={"amount": amount})
+    async def faucet(self, amount: str, *, idempotency_key: str | None = None) -> FaucetView:
+        return await self._model(FaucetView, "POST", "/v1/faucet", json_body={"amount": amount},
+                                 idempotency_key=idempotency_key)
 
     # -- staking -------------------------------------------------------------------------
 
@@ -245,14 +282,26 @@ class AsyncClient:
 
     async def post_job(self, *, spec: dict[str, Any] | None = None, spec_text: str | None = None,
                        market: str | None = None, timeout: int | None = None,
-                       max_price: str | None = None) -> PostedJob:
+                       max_price: str | None = None,
+                       idempotency_key: str | None = None) -> PostedJob:
         """Post a definition; without ``market`` the coordinator picks it (the definition's
         ``meta.nosgrid.market``, its default market, or its only one) and says how in
-        ``market_chosen_by`` / ``market_why``."""
+        ``market_chosen_by`` / ``market_why``. With ``idempotency_key`` (a UUID, say) a
+        retry after a lost answer returns the first answer instead of posting twice."""
         body = {"spec": spec, "spec_text": spec_text, "market": market, "timeout": timeout,
                 "max_price": max_price}
         return await self._model(PostedJob, "POST", "/v1/jobs",
-                                 json_body={k: v for k, v in body.items() if v is not None})
+                                 json_body={k: v for k, v in body.items() if v is not None},
+                                 idempotency_key=idempotency_key)
+
+    async def post_jobs(self, jobs: list[dict[str, Any]], *,
+                        idempotency_key: str | None = None) -> PostedJobs:
+        """Post several jobs in one signed request, all or none: each item has the fields
+        of :meth:`post_job` (``spec`` or ``spec_text``, ``market``, ``timeout``,
+        ``max_price``)."""
+        items = [{k: v for k, v in job.items() if v is not None} for job in jobs]
+        return await self._model(PostedJobs, "POST", "/v1/jobs/batch",
+                                 json_body={"jobs": items}, idempotency_key=idempotency_key)
 
     async def job(self, job_id: str) -> JobView:
         return await self._model(JobView, "GET", f"/v1/jobs/{job_id}")
@@ -261,8 +310,17 @@ class AsyncClient:
         return await self._model(JobList, "GET", "/v1/jobs",
                                  params={"limit": limit, "cursor": cursor})
 
-    async def cancel(self, job_id: str) -> JobView:
-        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/cancel")
+    async def cancel(self, job_id: str, *, idempotency_key: str | None = None) -> JobView:
+        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/cancel",
+                                 idempotency_key=idempotency_key)
+
+    async def extend(self, job_id: str, seconds: int, *,
+                     idempotency_key: str | None = None) -> JobView:
+        """Give an open job ``seconds`` more (the escrow grows by its price × seconds);
+        the node keeps its container running under the new timeout."""
+        return await self._model(JobView, "POST", f"/v1/jobs/{job_id}/extend",
+                                 json_body={"seconds": seconds},
+                                 idempotency_key=idempotency_key)
 
     async def result(self, job_id: str) -> JobResultView:
         return await self._model(JobResultView, "GET", f"/v1/jobs/{job_id}/result")
@@ -273,6 +331,27 @@ class AsyncClient:
     async def verification(self, job_id: str) -> VerificationView:
         """How the job is being checked: mode, audit decision, runs, verdict."""
         return await self._model(VerificationView, "GET", f"/v1/jobs/{job_id}/verification")
+
+    async def receipt(self, job_id: str) -> JobReceipt:
+        """The job's current result receipt, raw and parsed (check it with
+        :func:`nosgrid.sdk.receipts.verify_receipt` against the key you trust)."""
+        view = await self._model(ReceiptView, "GET", f"/v1/jobs/{job_id}/receipt",
+                                 signed=False)
+        return JobReceipt.from_view(view)
+
+    async def attestor_chain(self) -> AttestorChainView:
+        """The market's attestor key epochs, each signed by the key before it."""
+        return await self._model(AttestorChainView, "GET", "/v1/attestor", signed=False)
+
+    async def chain_request(self, signature: str) -> ChainRequestView:
+        """What became of a payment into the request vault (by its transaction signature):
+        the job it posted and its result, or its refunds and why."""
+        return await self._model(ChainRequestView, "GET", f"/v1/requests/{signature}",
+                                 signed=False)
+
+    async def rotate_attestor(self) -> AttestorEpochView:
+        """Admin: start a new attestor key epoch (signed by the current key)."""
+        return await self._model(AttestorEpochView, "POST", "/v1/attestor/rotate")
 
     async def verification_summary(self) -> VerificationSummary:
         return await self._model(VerificationSummary, "GET", "/v1/verification/summary",
@@ -336,9 +415,16 @@ class AsyncClient:
     # -- node side ---------------------------------------------------------------------
 
     async def register_node(self, hardware: dict[str, Any],
-                            markets: list[str] | None = None) -> RegistrationView:
+                            markets: list[str] | None = None, *,
+                            operator: Keypair | None = None) -> RegistrationView:
+        """Register this key as a node; ``operator``: the operator key that vouches for it
+        (one operator may hold a bounded number of nodes)."""
+        body: dict[str, Any] = {"hardware": hardware, "markets": markets or []}
+        if operator is not None:
+            body["operator"] = str(operator.pubkey())
+            body["operator_consent"] = operator_consent(operator, self.pubkey)
         return await self._model(RegistrationView, "POST", "/v1/nodes/register",
-                                 json_body={"hardware": hardware, "markets": markets or []})
+                                 json_body=body)
 
     async def heartbeat(self) -> HeartbeatView:
         return await self._model(HeartbeatView, "POST", "/v1/nodes/heartbeat")
@@ -393,6 +479,55 @@ class AsyncClient:
     async def revoke_key(self, kid: str) -> KeyRevoked:
         return await self._model(KeyRevoked, "POST", f"/v1/keys/{kid}/revoke")
 
+    # -- service deployments (docs/deployments.md) -----------------------------------------
+
+    async def create_deployment(self, *, strategy: str, spec: dict[str, Any] | None = None,
+                                spec_text: str | None = None, name: str | None = None,
+                                replicas: int = 1, timeout: int = 600,
+                                schedule: str | None = None, market: str | None = None,
+                                max_spend: str | None = None, overlap: str = "forbid",
+                                grace_s: int = 10, lead_s: int = 30,
+                                idempotency_key: str | None = None) -> ServiceDeploymentView:
+        """A service the market keeps alive: ``strategy`` is ``simple``, ``simple-extend``,
+        ``scheduled`` (with a 5-field UTC cron ``schedule``) or ``infinite``."""
+        body = {"spec": spec, "spec_text": spec_text, "name": name, "strategy": strategy,
+                "replicas": replicas, "timeout": timeout, "schedule": schedule,
+                "market": market, "max_spend": max_spend, "overlap": overlap,
+                "grace_s": grace_s, "lead_s": lead_s}
+        return await self._model(ServiceDeploymentView, "POST", "/v1/deployments",
+                                 json_body={k: v for k, v in body.items() if v is not None},
+                                 idempotency_key=idempotency_key)
+
+    async def service_deployments(self) -> ServiceDeploymentList:
+        """Your service deployments (model deployments: :meth:`deployments`)."""
+        return await self._model(ServiceDeploymentList, "GET", "/v1/deployments")
+
+    async def deployment(self, ref: str) -> ServiceDeploymentView:
+        """A deployment by id or by its name."""
+        return await self._model(ServiceDeploymentView, "GET", f"/v1/deployments/{ref}")
+
+    async def deployment_events(self, ref: str, after: int = 0) -> DeploymentEvents:
+        return await self._model(DeploymentEvents, "GET", f"/v1/deployments/{ref}/events",
+                                 params={"after": after})
+
+    async def update_deployment(self, ref: str, *, spec: dict[str, Any] | None = None,
+                                spec_text: str | None = None, replicas: int | None = None,
+                                timeout: int | None = None, schedule: str | None = None,
+                                market: str | None = None,
+                                max_spend: str | None = None) -> ServiceDeploymentView:
+        """A new definition is a new revision (rolled out replica by replica)."""
+        body = {"spec": spec, "spec_text": spec_text, "replicas": replicas,
+                "timeout": timeout, "schedule": schedule, "market": market,
+                "max_spend": max_spend}
+        return await self._model(ServiceDeploymentView, "POST",
+                                 f"/v1/deployments/{ref}/update",
+                                 json_body={k: v for k, v in body.items() if v is not None})
+
+    async def deployment_action(self, ref: str, action: str) -> ServiceDeploymentView:
+        """``stop``, ``start`` or ``archive``."""
+        return await self._model(ServiceDeploymentView, "POST",
+                                 f"/v1/deployments/{ref}/{action}")
+
     async def usage(self) -> UsageView:
         return await self._model(UsageView, "GET", "/v1/usage")
 
@@ -409,16 +544,16 @@ class AsyncClient:
     async def deploy(self, model: str, spec: dict[str, Any], *, market: str, min: int = 0,
                      max: int = 1, idle_s: int = 300, prompt_price: int = 1,
                      completion_price: int = 2) -> DeploymentView:
-        return await self._model(DeploymentView, "POST", "/v1/deployments", json_body={
+        return await self._model(DeploymentView, "POST", "/v1/models/deployments", json_body={
             "model": model, "spec": spec, "market": market, "min": min, "max": max,
             "idle_s": idle_s, "prompt_price": prompt_price,
             "completion_price": completion_price})
 
     async def deployments(self) -> DeploymentList:
-        return await self._model(DeploymentList, "GET", "/v1/deployments", signed=False)
+        return await self._model(DeploymentList, "GET", "/v1/models/deployments", signed=False)
 
     async def undeploy(self, model: str) -> Undeployed:
-        return await self._model(Undeployed, "DELETE", f"/v1/deployments/{model}")
+        return await self._model(Undeployed, "DELETE", f"/v1/models/deployments/{model}")
 
     # -- system ------------------------------------------------------------------------
 
@@ -430,6 +565,39 @@ class AsyncClient:
 
     async def ledger_verify(self) -> LedgerVerifyReport:
         return await self._model(LedgerVerifyReport, "GET", "/v1/ledger/verify", signed=False)
+
+    # -- the dashboard's figures (public reads) -------------------------------------------
+
+    async def market_stats(self, name: str) -> MarketStats:
+        """Queue length, running jobs, nodes online and jobs ended in the last hour/day."""
+        return await self._model(MarketStats, "GET", f"/v1/markets/{name}/stats", signed=False)
+
+    async def nodes(self, offset: int = 0, limit: int = 100) -> NodeList:
+        """A page of the registered nodes, online and best reputation first."""
+        return await self._model(NodeList, "GET", "/v1/nodes", signed=False,
+                                 params={"offset": offset, "limit": limit})
+
+    async def node_stats(self, node_id: str) -> NodeStats:
+        """Uptime 24 h / 7 d, earnings per day, jobs run, audits, slashes, queue positions."""
+        return await self._model(NodeStats, "GET", f"/v1/nodes/{node_id}/stats", signed=False)
+
+    async def ledger_entries(self, from_seq: int = 0, limit: int = 50) -> LedgerPage:
+        """Journal entries from ``from_seq`` with the coordinator's check of their chain."""
+        return await self._model(LedgerPage, "GET", "/v1/ledger/entries", signed=False,
+                                 params={"from_seq": from_seq, "limit": limit})
+
+    async def ledger_accounts(self, prefix: str | None = None, limit: int = 100) -> AccountList:
+        return await self._model(AccountList, "GET", "/v1/ledger/accounts", signed=False,
+                                 params={"prefix": prefix, "limit": limit})
+
+    async def tokenomics(self, epochs: int = 52) -> TokenomicsView:
+        return await self._model(TokenomicsView, "GET", "/v1/tokenomics", signed=False,
+                                 params={"epochs": epochs})
+
+    async def validate_job(self, spec_text: str) -> JobValidation:
+        """What ``nosgrid job validate`` says of a definition, asked of the coordinator."""
+        return await self._model(JobValidation, "POST", "/v1/jobs/validate", signed=False,
+                                 json_body={"spec_text": spec_text})
 
 
 def _parse(model: type[M], payload: Any, path: str) -> M:
@@ -443,6 +611,14 @@ def _parse(model: type[M], payload: Any, path: str) -> M:
 
 def _q(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    """The seconds a 429 asks the client to wait (None: not a budget refusal)."""
+    if resp.status_code != 429:
+        return None
+    value = resp.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
 
 
 def _decode(resp: httpx.Response) -> Any:
@@ -523,13 +699,25 @@ class Client:
     change_stake = _blocking(AsyncClient.change_stake)
     claim_rewards = _blocking(AsyncClient.claim_rewards)
     post_job = _blocking(AsyncClient.post_job)
+    post_jobs = _blocking(AsyncClient.post_jobs)
     job = _blocking(AsyncClient.job)
     jobs = _blocking(AsyncClient.jobs)
     cancel = _blocking(AsyncClient.cancel)
+    extend = _blocking(AsyncClient.extend)
+    create_deployment = _blocking(AsyncClient.create_deployment)
+    service_deployments = _blocking(AsyncClient.service_deployments)
+    deployment = _blocking(AsyncClient.deployment)
+    deployment_events = _blocking(AsyncClient.deployment_events)
+    update_deployment = _blocking(AsyncClient.update_deployment)
+    deployment_action = _blocking(AsyncClient.deployment_action)
     result = _blocking(AsyncClient.result)
     spec = _blocking(AsyncClient.spec)
     verification = _blocking(AsyncClient.verification)
     verification_summary = _blocking(AsyncClient.verification_summary)
+    receipt = _blocking(AsyncClient.receipt)
+    attestor_chain = _blocking(AsyncClient.attestor_chain)
+    rotate_attestor = _blocking(AsyncClient.rotate_attestor)
+    chain_request = _blocking(AsyncClient.chain_request)
     logs = _blocking(AsyncClient.logs)
     wait = _blocking(AsyncClient.wait)
     upload_blob = _blocking(AsyncClient.upload_blob)
@@ -555,6 +743,13 @@ class Client:
     health = _blocking(AsyncClient.health)
     ledger_summary = _blocking(AsyncClient.ledger_summary)
     ledger_verify = _blocking(AsyncClient.ledger_verify)
+    market_stats = _blocking(AsyncClient.market_stats)
+    nodes = _blocking(AsyncClient.nodes)
+    node_stats = _blocking(AsyncClient.node_stats)
+    ledger_entries = _blocking(AsyncClient.ledger_entries)
+    ledger_accounts = _blocking(AsyncClient.ledger_accounts)
+    tokenomics = _blocking(AsyncClient.tokenomics)
+    validate_job = _blocking(AsyncClient.validate_job)
 
     def follow_logs(self, job_id: str, after: int = -1) -> Iterator[LogChunkView]:
         """Log chunks as the node sends them, until the job ends (blocks between them)."""
@@ -589,6 +784,11 @@ async def _make_async(url: str | None, keypair: Keypair | None,
 
 async def _await(aw: Awaitable[T]) -> T:
     return await aw
+
+
+def operator_consent(operator: Keypair, node: str) -> str:
+    """``operator``'s signature vouching for ``node`` (base58), for node registration."""
+    return str(operator.sign_message(node_operator_message(node)))
 
 
 def reporter_consent(operator: Keypair, reporter: str) -> str:

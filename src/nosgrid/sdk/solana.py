@@ -22,10 +22,13 @@ from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
+from spl.memo.constants import MEMO_PROGRAM_ID
+from spl.memo.instructions import create_memo
+from spl.memo.models import MemoParams
 from spl.token.constants import TOKEN_PROGRAM_ID
-from spl.token.instructions import approve_checked
+from spl.token.instructions import approve_checked, transfer_checked
 from spl.token.instructions import get_associated_token_address as ata
-from spl.token.models import ApproveCheckedParams
+from spl.token.models import ApproveCheckedParams, TransferCheckedParams
 
 from nosgrid.core.errors import InvalidInput
 from nosgrid.core.money import check_amount
@@ -61,6 +64,38 @@ def approve_transaction(info: SolanaInfo | dict[str, Any], owner: Keypair,
     blockhash = Hash.from_string(str(info["recent_blockhash"]))
     message = Message.new_with_blockhash([approve], owner.pubkey(), blockhash)
     return bytes(Transaction([owner], message, blockhash))
+
+
+def request_transaction(info: SolanaInfo | dict[str, Any], owner: Keypair, amount: int,
+                        memo: str) -> bytes:
+    """A signed transaction paying ``amount`` from ``owner``'s NOS account into the market's
+    request vault with the ``nosgrid request`` Memo ``memo`` (docs/composability.md)."""
+    if isinstance(info, SolanaInfo):
+        info = info.model_dump()
+    if not info.get("request_vault"):
+        raise InvalidInput("this market has no request vault (it settles locally, or its "
+                           "accounts file predates chain requests)")
+    mint = _pubkey(str(info["mint"]), "mint")
+    pay = transfer_checked(TransferCheckedParams(
+        program_id=TOKEN_PROGRAM_ID, source=ata(owner.pubkey(), mint), mint=mint,
+        dest=_pubkey(str(info["request_vault"]), "request vault"), owner=owner.pubkey(),
+        amount=check_amount(amount), decimals=int(info["decimals"])))
+    note = create_memo(MemoParams(program_id=MEMO_PROGRAM_ID, message=memo.encode(),
+                                  signer=owner.pubkey()))
+    blockhash = Hash.from_string(str(info["recent_blockhash"]))
+    message = Message.new_with_blockhash([pay, note], owner.pubkey(), blockhash)
+    return bytes(Transaction([owner], message, blockhash))
+
+
+async def request_compute(client: AsyncClient, amount: int, memo: str) -> str:
+    """Pay the request vault for a job (signed here, relayed by the coordinator); the
+    transaction signature, to follow with ``client.chain_request(signature)``."""
+    raw = request_transaction(await info(client), client.keypair, amount, memo)
+    body = {"transaction": base64.b64encode(raw).decode()}
+    answer = _parse(SolanaSubmitted,
+                    await client.request("POST", "/v1/solana/submit", json_body=body),
+                    "/v1/solana/submit")
+    return answer.signature
 
 
 async def info(client: AsyncClient) -> SolanaInfo:

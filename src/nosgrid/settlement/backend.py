@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from nosgrid.core.events import Event, JobSettled, UsageBilled
+from nosgrid.core.events import (
+    AttestorRotated,
+    Event,
+    JobPosted,
+    JobSettled,
+    ReceiptIssued,
+    UsageBilled,
+)
 from nosgrid.store.db import Store, UnitOfWork
 
 
@@ -50,6 +57,11 @@ class SettlementBackend(Protocol):
         arrange the payout from the owner."""
         ...
 
+    def on_job_posted(self, uow: UnitOfWork, event: JobPosted) -> None:
+        """A job was posted (``event.posting_fee`` to the treasury, ``event.entry``):
+        arrange the fee's transfer."""
+        ...
+
     def on_pool_payout(self, uow: UnitOfWork, event: Event) -> None:
         """A protocol pool paid keys (audit pay from ``audit_pool``, an epoch's rewards from
         ``rewards_pool``; ``event.entry``): arrange the transfers."""
@@ -65,4 +77,21 @@ class SettlementBackend(Protocol):
 
     async def stop(self) -> None:
         """Stop background work; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class ReceiptPublisher(Protocol):
+    """A backend that also publishes receipts and attestor epochs on chain (issue 17)."""
+
+    def on_receipt_issued(self, uow: UnitOfWork, event: ReceiptIssued) -> None:
+        """Queue ``event``'s receipt for publication, in the transaction that issued it."""
+        ...
+
+    def on_attestor_rotated(self, uow: UnitOfWork, event: AttestorRotated) -> None:
+        """Queue the new attestor epoch's Memo."""
+        ...
+
+    def observed_slot(self) -> int:
+        """The chain slot a receipt issued now cites."""
         ...

@@ -112,6 +112,25 @@ class PreparedTransaction:
     last_valid_block_height: int | None = None
 
 
+@dataclass(frozen=True)
+class ChainInstruction:
+    """One executed instruction (top-level or inner), public keys as base58 strings."""
+
+    program: str
+    accounts: tuple[str, ...]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ChainTransaction:
+    """A successful transaction as the request watcher reads it: every instruction it
+    executed, top-level ones first in order, then the inner ones (CPIs of a program)."""
+
+    signature: str
+    slot: int
+    instructions: tuple[ChainInstruction, ...]
+
+
 @runtime_checkable
 class SolanaChain(Protocol):
     """The cluster operations nosgrid uses; every method may raise ``SettlementFailed``."""
@@ -131,6 +150,13 @@ class SolanaChain(Protocol):
     async def confirmed(self, signature: str) -> bool: ...
 
     async def expired(self, prepared: PreparedTransaction) -> bool: ...
+
+    async def slot(self) -> int: ...
+
+    async def signatures_for(self, address: Pubkey | str, after: str | None = None,
+                             limit: int = 1000) -> list[str]: ...
+
+    async def transaction(self, signature: str) -> ChainTransaction | None: ...
 
     async def transaction_logs(self, signature: str) -> list[str] | None: ...
 

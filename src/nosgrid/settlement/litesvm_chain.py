@@ -23,6 +23,7 @@ from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 from solders.transaction_status import TransactionErrorFieldless
 
@@ -30,6 +31,8 @@ from nosgrid.core.errors import SettlementFailed
 from nosgrid.settlement import spl
 from nosgrid.settlement.chain import (
     ChainBase,
+    ChainInstruction,
+    ChainTransaction,
     PreparedTransaction,
     TokenAccountInfo,
     parse_token_account,
@@ -49,6 +52,10 @@ class LiteSVMChain(ChainBase):
 
     def __init__(self, svm: LiteSVM | None = None) -> None:
         self.svm = svm or LiteSVM()
+        #: what this adapter executed, in order: LiteSVM keeps no index by address, so the
+        #: adapter does (the request watcher reads it like getSignaturesForAddress)
+        self.history: list[tuple[str, int, Transaction]] = []
+        self._by_address: dict[Pubkey, list[int]] = {}
 
     async def latest_blockhash(self) -> Hash:
         """The SVM's current blockhash."""
@@ -74,7 +81,15 @@ class LiteSVMChain(ChainBase):
             ):
                 return prepared.signature
             raise error_from_transaction(result.err(), result.meta().logs())
+        self._remember(prepared)
         return prepared.signature
+
+    def _remember(self, prepared: PreparedTransaction) -> None:
+        index = len(self.history)
+        self.history.append((prepared.signature, int(self.svm.get_clock().slot),
+                             prepared.transaction))
+        for key in prepared.transaction.message.account_keys:
+            self._by_address.setdefault(key, []).append(index)
 
     async def send(
         self, instructions: Sequence[Instruction], signers: Sequence[Keypair], payer: Keypair
@@ -90,6 +105,36 @@ class LiteSVMChain(ChainBase):
     async def expired(self, prepared: PreparedTransaction) -> bool:
         """Whether ``prepared`` can no longer execute: its blockhash is no longer current."""
         return prepared.transaction.message.recent_blockhash != self.svm.latest_blockhash()
+
+    async def slot(self) -> int:
+        """The SVM's current slot (it moves only when a test warps it)."""
+        return int(self.svm.get_clock().slot)
+
+    async def signatures_for(self, address: Pubkey | str, after: str | None = None,
+                             limit: int = 1000) -> list[str]:
+        """Signatures of executed transactions touching ``address``, oldest first, those
+        after ``after`` only (all when it is None or unknown to this process)."""
+        found = [self.history[i][0] for i in self._by_address.get(spl.to_pubkey(address), [])]
+        if after in found:
+            found = found[found.index(after) + 1:]
+        return found[:limit]
+
+    async def transaction(self, signature: str) -> ChainTransaction | None:
+        """The executed instructions of a successful transaction (None: unknown, failed)."""
+        found = self.svm.get_transaction(Signature.from_string(signature))
+        if not isinstance(found, TransactionMetadata):
+            return None
+        slot, tx = next(((slot, tx) for sig, slot, tx in self.history if sig == signature),
+                        (0, None))
+        if tx is None:
+            return None
+        keys = [str(k) for k in tx.message.account_keys]
+        compiled = list(tx.message.instructions)
+        compiled += [inner.instruction() for group in found.inner_instructions()
+                     for inner in group]
+        return ChainTransaction(signature, slot, tuple(
+            ChainInstruction(keys[ix.program_id_index], tuple(keys[a] for a in ix.accounts),
+                             bytes(ix.data)) for ix in compiled))
 
     async def transaction_logs(self, signature: str) -> list[str] | None:
         """Program logs of a successful transaction; ``None`` if unknown or failed."""

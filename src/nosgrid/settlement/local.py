@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from nosgrid.core.events import Event, JobSettled, UsageBilled
+from nosgrid.core.events import Event, JobPosted, JobSettled, UsageBilled
 from nosgrid.store.db import Store, UnitOfWork
 
 
@@ -31,6 +31,9 @@ class LocalSettlement:
 
     def on_usage_billed(self, uow: UnitOfWork, event: UsageBilled) -> None:
         return None
+
+    def on_job_posted(self, uow: UnitOfWork, event: JobPosted) -> None:
+        pass
 
     def on_pool_payout(self, uow: UnitOfWork, event: Event) -> None:
         return None

@@ -213,10 +213,11 @@ def enqueue_payout(uow: UnitOfWork, job: Job, entry: JournalEntry, *, treasury: 
 
 
 def enqueue_usage_payout(uow: UnitOfWork, entry: JournalEntry, owner: str, *, treasury: str,
-                         at: float) -> list[OutboxLeg]:
-    """After a ``gateway.usage`` entry for ``owner``'s keys: queue its payout (same
-    transaction), one transaction from ``owner``'s token account with the authority as
-    delegate, like a job's: the serving nodes' shares and the treasury fee.
+                         at: float, label: str = "") -> list[OutboxLeg]:
+    """After a ``gateway.usage`` entry for ``owner``'s keys (or a ``job.posted`` entry
+    with a posting fee, ``label`` naming it): queue its payout (same transaction), one
+    transaction from ``owner``'s token account with the authority as delegate, like a
+    job's: the serving nodes' shares and the treasury fee.
 
     As with a job, what reaches a node's wallet moves ``wallet → onchain``.
     """
@@ -229,7 +230,7 @@ def enqueue_usage_payout(uow: UnitOfWork, entry: JournalEntry, owner: str, *, tr
     if legs:
         _release(uow, entry, entry.ref, _queue(uow, entry, OutboxKind.PAYOUT, legs, at=at,
                                               source=owner,
-                                              job_id=f"gateway-usage-{entry.seq}"))
+                                              job_id=label or f"gateway-usage-{entry.seq}"))
     return legs
 
 

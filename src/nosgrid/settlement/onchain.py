@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -31,9 +32,18 @@ from solders.keypair import Keypair
 from solders.transaction import Transaction
 from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
+from nosgrid.core.chain_requests import RefundReason
 from nosgrid.core.errors import Forbidden, InvalidInput
-from nosgrid.core.events import Event, JobSettled, UsageBilled
+from nosgrid.core.events import (
+    AttestorRotated,
+    Event,
+    JobPosted,
+    JobSettled,
+    ReceiptIssued,
+    UsageBilled,
+)
 from nosgrid.core.identity import keypair_from_json
+from nosgrid.core.jobs.state import Outcome
 from nosgrid.core.ledger import (
     REWARDS_POOL,
     STAKERS_POOL,
@@ -44,7 +54,7 @@ from nosgrid.core.ledger import (
 )
 from nosgrid.core.tokenomics import RESERVE
 from nosgrid.core.verification import AUDIT_POOL
-from nosgrid.settlement import mirror, spl
+from nosgrid.settlement import mirror, request_vault, spl
 from nosgrid.settlement.chain import PreparedTransaction, SolanaChain
 from nosgrid.settlement.litesvm_chain import LiteSVMChain
 from nosgrid.settlement.rpc_chain import RpcChain
@@ -52,6 +62,7 @@ from nosgrid.settlement.sender import Sender
 from nosgrid.settlement.solana import SettlementAccounts, SolanaSettlement
 from nosgrid.store.db import Store, UnitOfWork
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxStatus
+from nosgrid.store.receipts import ChainRequestRepo, ReceiptRepo
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +84,11 @@ class SolanaBackend:
     def __init__(self, settlement: SolanaSettlement, *, name: str = "solana",
                  cluster: str = "", batch_size: int = 1, anchor_every: int = 0,
                  sender_interval_s: float = 1.0, clock: Callable[[], float] = time.time,
-                 mint_reserve: bool = False) -> None:
+                 mint_reserve: bool = False, publish_receipts: bool = False) -> None:
         self.settlement = settlement
+        #: publish result receipts and attestor epochs through the outbox (a coordinator
+        #: does, ``open_backend``; a bare backend settles money only)
+        self.publish_receipts = publish_receipts
         #: the market bootstrapped its own mint: mint the ledger's reserve into the
         #: emissions vault when the mirror opens
         self.mint_reserve = mint_reserve
@@ -114,7 +128,7 @@ class SolanaBackend:
                 raise InvalidInput(f"{accounts_file} names authority {acc.authority}, but the "
                                    f"keypair is {authority.pubkey()}")
             added = {}
-            for vault in ("audit_vault", "emissions_vault"):  # vaults newer than the file
+            for vault in ("audit_vault", "emissions_vault", "request_vault"):  # newer vaults
                 if not getattr(acc, vault):
                     added[vault] = str(await chain.create_token_account(
                         authority.pubkey(), spl.to_pubkey(acc.mint), authority))
@@ -125,7 +139,8 @@ class SolanaBackend:
                                           treasury=acc.treasury, stake_vault=acc.stake_vault,
                                           rewards_vault=acc.rewards_vault,
                                           audit_vault=acc.audit_vault,
-                                          emissions_vault=acc.emissions_vault)
+                                          emissions_vault=acc.emissions_vault,
+                                          request_vault=acc.request_vault)
             return cls(settlement, name="solana", cluster=url, **kwargs)
         settlement = await SolanaSettlement.bootstrap(chain, authority)
         accounts_file.parent.mkdir(parents=True, exist_ok=True)
@@ -144,10 +159,25 @@ class SolanaBackend:
                               audit_vault=str(s.audit_vault or ""), at=self.clock())
         # a dispute's settle entry pays runners from the pool
         mirror.enqueue_pool_payouts(uow, entry, pools=self._pools(), at=self.clock())
+        vault = s.request_vault
+        if vault is not None and event.job.client == str(vault) and event.refund > 0:
+            request = ChainRequestRepo(uow.conn).for_job(event.job.id)
+            if request is not None:  # the unused deposit goes back to who paid
+                reason = (RefundReason.UNUSED if event.job.outcome is Outcome.COMPLETED
+                          else RefundReason.JOB_ENDED)
+                request_vault.enqueue_refund(uow, str(vault), request.signature,
+                                             event.refund, reason, int(self.clock()),
+                                             job_id=event.job.id)
 
     def on_usage_billed(self, uow: UnitOfWork, event: UsageBilled) -> None:
         mirror.enqueue_usage_payout(uow, _booked(event), event.owner,
                                     treasury=str(self.settlement.treasury), at=self.clock())
+
+    def on_job_posted(self, uow: UnitOfWork, event: JobPosted) -> None:
+        if event.posting_fee > 0:
+            mirror.enqueue_usage_payout(uow, _booked(event), event.client,
+                                        treasury=str(self.settlement.treasury),
+                                        at=self.clock(), label=f"posting-fee-{event.job_id}")
 
     def on_pool_payout(self, uow: UnitOfWork, event: Event) -> None:
         mirror.enqueue_pool_payouts(uow, _booked(event), pools=self._pools(), at=self.clock())
@@ -163,10 +193,38 @@ class SolanaBackend:
         return [pool for pool, vault in ((AUDIT_POOL, s.audit_vault),
                                          (REWARDS_POOL, s.emissions_vault)) if vault]
 
+    # -- receipts (issue 17): queued in the transaction that issued them --------------------
+
+    def on_receipt_issued(self, uow: UnitOfWork, event: ReceiptIssued) -> None:
+        """Queue the receipt for publication (a signature check + Memo batch)."""
+        if not self.publish_receipts:
+            return
+        stored = ReceiptRepo(uow.conn).get(event.receipt_id)
+        OutboxRepo(uow.conn).add(kind=OutboxKind.RECEIPT, job_id=event.job_id,
+                                 entry_hash=hashlib.sha256(stored.signed.receipt).hexdigest(),
+                                 seq=event.receipt_id, legs=[], at=self.clock())
+
+    def on_attestor_rotated(self, uow: UnitOfWork, event: AttestorRotated) -> None:
+        """Queue the epoch's Memo (``nosgrid attestor epoch=N key=K [sig=S]``)."""
+        if not self.publish_receipts:
+            return
+        statement = f"{event.epoch}:{event.key}:{event.signature}".encode()
+        OutboxRepo(uow.conn).add(kind=OutboxKind.ATTESTOR,
+                                 entry_hash=hashlib.sha256(statement).hexdigest(),
+                                 seq=event.epoch, legs=[], at=self.clock())
+
+    def observed_slot(self) -> int:
+        """The chain slot receipts cite: LiteSVM's own, else the sender's last pass."""
+        if isinstance(self.chain, LiteSVMChain):
+            return int(self.chain.svm.get_clock().slot)
+        return self.sender.last_slot if self.sender is not None else 0
+
     def check_stake(self, uow: UnitOfWork, owner: str, amount: int) -> None:
         mirror.check_stake(uow, owner, amount)
 
     def on_stake_moved(self, uow: UnitOfWork, event: Event) -> None:
+        if event.entry is None:  # nothing moved (a slash of a node that has no stake)
+            return
         mirror.enqueue_stake_moves(uow, _booked(event),
                                    stake_vault_account=str(self.settlement.stake_vault),
                                    treasury=str(self.settlement.treasury), at=self.clock())
@@ -299,8 +357,11 @@ class SolanaBackend:
             unconfirmed = outbox.unconfirmed()
             anchors = outbox.in_status(OutboxStatus.CONFIRMED, kind=OutboxKind.ANCHOR)
             opened = mirror.opening(uow) or {}
+            vault = str(s.request_vault) if s.request_vault is not None else None
             wallets = sorted(name.removeprefix("wallet:") for name in balances
-                             if name.startswith("wallet:"))
+                             if name.startswith("wallet:") and name != wallet(vault or ""))
+            vault_expected = (request_vault.expected_balance(uow, vault)
+                              if vault is not None else 0)
             expected_allowance = {pk: balances[wallet(pk)] + mirror.reserved_for(uow, pk)
                                   for pk in wallets}
             pool_runs = mirror.open_pool_run_escrows(uow)
@@ -366,6 +427,17 @@ class SolanaBackend:
                 problems.append(f"{account}: chain holds {onchain} but the ledger says {want} "
                                 f"(after {pending.get(account, 0)} pending in, "
                                 f"{leaving.get(account, 0)} pending out)")
+        if s.request_vault is not None:  # what chain requests paid in, less what left
+            info = await self.chain.token_account_info(s.request_vault)
+            held = info.amount if info else 0
+            rows.append({"account": "request_vault", "ledger": balances.get(wallet(str(
+                s.request_vault)), 0), "onchain": held, "expected_onchain": vault_expected})
+            if held < vault_expected:
+                problems.append(f"request_vault: chain holds {held} but the ledger says "
+                                f"{vault_expected}")
+            elif held > vault_expected:
+                notes.append(f"request_vault: {held - vault_expected} paid in on chain but "
+                             "not yet read by the request watcher")
         for pk in wallets:
             allowance = await s.allowance(pk)
             want = expected_allowance[pk]
@@ -401,7 +473,8 @@ def _counts(rows: list[Any]) -> dict[str, int]:
 async def open_backend(kind: str, *, rpc_url: str, commitment: str,
                        authority_keypair: Path | None, accounts_file: Path,
                        batch_size: int = 1, anchor_every: int = 0,
-                       clock: Callable[[], float] = time.time) -> SolanaBackend:
+                       clock: Callable[[], float] = time.time,
+                       publish_receipts: bool = True) -> SolanaBackend:
     """The configured non-local backend: ``litesvm`` or ``solana`` (RPC)."""
     authority = None
     if authority_keypair is not None:
@@ -409,7 +482,7 @@ async def open_backend(kind: str, *, rpc_url: str, commitment: str,
             raise InvalidInput(f"no authority keypair at {authority_keypair}")
         authority = keypair_from_json(authority_keypair.read_text(), str(authority_keypair))
     options: dict[str, Any] = {"batch_size": batch_size, "anchor_every": anchor_every,
-                               "clock": clock}
+                               "clock": clock, "publish_receipts": publish_receipts}
     if kind == "litesvm":
         return await SolanaBackend.litesvm(authority, **options)
     if kind == "solana":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
 from solana.exceptions import SolanaRpcException
 from solana.rpc.async_api import AsyncClient
@@ -22,6 +22,8 @@ from nosgrid.core.errors import SettlementFailed
 from nosgrid.settlement import spl
 from nosgrid.settlement.chain import (
     ChainBase,
+    ChainInstruction,
+    ChainTransaction,
     PreparedTransaction,
     TokenAccountInfo,
     parse_token_account,
@@ -30,6 +32,22 @@ from nosgrid.settlement.chain import (
 from nosgrid.settlement.errors import TransactionFailed, error_from_transaction
 
 _R = TypeVar("_R")
+_B58: Final = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def b58decode(text: str) -> bytes:
+    """Base58 (Bitcoin alphabet) to bytes: inner instruction data in JSON-RPC answers.
+
+    >>> b58decode(str(Pubkey.new_unique())) != b58decode("11111111111111111111111111111111")
+    True
+    >>> b58decode("11111111111111111111111111111111") == bytes(32)
+    True
+    """
+    n = 0
+    for ch in text:
+        n = n * 58 + _B58.index(ch)
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
+    return b"\x00" * (len(text) - len(text.lstrip("1"))) + body
 
 
 class RpcChain(ChainBase):
@@ -120,6 +138,54 @@ class RpcChain(ChainBase):
             return False  # unknown validity window: keep resubmitting the same transaction
         height = await self._call("getBlockHeight", self.client.get_block_height())
         return int(height.value) > prepared.last_valid_block_height
+
+    async def slot(self) -> int:
+        """The cluster's current slot at the configured commitment."""
+        return int((await self._call("getSlot", self.client.get_slot())).value)
+
+    async def signatures_for(self, address: Pubkey | str, after: str | None = None,
+                             limit: int = 1000) -> list[str]:
+        """``getSignaturesForAddress`` back to ``after`` (paged), successful ones, oldest
+        first."""
+        key = spl.to_pubkey(address)
+        until = Signature.from_string(after) if after else None
+        found: list[str] = []
+        before: Signature | None = None
+        while True:
+            pending = self.client.get_signatures_for_address(key, before=before, until=until,
+                                                             limit=limit)
+            resp = await self._call("getSignaturesForAddress", pending)
+            page = list(resp.value)
+            found += [str(s.signature) for s in page if s.err is None]
+            if len(page) < limit:
+                break
+            before = page[-1].signature
+        return list(reversed(found))
+
+    async def transaction(self, signature: str) -> ChainTransaction | None:
+        """``getTransaction`` (base64, v0 allowed): its instructions, inner ones after."""
+        resp = await self._call("getTransaction", self.client.get_transaction(
+            Signature.from_string(signature), encoding="base64",
+            max_supported_transaction_version=0))
+        found: Any = resp.value
+        if found is None or found.transaction.meta is None or found.transaction.meta.err:
+            return None
+        meta = found.transaction.meta
+        tx: Any = found.transaction.transaction
+        keys = [str(k) for k in tx.message.account_keys]
+        loaded = getattr(meta, "loaded_addresses", None)
+        if loaded is not None:
+            keys += [str(k) for k in loaded.writable] + [str(k) for k in loaded.readonly]
+        compiled: list[tuple[int, list[int], bytes]] = [
+            (ix.program_id_index, list(ix.accounts), bytes(ix.data))
+            for ix in tx.message.instructions]
+        for group in meta.inner_instructions or []:
+            for ix in group.instructions:
+                compiled.append((ix.program_id_index, list(ix.accounts),
+                                 bytes(b58decode(ix.data))))
+        return ChainTransaction(signature, int(found.slot), tuple(
+            ChainInstruction(keys[p], tuple(keys[a] for a in accts), data)
+            for p, accts, data in compiled))
 
     async def transaction_logs(self, signature: str) -> list[str] | None:
         """Program logs of a successful transaction at our commitment; ``None`` otherwise."""

@@ -28,13 +28,17 @@ from typing import Final
 from solders.instruction import Instruction
 from solders.transaction import Transaction
 
+from nosgrid.core.chain_requests import RefundReason, refund_memo_text
 from nosgrid.core.errors import SettlementFailed
+from nosgrid.settlement import receipts as receipt_tx
+from nosgrid.settlement import requests as request_tx
 from nosgrid.settlement import spl
 from nosgrid.settlement.chain import PreparedTransaction
 from nosgrid.settlement.errors import TransactionFailed
 from nosgrid.settlement.solana import SettlementRequest, SolanaSettlement
 from nosgrid.store.db import Store
 from nosgrid.store.outbox import OutboxKind, OutboxRepo, OutboxRow, OutboxStatus
+from nosgrid.store.receipts import AttestorRepo, ChainRefundRepo, ReceiptRepo
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ class SenderStats:
     failed: int = 0
     anchored: int = 0
     stake_moves: int = 0
+    receipts: int = 0
+    refunds: int = 0
     transactions: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -83,6 +89,8 @@ class Sender:
         self.clock = clock
         self.wake = asyncio.Event()
         self._known_accounts: set[str] = set()
+        #: the chain's slot at the start of the last pass (receipts cite it)
+        self.last_slot = 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -100,6 +108,8 @@ class Sender:
     async def pass_once(self, limit: int = 500) -> SenderStats:
         """One pass: recover ``sent`` rows, anchor if due, send ``pending`` rows."""
         stats = SenderStats()
+        with contextlib.suppress(SettlementFailed):  # a slot is nice to cite, not needed
+            self.last_slot = await self.chain.slot()
         await self.recover(stats)
         self._queue_anchor_if_due()
         now = self.clock()
@@ -110,7 +120,13 @@ class Sender:
         for i in range(0, len(payouts), self.batch_size):
             await self._send_payouts(payouts[i:i + self.batch_size], stats)
         await self._send_stake_moves([r for r in rows if r.kind in STAKE_ACTIONS], stats)
+        await self._send_receipts([r for r in rows if r.kind is OutboxKind.RECEIPT], stats)
         for row in rows:
+            if row.kind is OutboxKind.REFUND:
+                await self._send_refund(row, stats)
+        for row in rows:
+            if row.kind is OutboxKind.ATTESTOR:
+                await self._send_attestor(row, stats)
             if row.kind is OutboxKind.ANCHOR:
                 payer = self.settlement.signer
                 ix = spl.anchor_memo_instruction(row.entry_hash, row.seq or 0, payer.pubkey())
@@ -202,6 +218,68 @@ class Sender:
                 if row.kind is OutboxKind.STAKE_DEPOSIT:
                     deposits[row.source] -= 1
 
+    async def _send_receipts(self, rows: Sequence[OutboxRow], stats: SenderStats) -> None:
+        """Receipts, as many per transaction as fit (``settlement.receipts.pack``)."""
+        if not rows:
+            return
+        with self.store.uow(write=False) as uow:
+            stored = {r.id: r.signed
+                      for r in ReceiptRepo(uow.conn).many([r.seq or 0 for r in rows])}
+        ready = [row for row in rows if row.seq in stored]
+        row_of = {stored[row.seq or 0].receipt: row for row in ready}
+        signed = [stored[row.seq or 0] for row in ready]
+        payer = self.settlement.signer
+        # every batch is signed and recorded ``sent`` in one commit, and the confirmed ones
+        # are marked in one more: two commits a pass, not two a transaction; recover()
+        # still settles each row by its own signature
+        prepared = [([row_of[s.receipt] for s in batch],
+                     await self.chain.prepare(ixs, [payer], payer))
+                    for batch, ixs in receipt_tx.pack(signed, payer.pubkey())]
+        now = self.clock()
+
+        def sent(o: OutboxRepo) -> None:
+            for batch_rows, tx in prepared:
+                o.mark_sent([r.id for r in batch_rows], tx.signature, bytes(tx.transaction),
+                            tx.last_valid_block_height, now)
+
+        self._update(sent)
+        stats.transactions += len(prepared)
+        landed: list[int] = []
+        for batch_rows, tx in prepared:
+            ids = [r.id for r in batch_rows]
+            if await self._submit(ids, tx, stats, mark=False):
+                landed += ids
+                stats.receipts += len(ids)
+        if landed:
+            self._confirmed(landed)
+
+    async def _send_attestor(self, row: OutboxRow, stats: SenderStats) -> None:
+        """An attestor epoch as a Memo signed by the settlement authority (who vouches
+        for epoch 0; later epochs carry the previous key's signature in the text)."""
+        with self.store.uow(write=False) as uow:
+            records = {e.epoch: e for e in AttestorRepo(uow.conn).epochs()}
+        record = records.get(row.seq or 0)
+        if record is None:
+            self._note([row.id], f"attestor epoch {row.seq} is not recorded")
+            return
+        payer = self.settlement.signer
+        await self._send([row], [spl.memo_instruction(record.memo(), payer.pubkey())], stats)
+
+    async def _send_refund(self, row: OutboxRow, stats: SenderStats) -> None:
+        """Request vault → the request's source, with ``nosgrid refund ref=… reason=…``."""
+        s = self.settlement
+        with self.store.uow(write=False) as uow:
+            refund = ChainRefundRepo(uow.conn).get(row.entry_hash)
+        if refund is None or s.request_vault is None:
+            self._note([row.id], "no chain refund recorded for this row (or no request vault)")
+            return
+        ixs = request_tx.refund_instructions(
+            s.request_vault, spl.to_pubkey(refund.destination), s.mint, s.authority,
+            refund.amount, refund_memo_text(refund.request, RefundReason(refund.reason)),
+            s.decimals)
+        if await self._send([row], ixs, stats):
+            stats.refunds += 1
+
     async def _send(self, rows: Sequence[OutboxRow], ixs: Sequence[Instruction],
                     stats: SenderStats) -> bool:
         payer = self.settlement.signer
@@ -213,7 +291,8 @@ class Sender:
         return await self._submit(ids, prepared, stats)
 
     async def _submit(self, ids: list[int], prepared: PreparedTransaction,
-                      stats: SenderStats) -> bool:
+                      stats: SenderStats, *, mark: bool = True) -> bool:
+        """Submit; ``mark=False`` leaves marking the landed rows confirmed to the caller."""
         try:
             await self.chain.submit(prepared)
         except TransactionFailed as err:  # the chain refused it: it did not execute
@@ -228,7 +307,8 @@ class Sender:
             self._update(lambda o: o.note_error(ids, message, self.clock()))
             stats.errors.append(err.message)
             return False
-        self._confirmed(ids)
+        if mark:
+            self._confirmed(ids)
         stats.confirmed += len(ids)
         return True
 

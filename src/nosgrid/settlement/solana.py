@@ -77,6 +77,7 @@ class SettlementAccounts:
     rewards_vault: str
     audit_vault: str = ""  # "" in files written before audits settled on chain
     emissions_vault: str = ""  # "" in files written before emissions settled on chain
+    request_vault: str = ""  # "" in files written before compute could be requested on chain
 
 
 class SolanaSettlement:
@@ -97,6 +98,7 @@ class SolanaSettlement:
         rewards_vault: str | Pubkey | None = None,
         audit_vault: str | Pubkey | None = None,
         emissions_vault: str | Pubkey | None = None,
+        request_vault: str | Pubkey | None = None,
         decimals: int = DECIMALS,
     ) -> None:
         self.chain = chain
@@ -113,6 +115,9 @@ class SolanaSettlement:
         self.audit_vault = spl.to_pubkey(audit_vault) if audit_vault else None
         #: the on-chain home of the protocol reserve: pays epochs' provider rewards
         self.emissions_vault = spl.to_pubkey(emissions_vault) if emissions_vault else None
+        #: where programs and users pay for jobs requested from chain; also the "client"
+        #: of those jobs (their payouts leave it, signed by the authority as its owner)
+        self.request_vault = spl.to_pubkey(request_vault) if request_vault else None
         self.decimals = decimals
         self._token_accounts: dict[str, Pubkey] = {
             str(key): key for key in self.vaults
@@ -131,6 +136,7 @@ class SolanaSettlement:
         rewards_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
         audit_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
         emissions_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
+        request_vault = await chain.create_token_account(authority.pubkey(), mint, authority)
         log.info("bootstrapped solana settlement", extra={"mint": str(mint)})
         return cls(
             chain,
@@ -141,13 +147,14 @@ class SolanaSettlement:
             rewards_vault=rewards_vault,
             audit_vault=audit_vault,
             emissions_vault=emissions_vault,
+            request_vault=request_vault,
         )
 
     @property
     def vaults(self) -> tuple[Pubkey, ...]:
         """The token accounts the market itself holds (treasury and vaults)."""
         keys = (self.treasury, self.stake_vault, self.rewards_vault, self.audit_vault,
-                self.emissions_vault)
+                self.emissions_vault, self.request_vault)
         return tuple(k for k in keys if k is not None)
 
     @property
@@ -161,6 +168,7 @@ class SolanaSettlement:
             rewards_vault=str(self.rewards_vault),
             audit_vault=str(self.audit_vault or ""),
             emissions_vault=str(self.emissions_vault or ""),
+            request_vault=str(self.request_vault or ""),
         )
 
     def token_account(self, owner: str | Pubkey) -> str:
@@ -286,12 +294,19 @@ class SolanaSettlement:
         return spl.SettleJob(
             job_id=request.job_id,
             entry_hash=request.entry_hash,
-            source=spl.ata(request.client, self.mint),
+            source=self._source_of(request.client),
             mint=self.mint,
             authority=self.authority,
             legs=tuple(legs),
             decimals=self.decimals,
         )
+
+    def _source_of(self, client: str) -> Pubkey:
+        """Where a client's job is paid from: its NOS account by delegation, or the request
+        vault itself for a job requested from chain."""
+        if self.request_vault is not None and client == str(self.request_vault):
+            return self.request_vault
+        return spl.ata(client, self.mint)
 
     async def _check_jobs(
         self, jobs: Sequence[spl.SettleJob], requests: Sequence[SettlementRequest]
@@ -314,7 +329,9 @@ class SolanaSettlement:
         what: str = "settling",
     ) -> None:
         info = self._check_usable(info, account, f"client {client}")
-        allowance = info.delegated_amount if info.delegate == str(self.authority) else 0
+        owned = info.owner == str(self.authority)  # the request vault: no allowance needed
+        allowance = (total if owned else
+                     info.delegated_amount if info.delegate == str(self.authority) else 0)
         if allowance < total:
             raise AllowanceTooSmall(
                 f"{client} allows the market {format_nos(allowance)} NOS but {what} "

@@ -85,6 +85,7 @@ __all__ = [
     "thaw_instruction",
     "to_pubkey",
     "transaction_size",
+    "transfer_instruction",
     "vault_withdraw_instructions",
 ]
 
@@ -218,6 +219,13 @@ def _transfer(
             decimals=decimals,
         )
     )
+
+
+def transfer_instruction(source: Pubkey, dest: Pubkey, mint: Pubkey, signer: Pubkey,
+                         amount: int, decimals: int = DECIMALS) -> Instruction:
+    """One ``transfer_checked`` of ``amount`` from ``source`` (signed by its owner or
+    delegate ``signer``)."""
+    return _transfer(source, dest, mint, signer, amount, decimals)
 
 
 def settle_job_instructions(job: SettleJob) -> list[Instruction]:

@@ -38,6 +38,7 @@ from nosgrid.store.economics import EconomicsRepo
 from nosgrid.store.pricing import PricingRepo
 from nosgrid.store.repositories import (
     BlobRepo,
+    IdempotencyRepo,
     JobRepo,
     LedgerRepo,
     LogRepo,
@@ -235,6 +236,7 @@ class UnitOfWork:
         self.economics = EconomicsRepo(self.conn)
         self.verification = VerificationRepo(self.conn)
         self.pricing = PricingRepo(self.conn)
+        self.idempotency = IdempotencyRepo(self.conn)
         return self
 
     def publish(self, *events: Event) -> None:

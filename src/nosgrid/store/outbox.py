@@ -40,10 +40,14 @@ class OutboxKind(StrEnum):
     REWARDS_CLAIM = "rewards_claim"  # rewards vault → staker
     AUDIT_PAY = "audit_pay"  # audit vault → the runners of an audit (the fee came in a payout)
     EMISSION = "emission"  # emissions vault → the nodes an epoch rewards
+    RECEIPT = "receipt"  # a result receipt to publish (seq: its receipts row; no legs)
+    ATTESTOR = "attestor"  # an attestor key epoch to publish as a Memo (seq: the epoch)
+    REFUND = "refund"  # request vault → a chain request's payer, with a reason Memo
 
 
-#: kinds that spend from ``source``'s allowance (they count as reserved until confirmed)
-ALLOWANCE_KINDS: Final = (OutboxKind.PAYOUT, OutboxKind.STAKE_DEPOSIT)
+#: kinds that spend from ``source``'s allowance (they count as reserved until confirmed;
+#: a refund spends from the request vault, the "client" of jobs requested from chain)
+ALLOWANCE_KINDS: Final = (OutboxKind.PAYOUT, OutboxKind.STAKE_DEPOSIT, OutboxKind.REFUND)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,13 @@ class OutboxRepo:
         row = self.conn.execute(select(t.settlement_outbox).where(
             t.settlement_outbox.c.id == row_id)).one()
         return _row(row)
+
+    def by_entry(self, kind: OutboxKind, entry_hash: str) -> OutboxRow | None:
+        """The row of ``kind`` queued for ``entry_hash`` (one at most)."""
+        row = self.conn.execute(select(t.settlement_outbox).where(
+            t.settlement_outbox.c.kind == kind.value,
+            t.settlement_outbox.c.entry_hash == entry_hash)).first()
+        return None if row is None else _row(row)
 
     def for_job(self, job_id: str) -> list[OutboxRow]:
         rows = self.conn.execute(select(t.settlement_outbox).where(

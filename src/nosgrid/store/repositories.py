@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, text, update
@@ -18,6 +19,7 @@ from nosgrid.core.errors import (
     MarketNotFound,
     NodeNotFound,
 )
+from nosgrid.core.jobs.queueing import CLIENT_RECORD_WINDOW, queue_at
 from nosgrid.core.jobs.state import DELIVERED_WORK, Job, JobState, Outcome
 from nosgrid.core.jobs.terms import from_json as terms_from_json
 from nosgrid.core.jobs.terms import to_json as terms_json
@@ -229,7 +231,10 @@ _GET_JOB = select(t.jobs).where(t.jobs.c.id == bindparam("job_id"))
 _OLDEST_QUEUED = (select(t.jobs)
                   .where(t.jobs.c.state == JobState.QUEUED.value,
                          t.jobs.c.market.in_(bindparam("markets", expanding=True)))
-                  .order_by(t.jobs.c.rowid_).limit(1))
+                  .order_by(t.jobs.c.queue_at, t.jobs.c.rowid_).limit(1))
+_QUEUED_OF_CLIENT = (select(func.count()).select_from(t.jobs)
+                     .where(t.jobs.c.client == bindparam("client"),
+                            t.jobs.c.state == JobState.QUEUED.value))
 _NODE_JOBS = (select(t.jobs)
               .where(t.jobs.c.state.in_(bindparam("states", expanding=True)),
                      t.jobs.c.node == bindparam("node"))
@@ -278,7 +283,25 @@ class JobRepo:
         self.conn = conn
 
     def add(self, job: Job) -> None:
-        self.conn.execute(t.jobs.insert(), _job_row(job))
+        head_start = job.terms.head_start if job.terms is not None else 0
+        self.conn.execute(t.jobs.insert(), {**_job_row(job),
+                                            "queue_at": queue_at(job.created_at, head_start)})
+
+    def queued_of(self, client: str) -> int:
+        """How many of ``client``'s jobs wait in a queue now."""
+        return int(self.conn.execute(_QUEUED_OF_CLIENT, {"client": client}).scalar() or 0)
+
+    def client_record(self, client: str, window: int = CLIENT_RECORD_WINDOW) -> tuple[int, int]:
+        """(ran to the end, cancelled) among ``client``'s last ``window`` settled jobs."""
+        recent = (select(t.jobs.c.outcome).where(t.jobs.c.client == client,
+                                                 t.jobs.c.state == JobState.SETTLED.value)
+                  .order_by(t.jobs.c.rowid_.desc()).limit(window).subquery())
+        rows = self.conn.execute(select(recent.c.outcome, func.count())
+                                 .group_by(recent.c.outcome)).all()
+        counts = {str(o): int(n) for o, n in rows}
+        ran = sum(counts.get(o.value, 0) for o in (Outcome.COMPLETED, Outcome.SPEC_FAILED,
+                                                    Outcome.TIMED_OUT))
+        return ran, counts.get(Outcome.CANCELLED.value, 0)
 
     def save(self, job: Job) -> None:
         self.conn.execute(_SAVE_JOB, {f"b_{k}": v for k, v in _job_row(job).items()})
@@ -402,19 +425,21 @@ class NodeRepo:
     def ids(self) -> list[str]:
         return [r.id for r in self.conn.execute(select(t.nodes.c.id).order_by(t.nodes.c.id))]
 
+    def of_operator(self, operator: str) -> list[str]:
+        """The nodes ``operator`` vouched for."""
+        return [str(r.id) for r in self.conn.execute(
+            select(t.nodes.c.id).where(t.nodes.c.operator == operator))]
+
+    def exists(self, node_id: str) -> bool:
+        return self.conn.execute(select(t.nodes.c.id).where(t.nodes.c.id == node_id)
+                                 ).first() is not None
+
     def get(self, node_id: str) -> dict[str, Any]:
         row = self.conn.execute(_GET_NODE, {"node_id": node_id}).first()
         if row is None:
             raise NodeNotFound(f"node {node_id} is not registered; start it with "
                                "`nosgrid node start`")
-        return {
-            "id": row.id, "hardware": HardwareReport.model_validate_json(row.hardware),
-            "markets": json.loads(row.markets), "status": row.status,
-            "registered_at": row.registered_at, "last_heartbeat": row.last_heartbeat,
-            "waiting_since": row.waiting_since,
-            "pinned_markets": None if row.pinned_markets is None
-            else json.loads(row.pinned_markets),
-        }
+        return _node_from_row(row)
 
     def set(self, node_id: str, **values: Any) -> None:
         self.conn.execute(update(t.nodes).where(t.nodes.c.id == node_id).values(**values))
@@ -433,7 +458,20 @@ class NodeRepo:
         ]
 
     def all(self) -> list[dict[str, Any]]:
-        return [self.get(node_id) for node_id in self.ids()]
+        """Every node, by id, in one query (the market and node pages list 1,000s)."""
+        return [_node_from_row(r) for r in self.conn.execute(
+            select(t.nodes).order_by(t.nodes.c.id))]
+
+
+def _node_from_row(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "hardware": HardwareReport.model_validate_json(row.hardware),
+        "markets": json.loads(row.markets), "status": row.status,
+        "registered_at": row.registered_at, "last_heartbeat": row.last_heartbeat,
+        "waiting_since": row.waiting_since,
+        "pinned_markets": None if row.pinned_markets is None
+        else json.loads(row.pinned_markets),
+    }
 
 
 class NonceRepo:
@@ -508,3 +546,45 @@ class LogRepo:
             .where(t.job_logs.c.job_id == job_id)
         ).scalar()
         return int(value or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The first answer to a request sent with an ``Idempotency-Key``."""
+
+    route: str
+    body_sha256: str
+    status: int
+    response: str
+    at: int
+
+
+class IdempotencyRepo:
+    """Answers kept per (owner, key) for the retention window (a day by default).
+
+    In the database, so that every coordinator process (and a restarted one) returns the
+    same first answer; written in the request's own transaction, so an answer is kept
+    exactly when what it says happened.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, owner: str, key: str) -> IdempotencyRecord | None:
+        c = t.idempotency_records.c
+        row = self.conn.execute(select(c.route, c.body_sha256, c.status, c.response, c.at)
+                                .where(c.owner == owner, c.key == key)).first()
+        return None if row is None else IdempotencyRecord(str(row.route), str(row.body_sha256),
+                                                          int(row.status), str(row.response),
+                                                          int(row.at))
+
+    def put(self, owner: str, key: str, record: IdempotencyRecord) -> bool:
+        """Keep ``record``; False when another request with this key got there first."""
+        ins = _insert(self.conn, t.idempotency_records).values(
+            owner=owner, key=key, route=record.route, body_sha256=record.body_sha256,
+            status=record.status, response=record.response, at=record.at)
+        return bool(self.conn.execute(ins.on_conflict_do_nothing()).rowcount)
+
+    def forget_before(self, at: int) -> int:
+        return int(self.conn.execute(delete(t.idempotency_records)
+                                     .where(t.idempotency_records.c.at < at)).rowcount or 0)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -103,9 +104,14 @@ jobs = Table(
     Column("outcome", String(16)),
     #: what it was posted under (core.jobs.terms.JobTerms as JSON)
     Column("terms", Text, nullable=False),
+    #: the queue's order: posted_at less the job's bounded head start (core.jobs.queueing)
+    Column("queue_at", BigInteger),
     Index("ix_jobs_client", "client", "rowid_"),
+    Index("ix_jobs_queue", "state", "market", "queue_at", "rowid_"),
+    Index("ix_jobs_client_state", "client", "state"),
     Index("ix_jobs_state_market", "state", "market", "rowid_"),
     Index("ix_jobs_node", "node", "state"),
+    Index("ix_jobs_market_finished", "market", "finished_at"),
 )
 
 nodes = Table(
@@ -120,6 +126,9 @@ nodes = Table(
     Column("waiting_since", Float),
     #: the markets the operator asked for (JSON list); NULL: any it qualifies for
     Column("pinned_markets", Text),
+    #: the operator key that vouched for the node (NULL: the node is its own operator)
+    Column("operator", String(64)),
+    Index("ix_nodes_operator", "operator"),
 )
 
 nonces = Table(
@@ -441,4 +450,144 @@ oracle_prices = Table(
     Column("sources", Integer, nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", BigInteger, nullable=False),
+)
+
+#: result receipts (issue 17): the signed 172-byte layout of core.receipts, one per job and
+#: verdict (a held job gets ``held`` first, its final verdict when the audit ends)
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("receipt", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("attestor", String(64), nullable=False),
+    Column("issued_at", BigInteger, nullable=False),
+    Index("ix_receipts_job_verdict", "job_id", "verdict", unique=True),
+)
+
+#: the attestor key of each epoch and the previous key's signature over it (core.attestor)
+attestor_epochs = Table(
+    "attestor_epochs",
+    metadata,
+    Column("epoch", Integer, primary_key=True),
+    Column("key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+#: token transfers into the request vault, by the signature of the transaction that paid
+#: (seen once: a replayed or re-read signature is the same row)
+chain_requests = Table(
+    "chain_requests",
+    metadata,
+    Column("signature", String(96), primary_key=True),
+    Column("payer", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("memo", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("job_id", String(64)),
+    Column("reply_key", String(64)),
+    Column("reason", Text, nullable=False),
+    Column("slot", BigInteger, nullable=False),
+    Column("seen_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_chain_requests_status", "status"),
+    Index("ix_chain_requests_job", "job_id"),
+)
+
+#: refunds out of the request vault, by the ledger entry (and outbox row) that books them:
+#: what the reason Memo says
+chain_refunds = Table(
+    "chain_refunds",
+    metadata,
+    Column("entry_hash", String(64), primary_key=True),
+    Column("request", String(96), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_chain_refunds_request", "request"),
+)
+
+#: where each chain watcher stopped reading (the newest signature it processed)
+chain_cursors = Table(
+    "chain_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", String(96), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+#: a client's retried requests (``Idempotency-Key``): the first answer, for a day
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("route", String(200), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_idempotency_at", "at"),
+)
+
+#: seconds each node was seen online, per hour (``hour`` = unix seconds // 3600), credited
+#: by its heartbeats; ``last_at`` is the latest heartbeat counted (the next one credits the
+#: gap since). The dashboard's uptime over 24 h / 7 d is read from here.
+node_uptime = Table(
+    "node_uptime",
+    metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("seconds", Float, nullable=False),
+    Column("last_at", Float, nullable=False),
+)
+
+#: deployments (core.deployments): the state (config, revision, flags) as JSON
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("owner", "name", name="uq_deployments_owner_name"),
+)
+deployment_revisions = Table(
+    "deployment_revisions",
+    metadata,
+    Column("deployment_id", String(64), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("spec_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+deployment_replicas = Table(
+    "deployment_replicas",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("replaces", String(64)),
+    Column("stopping", Boolean, nullable=False),
+    Column("posted_at", BigInteger, nullable=False),
+    Index("ix_deployment_replicas_deployment", "deployment_id"),
+)
+deployment_events = Table(
+    "deployment_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("job_id", String(64)),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_deployment_events_deployment", "deployment_id", "seq"),
 )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from nosgrid.coordinator.api import idempotency
 from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import ERROR_RESPONSES, SQL_INT_MAX, FaucetRequest
 from nosgrid.coordinator.services import accounts
@@ -35,13 +36,20 @@ async def my_journal(coord: Coord, signer: Signer, limit: int = Query(50, ge=1, 
 
 
 @router.post("/faucet")
-async def faucet(body: FaucetRequest, coord: Coord, signer: Signer) -> FaucetView:
+async def faucet(body: FaucetRequest, request: Request, coord: Coord,
+                 signer: Signer) -> FaucetView:
+    """Dev NOS for the signer; with an ``Idempotency-Key`` a retry is granted once."""
     if not coord.settings.faucet or coord.settings.settlement != "local":
         raise NotFound("this coordinator has no faucet (start it with --faucet and local "
                        "settlement)")
+    key = idempotency.key_of(request)
     amount = parse_nos(body.amount)
+    now = int(coord.now())
     with coord.store.uow() as uow:
-        balance = accounts.faucet(uow, signer, amount, int(coord.now()),
-                                  coord.settings.faucet_cap_per_hour)
+        if (first := await idempotency.replay(uow, request, signer, key, now)) is not None:
+            return first  # type: ignore[return-value]
+        balance = accounts.faucet(uow, signer, amount, now, coord.settings.faucet_cap_per_hour)
+        view = FaucetView(pubkey=signer, balance=balance, balance_nos=format_nos(balance))
+        await idempotency.remember(uow, request, signer, key, 200, view, now)
         uow.commit()
-    return FaucetView(pubkey=signer, balance=balance, balance_nos=format_nos(balance))
+    return view

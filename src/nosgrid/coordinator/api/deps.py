@@ -35,6 +35,8 @@ async def get_signer(request: Request, coord: Coord) -> AsyncIterator[str]:
         PIGGYBACK.reset(token)
         if not piggyback.stored and request.method != "GET":
             coord.store_nonce(piggyback)
+        # after the route: a key it just funded or registered is known from now on
+        coord.budgets.learn(signer)
 
 
 Signer = Annotated[str, Depends(get_signer)]

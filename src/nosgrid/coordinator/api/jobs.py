@@ -8,26 +8,31 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from nosgrid.coordinator.api import idempotency
 from nosgrid.coordinator.api.deps import Coord, Signer
 from nosgrid.coordinator.api.schemas import (
     ERROR_RESPONSES,
     SQL_INT_MAX,
+    ExtendRequest,
     FailRequest,
     FinishRequest,
     LogChunk,
     LogsRequest,
     PostJobRequest,
+    PostJobsRequest,
     job_view,
 )
 from nosgrid.coordinator.runtime import Coordinator
 from nosgrid.coordinator.services import jobs as job_services
 from nosgrid.coordinator.services import lifecycle, pricing
-from nosgrid.core.errors import Forbidden, InvalidInput
+from nosgrid.core.errors import Forbidden, InsufficientFunds, InvalidInput, NosgridError
 from nosgrid.core.jobs.load import load_job_definition, parse_job_definition
+from nosgrid.core.jobs.spec import JobDefinition
 from nosgrid.core.jobs.state import OPEN, Job
+from nosgrid.core.ledger import wallet
 from nosgrid.core.money import parse_nos
 from nosgrid.core.views import (
     JobList,
@@ -39,29 +44,105 @@ from nosgrid.core.views import (
     LogStreamEnd,
     LogsView,
     PostedJob,
+    PostedJobs,
 )
-from nosgrid.store.db import UnitOfWork
+from nosgrid.store.db import PIGGYBACK, UnitOfWork
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201)
-async def post_job(body: PostJobRequest, coord: Coord, signer: Signer) -> PostedJob:
+async def post_job(body: PostJobRequest, request: Request, coord: Coord,
+                   signer: Signer) -> PostedJob:
+    """Post one job. With an ``Idempotency-Key`` header a retry returns the first answer."""
+    key = idempotency.key_of(request)
+    _require_funds(coord, signer)
+    defn = _definition(body)
+    now = int(coord.now())
+    with coord.store.uow() as uow:
+        if (first := await idempotency.replay(uow, request, signer, key, now)) is not None:
+            return first  # type: ignore[return-value]  # the first answer, as it was sent
+        posted = _post_one(uow, coord, signer, body, defn, now)
+        await idempotency.remember(uow, request, signer, key, 201, posted, now)
+        uow.commit()  # the handlers wake the chosen node, or the market's waiting nodes
+    return posted
+
+
+@router.post("/batch", status_code=201)
+async def post_jobs(body: PostJobsRequest, request: Request, coord: Coord,
+                    signer: Signer) -> PostedJobs:
+    """Post up to ``max_batch_jobs`` jobs in one signed request: all of them, in one
+    transaction, or none (the error names the first job that could not be posted)."""
+    key = idempotency.key_of(request)
+    if len(body.jobs) > coord.settings.max_batch_jobs:
+        raise InvalidInput(f"a batch holds at most {coord.settings.max_batch_jobs} jobs; "
+                           f"this one holds {len(body.jobs)}", field="jobs")
+    _require_funds(coord, signer)
+    definitions = []
+    for i, item in enumerate(body.jobs):
+        try:
+            definitions.append(_definition(item))
+        except NosgridError as err:
+            err.details.setdefault("index", i)
+            err.message = f"jobs[{i}]: {err.message}"
+            raise
+    now = int(coord.now())
+    with coord.store.uow() as uow:
+        if (first := await idempotency.replay(uow, request, signer, key, now)) is not None:
+            return first  # type: ignore[return-value]
+        posted = []
+        for i, (item, defn) in enumerate(zip(body.jobs, definitions, strict=True)):
+            try:
+                posted.append(_post_one(uow, coord, signer, item, defn, now))
+            except NosgridError as err:
+                err.details.setdefault("index", i)
+                err.message = f"jobs[{i}]: {err.message} (no job of the batch was posted)"
+                raise
+        answer = PostedJobs(jobs=posted)
+        await idempotency.remember(uow, request, signer, key, 201, answer, now)
+        uow.commit()
+    return answer
+
+
+def _require_funds(coord: Coordinator, signer: str) -> None:
+    """Refuse an unfunded key before its definition is parsed or anything is written (its
+    nonce stays in this process's memory for the signature window, which refuses a replay
+    just as well: a refused request has nothing to replay)."""
+    piggyback = PIGGYBACK.get()
+    with coord.store.uow(write=False) as uow:
+        try:  # the backend's own words first (on Solana: approve an allowance)
+            uow.settlement.check_post(uow, signer, 1)
+        except NosgridError:
+            if piggyback is not None:
+                piggyback.stored = True
+            raise
+        if uow.ledger.balance(wallet(signer)) > 0:
+            return
+    if piggyback is not None:
+        piggyback.stored = True
+    raise InsufficientFunds("this key's wallet is empty: posting needs a funded wallet (the "
+                            "deposit and the market's posting fee); top up with `nosgrid "
+                            "faucet` (dev) or a deposit", needed=1, balance=0)
+
+
+def _definition(body: PostJobRequest) -> JobDefinition:
     if (body.spec is None) == (body.spec_text is None):
         raise InvalidInput("send the job definition as exactly one of `spec` or `spec_text`")
-    defn = (parse_job_definition(body.spec) if body.spec is not None
+    return (parse_job_definition(body.spec) if body.spec is not None
             else load_job_definition(body.spec_text or ""))
+
+
+def _post_one(uow: UnitOfWork, coord: Coordinator, signer: str, body: PostJobRequest,
+              defn: JobDefinition, now: int) -> PostedJob:
     max_price = parse_nos(body.max_price) if body.max_price is not None else None
-    with coord.store.uow() as uow:
-        job, choice = job_services.post_job_in(
-            uow, client=signer, definition=defn, market=body.market, timeout=body.timeout,
-            max_price=max_price, now=int(coord.now()),
-            default_market=coord.settings.default_market, oracle=coord.settings.oracle)
-        job = job_services.dispatch(uow, job, int(coord.now()), coord.matcher)
-        prices = pricing.post_answer(uow, job, max_price_given=job.terms is not None
-                                     and job.terms.max_price is not None,
-                                     now=int(coord.now()), params=coord.settings.oracle)
-        uow.commit()  # the handlers wake the chosen node, or the market's waiting nodes
+    job, choice = job_services.post_job_in(
+        uow, client=signer, definition=defn, market=body.market, timeout=body.timeout,
+        max_price=max_price, now=now, default_market=coord.settings.default_market,
+        oracle=coord.settings.oracle, max_queued=coord.settings.max_queued_per_client)
+    job = job_services.dispatch(uow, job, now, coord.matcher)
+    prices = pricing.post_answer(uow, job, max_price_given=job.terms is not None
+                                 and job.terms.max_price is not None,
+                                 now=now, params=coord.settings.oracle)
     return PostedJob(**dict(job_view(job)), market_chosen_by=choice.chosen_by,
                      market_why=choice.why, **prices)
 
@@ -99,11 +180,32 @@ async def get_result(job_id: str, coord: Coord, signer: Signer) -> JobResultView
 
 
 @router.post("/{job_id}/cancel")
-async def cancel(job_id: str, coord: Coord, signer: Signer) -> JobView:
+async def cancel(job_id: str, request: Request, coord: Coord, signer: Signer) -> JobView:
+    key = idempotency.key_of(request)
+    now = int(coord.now())
     with coord.store.uow() as uow:
-        job = job_services.cancel_job(uow, job_id, signer, int(coord.now()))
+        if (first := await idempotency.replay(uow, request, signer, key, now)) is not None:
+            return first  # type: ignore[return-value]
+        view = job_view(job_services.cancel_job(uow, job_id, signer, now))
+        await idempotency.remember(uow, request, signer, key, 200, view, now)
         uow.commit()
-    return job_view(job)
+    return view
+
+
+@router.post("/{job_id}/extend")
+async def extend(job_id: str, body: ExtendRequest, request: Request, coord: Coord,
+                 signer: Signer) -> JobView:
+    """Give an open job more seconds (escrow grows by price × seconds); with an
+    ``Idempotency-Key`` a retry extends once."""
+    key = idempotency.key_of(request)
+    now = int(coord.now())
+    with coord.store.uow() as uow:
+        if (first := await idempotency.replay(uow, request, signer, key, now)) is not None:
+            return first  # type: ignore[return-value]
+        view = job_view(job_services.extend_job(uow, job_id, signer, body.seconds, now))
+        await idempotency.remember(uow, request, signer, key, 200, view, now)
+        uow.commit()
+    return view
 
 
 @router.post("/{job_id}/start")

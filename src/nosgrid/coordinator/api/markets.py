@@ -45,9 +45,10 @@ async def market_nodes(name: str, coord: Coord) -> list[MarketNodeView]:
     now = int(coord.now())
     with coord.store.uow(write=False) as uow:
         uow.markets.get(name)
-        rows = [MarketNodeView(id=n["id"], status=n["status"],
-                               **economics.node_standing(uow, n["id"], now))
-                for n in uow.nodes.all() if name in n["markets"]]
+        nodes = [n for n in uow.nodes.all() if name in n["markets"]]
+        standings = economics.node_standings(uow, [n["id"] for n in nodes], now)
+        rows = [MarketNodeView(id=n["id"], status=n["status"], **standings[n["id"]])
+                for n in nodes]
     return sorted(rows, key=lambda r: (-r.reputation * (1 + r.stake) ** 0.5, r.id))
 
 

@@ -26,7 +26,9 @@ router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=ERROR_RESPONSES
 @router.post("/register")
 async def register(body: RegisterRequest, coord: Coord, signer: Signer) -> RegistrationView:
     with coord.store.uow() as uow:
-        reg = node_services.register(uow, signer, body.hardware, body.markets, coord.now())
+        reg = node_services.register(uow, signer, body.hardware, body.markets, coord.now(),
+                                     operator=body.operator, consent=body.operator_consent,
+                                     max_per_operator=coord.settings.max_nodes_per_operator)
         uow.commit()
     return RegistrationView(node_id=reg.node_id, markets=reg.markets, rejected=reg.rejected)
 

@@ -254,6 +254,7 @@ async def _proxy(request: Request, kind: Kind) -> Response:
     gw = _gateway(request)
     try:
         claims = gw.authorize(request.headers.get("authorization"), None)
+        _known_key(gw, request)
         body, model, prompt_bound, completion_bound = _parse(await request.body(), kind, gw)
         if not claims.allows(model):
             gw.authorize(request.headers.get("authorization"), model)  # raises the 403
@@ -275,6 +276,14 @@ async def _proxy(request: Request, kind: Kind) -> Response:
     except BaseException:
         gw.meter.cancel(res)
         raise
+
+
+def _known_key(gw: Gateway, request: Request) -> None:
+    """A key that verified draws on its own request budget from now on (``limits``)."""
+    header = (request.headers.get("authorization") or "")[:256]
+    budgets = gw.coord.budgets
+    if budgets.multiplier(header, budgets.clock()) is None:
+        budgets.remember(header, 1.0)
 
 
 async def _pick(gw: Gateway, model: str, tried: set[tuple[str, str]]

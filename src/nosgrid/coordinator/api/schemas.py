@@ -33,6 +33,10 @@ class FaucetRequest(Body):
 class RegisterRequest(Body):
     hardware: HardwareReport
     markets: list[str] = Field(default_factory=list, max_length=64)
+    #: the operator key vouching for this node, and its signature of
+    #: ``core.markets.node_operator_message(node)`` (SDK: ``operator_consent``)
+    operator: str | None = Field(default=None, max_length=64)
+    operator_consent: str | None = Field(default=None, max_length=128)
 
 
 class PollRequest(Body):
@@ -46,6 +50,15 @@ class PostJobRequest(Body):
     market: str | None = Field(default=None, max_length=64)
     timeout: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     max_price: str | None = Field(default=None, max_length=32)
+
+
+class ExtendRequest(Body):
+    seconds: int = Field(ge=1, le=7 * 24 * 3600, description="seconds to add to the timeout")
+
+
+class PostJobsRequest(Body):
+    jobs: list[PostJobRequest] = Field(min_length=1, max_length=1000,
+                                       description="the jobs, posted all or none")
 
 
 class OutputFile(Body):

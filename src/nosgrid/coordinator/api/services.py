@@ -132,7 +132,7 @@ async def usage_record(record_hash: str, gw: GW, signer: Signer) -> dict[str, An
     return gw.record_of(record_hash, signer)
 
 
-@router.post("/deployments", status_code=201)
+@router.post("/models/deployments", status_code=201)
 async def deploy(body: DeployRequest, coord: Coord, gw: GW, signer: Signer) -> DeploymentView:
     if body.min > body.max:
         raise InvalidInput("--min must not exceed --max")
@@ -141,7 +141,7 @@ async def deploy(body: DeployRequest, coord: Coord, gw: GW, signer: Signer) -> D
     return DeploymentView(**gw.deploy(d).view())
 
 
-@router.get("/deployments")
+@router.get("/models/deployments")
 async def deployments(gw: GW) -> DeploymentList:
     out = []
     for d in gw.deployments.values():
@@ -155,7 +155,7 @@ async def deployments(gw: GW) -> DeploymentList:
     return DeploymentList(deployments=out)
 
 
-@router.delete("/deployments/{model:path}")
+@router.delete("/models/deployments/{model:path}")
 async def undeploy(model: str, gw: GW, signer: Signer) -> Undeployed:
     gw.undeploy(model, signer)
     return Undeployed(model=model, deleted=True)

@@ -6,6 +6,8 @@ from typing import Final
 
 from sqlalchemy import func, select
 
+from nosgrid.core import reputation as rep_rules
+from nosgrid.core.budgets import standing_multiplier
 from nosgrid.core.errors import InvalidAmount, RateLimited
 from nosgrid.core.ledger import Posting, VerifyReport, verify, wallet
 from nosgrid.core.money import BASE_UNITS_PER_NOS, format_nos
@@ -39,3 +41,18 @@ def faucet(uow: UnitOfWork, pubkey: str, amount: int, now: int,
 def verify_ledger(uow: UnitOfWork) -> VerifyReport:
     """Recompute the hash chain and invariants from the stored journal and balances."""
     return verify(uow.ledger.entries(), uow.ledger.balances())
+
+
+def budget_standing(uow: UnitOfWork, key: str, now: int,
+                    cap: float = 8.0) -> float | None:
+    """How many times the base request budget ``key`` gets (``core.budgets``), or None
+    for a key the market does not know: no funds, no stake and not a registered node.
+    Such keys share the small per-address budget of unsigned requests."""
+    funded = uow.ledger.balance(wallet(key)) > 0
+    account = uow.economics.stake(key)
+    stake = account.market_stake if account else 0
+    node = uow.nodes.exists(key)
+    if not (funded or stake > 0 or node):
+        return None
+    reputation = rep_rules.score(uow.economics.reputation(key), now) if node else 0.0
+    return standing_multiplier(stake, reputation, cap)

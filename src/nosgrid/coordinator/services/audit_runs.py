@@ -109,7 +109,8 @@ def spawn_run(uow: UnitOfWork, job: Job, run: CaseRun, now: int) -> Job:
     ``run.node``, funded from ``audit_pool`` as far as the pool goes, or from the job's
     ``replicas:`` reserve for a replica the client asked for."""
     market = uow.markets.get(job.market)
-    terms = replace(terms_of(job), replicas=1, max_price=job.deposit)
+    terms = replace(terms_of(job), replicas=1, max_price=job.deposit, posting_fee=0,
+                    head_start=0)  # the run's client pays no second posting fee
     tr = job_rules.post(job_id=run.job_id, client=job.client, market=market,
                         spec_hash=job.spec_hash, terms=terms, now=now)
     copy = replace(tr.job, deposit=job.deposit, price_per_second=job.price_per_second,

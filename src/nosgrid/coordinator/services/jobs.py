@@ -22,8 +22,10 @@ from nosgrid.core.errors import (
     InsufficientFunds,
     InvalidInput,
     MarketNotFound,
+    RateLimited,
 )
 from nosgrid.core.events import Fault, JobQueued, MarketCreated
+from nosgrid.core.jobs import queueing
 from nosgrid.core.jobs import state as rules
 from nosgrid.core.jobs.load import canonical_json, spec_hash
 from nosgrid.core.jobs.spec import JobDefinition
@@ -56,13 +58,15 @@ def post_job(
     job_id: str | None = None,
     default_market: str | None = None,
     oracle: OracleParams = DEFAULT_ORACLE,
+    max_queued: int = 1_000,
 ) -> Job:
     """Escrow the deposit and queue a validated definition under its terms (the request's
     market, timeout and max price over the definition's). Raises InsufficientFunds if the
     wallet is short. :func:`post_job_in` also says how the market was chosen."""
     return post_job_in(uow, client=client, definition=definition, now=now, market=market,
                        timeout=timeout, max_price=max_price, job_id=job_id,
-                       default_market=default_market, oracle=oracle)[0]
+                       default_market=default_market, oracle=oracle,
+                       max_queued=max_queued)[0]
 
 
 def post_job_in(
@@ -77,13 +81,19 @@ def post_job_in(
     job_id: str | None = None,
     default_market: str | None = None,
     oracle: OracleParams = DEFAULT_ORACLE,
+    max_queued: int = 1_000,
 ) -> tuple[Job, MarketChoice]:
     """:func:`post_job`, and the market it went to and why: the request's, else the
     definition's, else ``default_market`` (the coordinator's), else the only market.
 
     A market quoted in USD charges its USD price at the price oracle's NOS/USD rate of
     the newest published epoch, recorded as ``terms.nos_usd_rate`` (no rate: its
-    configured NOS price, and the job's rate stays None)."""
+    configured NOS price, and the job's rate stays None).
+
+    The market's posting fee goes to the treasury and is never refunded; a client with
+    ``max_queued`` jobs waiting already is refused (``RateLimited``); the job's place in
+    the queue gets a bounded head start from what it offers and its client's record
+    (``core.jobs.queueing``: an old job is never starved)."""
     choice = requested_market(definition, market, default=default_market,
                               markets=uow.markets.names())
     params = uow.markets.find(choice.name)
@@ -91,10 +101,24 @@ def post_job_in(
         raise MarketNotFound(f"no market {choice.name!r} ({choice.why}); `nosgrid market "
                              "list` shows the markets")
     name = choice.name
+    meta = definition.meta.nosgrid if definition.meta and definition.meta.nosgrid else None
+    if (problem := params.network_problem(meta.network if meta else "none")) is not None:
+        raise InvalidInput(problem)
     # a market quoted in USD: its price now, at the oracle's NOS/USD rate (recorded)
     params, rate = pricing.charged_market(uow, params, now, oracle)
     terms = replace(terms_of(definition, market=name, max_timeout=params.max_timeout,
-                             timeout=timeout, max_price=max_price), nos_usd_rate=rate)
+                             timeout=timeout, max_price=max_price), nos_usd_rate=rate,
+                    posting_fee=params.posting_fee)
+    queued = uow.jobs.queued_of(client)
+    if queued >= max_queued:
+        raise RateLimited(f"you have {queued} jobs queued, the most a client may have "
+                          "waiting; wait for some to start or cancel some",
+                          queued=queued, cap=max_queued)
+    full = params.price_per_second * terms.timeout
+    terms = replace(terms, head_start=queueing.head_start(
+        offered=queueing.offered_share(params.deposit_for(terms.timeout, terms.max_price),
+                                       full),
+        client_reputation=queueing.client_reputation(*uow.jobs.client_record(client))))
     for sha in terms.inputs:
         if not uow.blobs.may_read(sha, client):
             raise InvalidInput(f"input blob {sha} is not uploaded by you; upload it first "
@@ -102,16 +126,18 @@ def post_job_in(
     digest = spec_hash(definition)
     tr = rules.post(job_id=job_id or new_job_id(), client=client, market=params,
                     spec_hash=digest, terms=terms, now=now)
-    needed = tr.job.deposit * terms.replicas
+    needed = tr.job.deposit * terms.replicas + terms.posting_fee
     uow.settlement.check_post(uow, client, needed)
     have = uow.ledger.balance(wallet(client))
     if have < needed:
         runs = f" × {terms.replicas} replicas" if terms.replicas > 1 else ""
+        fee = (f" + a posting fee of {format_nos(terms.posting_fee)} NOS"
+               if terms.posting_fee else "")
         raise InsufficientFunds(
             f"posting needs a deposit of {format_nos(needed)} NOS "
-            f"({format_nos(params.price_per_second)} NOS/s × {terms.timeout}s{runs}) but the "
-            f"wallet holds {format_nos(have)} NOS; top up with `nosgrid faucet` or lower the "
-            "timeout", needed=needed, balance=have,
+            f"({format_nos(params.price_per_second)} NOS/s × {terms.timeout}s{runs}{fee}) but "
+            f"the wallet holds {format_nos(have)} NOS; top up with `nosgrid faucet` or lower "
+            "the timeout", needed=needed, balance=have,
         )
     uow.jobs.put_spec(digest, canonical_json(definition).decode())
     return record(uow, tr, kind="job.posted", new=True), choice
@@ -188,6 +214,25 @@ def cancel_job(uow: UnitOfWork, job_id: str, client: str, now: int) -> Job:
         raise Forbidden(f"job {job_id} is a verification run of one of your jobs; it cannot "
                         "be cancelled")
     return settle_job(uow, record(uow, rules.cancel(job, now), kind="job.cancelled"), now)
+
+
+def extend_job(uow: UnitOfWork, job_id: str, client: str, seconds: int, now: int) -> Job:
+    """Give the client's open job ``seconds`` more, escrowing price × ``seconds`` more;
+    the node reads the new timeout from the job. Raises (changing nothing) for another's
+    job, an ended job, or a wallet that cannot pay."""
+    job = uow.jobs.get(job_id)
+    if job.client != client:
+        raise Forbidden(f"job {job_id} belongs to another key")
+    tr = rules.extend(job, uow.markets.get(job.market), seconds, now)
+    added = tr.job.deposit - job.deposit
+    uow.settlement.check_post(uow, client, added)
+    have = uow.ledger.balance(wallet(client))
+    if have < added:
+        raise InsufficientFunds(
+            f"extending by {seconds}s escrows {format_nos(added)} NOS more "
+            f"({format_nos(job.price_per_second)} NOS/s) but the wallet holds "
+            f"{format_nos(have)} NOS", needed=added, balance=have)
+    return record(uow, tr, kind="job.extended")
 
 
 def settle_job(uow: UnitOfWork, job: Job, now: int) -> Job:

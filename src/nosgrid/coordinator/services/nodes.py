@@ -11,12 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nosgrid.coordinator.services import economics
+from nosgrid.coordinator.services import dashboard, economics
 from nosgrid.coordinator.services import jobs as job_services
-from nosgrid.core.errors import NodeNotFound
+from nosgrid.core.errors import BadSignature, InvalidInput, NodeNotFound, RateLimited
 from nosgrid.core.events import MarketCreated, NodeMarketsChanged, NodeSlashed, StakeEvent
 from nosgrid.core.jobs.state import Job, JobState
-from nosgrid.core.markets import HardwareReport, MarketParams, ServedMarkets, choose_markets
+from nosgrid.core.markets import (
+    HardwareReport,
+    MarketParams,
+    ServedMarkets,
+    choose_markets,
+    node_operator_message,
+)
+from nosgrid.core.pricing import signature_valid
 from nosgrid.store.db import UnitOfWork
 
 
@@ -28,13 +35,29 @@ class Registration:
 
 
 def register(uow: UnitOfWork, node_id: str, hardware: HardwareReport, wanted: Sequence[str],
-             now: float) -> Registration:
+             now: float, *, operator: str | None = None, consent: str | None = None,
+             max_per_operator: int = 64) -> Registration:
     """The coordinator, not the node, decides which markets it joins (from the report).
 
     ``wanted``: the markets the operator pinned; empty means any market the node
-    qualifies for, now or later.
+    qualifies for, now or later. ``operator``: the key that vouches for the node, with
+    ``consent``, its signature of ``node_operator_message(node_id)``; one operator may
+    hold at most ``max_per_operator`` nodes (a node with none is its own operator).
     """
+    if (operator is None) != (consent is None):
+        raise InvalidInput("send `operator` and `operator_consent` together")
+    if operator is not None and consent is not None:
+        if not signature_valid(operator, consent, node_operator_message(node_id)):
+            raise BadSignature(f"`operator_consent` is not {operator}'s signature of "
+                               f"'{node_operator_message(node_id).decode()}' (SDK: "
+                               "operator_consent)")
+        held = [n for n in uow.nodes.of_operator(operator) if n != node_id]
+        if len(held) >= max_per_operator:
+            raise RateLimited(f"operator {operator} has {len(held)} nodes registered, the "
+                              "most one operator may hold", cap=max_per_operator)
     uow.nodes.upsert(node_id, hardware, list(dict.fromkeys(wanted)) or None, now)
+    if operator is not None:
+        uow.nodes.set(node_id, operator=operator)
     choice = refresh_markets(uow, node_id, int(now))
     return Registration(node_id, list(choice.markets),
                         {name: list(why) for name, why in choice.rejected.items()})
@@ -86,6 +109,7 @@ def heartbeat(uow: UnitOfWork, node_id: str, now: float) -> list[str]:
     """The node is alive; returns the markets it serves (re-evaluated: a safety net for
     changes no event announced)."""
     choice = refresh_markets(uow, node_id, int(now))
+    dashboard.record_uptime(uow, node_id, now)  # before last_heartbeat moves: its baseline
     uow.nodes.set(node_id, last_heartbeat=now, status="online")
     economics.record_heartbeat(uow, node_id, int(now), received=True)
     return list(choice.markets)

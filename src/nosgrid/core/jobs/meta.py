@@ -56,7 +56,9 @@ class NosgridMeta(ClosedModel):
 
     ``max_price`` is a NOS decimal string (``"2.5"``) or an int of base units
     (``2_500_000``); ``timeout`` is in seconds (1 s … 7 days). ``network``: ``none``
-    (default, no network at all) or ``job`` (only the other ops of the same job).
+    (default, no network at all), ``job`` (only the other ops of the same job) or ``egress``
+    (the ops of the job, and out only through the node's filtering HTTP(S) proxy, in a
+    market that allows egress).
     ``replicas`` (1–5): the job runs that many times on unrelated nodes and the outputs are
     compared; the client pays each run. It needs ``verification`` ``deterministic`` or
     ``tolerance`` (something to compare).
@@ -72,7 +74,7 @@ class NosgridMeta(ClosedModel):
     abs_eps: Annotated[float, Field(ge=0)] | None = None
     rel_eps: Annotated[float, Field(ge=0)] | None = None
     replicas: Annotated[int, Field(ge=1, le=MAX_REPLICAS)] = 1
-    network: Literal["none", "job"] = "none"
+    network: Literal["none", "job", "egress"] = "none"
     inputs: list[InputBlob] = Field(default_factory=list)
     outputs: list[AbsPath] = Field(default_factory=lambda: list(DEFAULT_OUTPUTS))
 

@@ -48,6 +48,7 @@ from nosgrid.core.events import (
     JobAssigned,
     JobCancelled,
     JobCompleted,
+    JobExtended,
     JobFailed,
     JobPosted,
     JobRequeued,
@@ -118,6 +119,7 @@ TRANSITIONS: Final[Mapping[str, tuple[frozenset[JobState], JobState | None]]] = 
     "fail": (frozenset({S.ASSIGNED, S.RUNNING}), S.FAILED),
     "time_out": (frozenset({S.ASSIGNED, S.RUNNING}), S.TIMED_OUT),
     "cancel": (frozenset({S.QUEUED, S.ASSIGNED, S.RUNNING}), S.CANCELLED),
+    "extend": (frozenset({S.QUEUED, S.ASSIGNED, S.RUNNING}), None),
     "requeue": (frozenset({S.ASSIGNED, S.RUNNING}), S.QUEUED),
     "verify": (frozenset({S.COMPLETED}), S.VERIFYING),
     "dispute": (frozenset({S.VERIFYING}), S.DISPUTED),
@@ -202,7 +204,8 @@ def post(*, job_id: str, client: str, market: MarketParams, spec_hash: str, term
 
     With ``terms.replicas`` k > 1 the client also reserves k − 1 more deposits for the
     redundant runs (``replicas:<job>``); what the runs do not use is returned when the job
-    settles.
+    settles. ``terms.posting_fee`` goes to the treasury at once and is never refunded: it
+    is what makes posting (and cancelling) in a loop cost the poster.
     """
     if terms.market != market.name:
         raise InvalidInput(f"the terms name market {terms.market!r}, not {market.name!r}")
@@ -227,10 +230,11 @@ def post(*, job_id: str, client: str, market: MarketParams, spec_hash: str, term
         terms=terms,
     )
     reserve = deposit * (replicas - 1)
-    legs = [(escrow(job_id), deposit), (replica_reserve(job_id), reserve)]
+    legs = [(escrow(job_id), deposit), (replica_reserve(job_id), reserve),
+            (TREASURY, terms.posting_fee)]
     postings = tuple(Posting(wallet(client), dst, amt) for dst, amt in legs if amt > 0)
     ev = JobPosted(at=now, job_id=job_id, client=client, market=market.name, deposit=deposit,
-                   replica_reserve=reserve)
+                   replica_reserve=reserve, posting_fee=terms.posting_fee)
     return Transition(job, (ev,), postings)
 
 
@@ -284,13 +288,36 @@ def time_out(job: Job, now: int, *, fault: Fault) -> Transition:
 
 
 def cancel(job: Job, now: int, reason: str = "cancelled by the client", *,
-           outcome: Outcome = Outcome.CANCELLED) -> Transition:
+           outcome: Outcome = Outcome.CANCELLED, billed_until: int | None = None) -> Transition:
     """The client cancels (or, with ``outcome=WITHDRAWN``, the coordinator takes back a
-    verification run); a running job pays for the seconds used so far."""
-    used = _seconds_used(job, now, None) if job.state is S.RUNNING else 0
+    verification run); a running job pays for the seconds used so far, or only up to
+    ``billed_until`` (a deployment's replica that failed its health checks then: the node
+    is paid for healthy time only)."""
+    until = now if billed_until is None else max(min(billed_until, now), job.started_at or now)
+    used = _seconds_used(job, until, None) if job.state is S.RUNNING else 0
     new = _move(job, "cancel", now, finished_at=now, seconds_used=used, reason=reason,
                 outcome=outcome)
     return Transition(new, (JobCancelled(at=now, job_id=job.id, reason=reason),))
+
+
+def extend(job: Job, market: MarketParams, seconds: int, now: int) -> Transition:
+    """Give an open job ``seconds`` more: its timeout (and deadline) grows, and the escrow
+    by the job's price × ``seconds`` (the caller checks the client can pay). One extension
+    is at most the market's ``max_timeout``; an ended job cannot be extended."""
+    if not can(job, "extend"):
+        raise IllegalTransition(f"job {job.id} is already {job.state.value}; only a queued, "
+                                "assigned or running job can be extended")
+    if not 1 <= seconds <= market.max_timeout:
+        raise InvalidInput(f"extend by 1..{market.max_timeout} s at a time (the market's "
+                           "longest job)", field="seconds")
+    added = job.price_per_second * seconds
+    new = replace(job, timeout=job.timeout + seconds, deposit=job.deposit + added,
+                  terms=None if job.terms is None
+                  else replace(job.terms, timeout=job.terms.timeout + seconds))
+    ev = JobExtended(at=now, job_id=job.id, seconds=seconds, added_deposit=added,
+                     timeout=new.timeout)
+    postings = (Posting(wallet(job.client), escrow(job.id), added),) if added else ()
+    return Transition(new, (ev,), postings)
 
 
 def requeue(job: Job, now: int, reason: str) -> Transition:

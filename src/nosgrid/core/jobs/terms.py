@@ -51,6 +51,11 @@ class JobTerms:
     #: a market quoted in USD: the price oracle's NOS/USD rate (µUSD per NOS) its price was
     #: converted at when the job was posted; None: the job is priced in NOS
     nos_usd_rate: int | None = None
+    #: the market's posting fee charged when it was posted (to the treasury, kept even if
+    #: the job is cancelled or never runs)
+    posting_fee: int = 0
+    #: seconds it was put ahead in the queue (core.jobs.queueing)
+    head_start: int = 0
 
     @property
     def verified(self) -> bool:
@@ -149,6 +154,10 @@ def to_json(terms: JobTerms) -> str:
         "inputs": list(terms.inputs)}
     if terms.nos_usd_rate is not None:
         body["nos_usd_rate"] = terms.nos_usd_rate
+    if terms.posting_fee:
+        body["posting_fee"] = terms.posting_fee
+    if terms.head_start:
+        body["head_start"] = terms.head_start
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
@@ -168,7 +177,8 @@ def from_json(text: str) -> JobTerms:
                                 float(raw.get("rel_eps", _DEFAULT_TOLERANCE.rel_eps))),
             replicas=int(raw.get("replicas", 1)),
             inputs=tuple(str(x) for x in raw.get("inputs", ())),
-            nos_usd_rate=None if raw.get("nos_usd_rate") is None else int(raw["nos_usd_rate"]))
+            nos_usd_rate=None if raw.get("nos_usd_rate") is None else int(raw["nos_usd_rate"]),
+            posting_fee=int(raw.get("posting_fee", 0)), head_start=int(raw.get("head_start", 0)))
         if len(_parsed) >= _CACHE_SIZE:
             _parsed.clear()
         _parsed[text] = terms

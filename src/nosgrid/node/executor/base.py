@@ -218,6 +218,10 @@ class ContainerRuntime(Protocol):
         """Create a pod with no network but ``lo``, shared by the containers put in it."""
         ...
 
+    async def pod_pid(self, name: str) -> int:
+        """The host pid of the pod's infra process (whose network namespace it shares)."""
+        ...
+
     async def remove_pod(self, name: str) -> None:
         """Remove a pod and everything in it; no error if it is gone."""
         ...

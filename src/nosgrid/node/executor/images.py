@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 BUSYBOX_IMAGE: Final = "localhost/nosgrid-busybox:test"
 PYTHON_IMAGE: Final = "localhost/nosgrid-python:test"
+#: The default image of `nosgrid ci run`: the Python image plus git, make and pip.
+CI_IMAGE: Final = "localhost/nosgrid-ci:test"
+CI_PACKAGES: Final = ("python3", "python3-pip", "python3-venv", "git", "make", "ca-certificates")
 TEST_IMAGES: Final = (BUSYBOX_IMAGE, PYTHON_IMAGE)
 DEBIAN_SUITE: Final = "bookworm"
 
@@ -285,15 +288,21 @@ def build_busybox_image(
     log.info("built image", extra={"image": name, "seconds": round(time.monotonic() - started, 2)})
 
 
-def python_rootfs_tarball(*, mirror: str | None = None, cache: Path | None = None) -> Path:
-    """The cached Debian minbase + python3 root filesystem tarball, built once (~70 s).
+def python_rootfs_tarball(
+    *,
+    mirror: str | None = None,
+    cache: Path | None = None,
+    packages: tuple[str, ...] = ("python3",),
+    flavour: str = "python",
+) -> Path:
+    """The cached Debian minbase + ``packages`` root filesystem tarball, built once (~70 s).
 
     Example::
 
         tar = python_rootfs_tarball()  # ~/.cache/nosgrid/images/python-bookworm.tar
     """
     cache = cache or cache_dir()
-    tar_path = cache / f"python-{DEBIAN_SUITE}.tar"
+    tar_path = cache / f"{flavour}-{DEBIAN_SUITE}.tar"
     if tar_path.is_file():
         return tar_path
     if shutil.which("debootstrap") is None:
@@ -309,7 +318,7 @@ def python_rootfs_tarball(*, mirror: str | None = None, cache: Path | None = Non
             [
                 "debootstrap",
                 "--variant=minbase",
-                "--include=python3",
+                "--include=" + ",".join(packages),
                 DEBIAN_SUITE,
                 str(root),
                 mirror,
@@ -327,6 +336,9 @@ def python_rootfs_tarball(*, mirror: str | None = None, cache: Path | None = Non
                 target.mkdir()
         _write_users(root, append=True)
         (root / "work").mkdir(exist_ok=True)
+        # pip installs into the user's site (the root filesystem is read-only in a job)
+        for marker in root.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
+            marker.unlink()
         partial = cache / (tar_path.name + ".partial")
         with tarfile.open(partial, "w") as tar:
             tar.add(root, arcname=".")
@@ -348,6 +360,19 @@ def build_python_image(
         build_python_image()  # podman run localhost/nosgrid-python:test python3 -V
     """
     _import(python_rootfs_tarball(mirror=mirror), name, state_dir or default_state_dir())
+
+
+def build_ci_image(
+    name: str = CI_IMAGE, *, mirror: str | None = None, state_dir: Path | None = None
+) -> None:
+    """Build the default CI image: Debian + python3, pip, venv, git and make (~90 s once).
+
+    Example::
+
+        build_ci_image()  # podman run localhost/nosgrid-ci:test git --version
+    """
+    tar = python_rootfs_tarball(mirror=mirror, packages=CI_PACKAGES, flavour="ci")
+    _import(tar, name, state_dir or default_state_dir())
 
 
 def build_test_images(

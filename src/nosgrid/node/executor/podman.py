@@ -220,6 +220,18 @@ class PodmanRuntime:
             raise PodmanUnavailable(f"podman pod start {name} failed: {err.strip()}")
         return name
 
+    async def pod_pid(self, name: str) -> int:
+        """The host pid of the pod's infra process (its network namespace is the pod's)."""
+        rc, out, err = await self._podman("pod", "inspect", "--format",
+                                          "{{.InfraContainerID}}", name)
+        if rc != 0 or not out.strip():
+            raise PodmanUnavailable(f"podman pod inspect {name} failed: {err.strip()}")
+        rc, pid, err = await self._podman("inspect", "--format", "{{.State.Pid}}", out.strip())
+        if rc != 0 or not pid.strip().isdigit() or int(pid.strip()) <= 0:
+            raise PodmanUnavailable(f"the infra container of pod {name} is not running: "
+                                    f"{err.strip()}")
+        return int(pid.strip())
+
     async def remove_pod(self, name: str) -> None:
         """Remove a pod and its containers; no error if it is gone."""
         rc, _, err = await self._podman("pod", "rm", "--force", "--ignore", "--time", "0", name)

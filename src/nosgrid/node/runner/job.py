@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -21,6 +23,9 @@ from nosgrid.core.jobs.literals import TemplateError
 from nosgrid.core.jobs.meta import NosgridMeta
 from nosgrid.core.jobs.plan import effective_op, execution_groups, volume_name, waits_for
 from nosgrid.core.jobs.spec import CreateVolumeOperation, JobDefinition, RunOperation
+from nosgrid.node.egress.netns import listen_in_netns
+from nosgrid.node.egress.policy import EgressPolicy
+from nosgrid.node.egress.proxy import PROXY_PORT, EgressProxy, proxy_env
 from nosgrid.node.executor import PodmanContainer, PodmanRuntime
 from nosgrid.node.executor.base import ContainerSpecInvalid, PodmanUnavailable
 from nosgrid.node.resources import HFCache, ResourceError
@@ -95,8 +100,12 @@ class JobRunner:
         on_containers: Callable[[list[str]], None] | None = None,
         on_service: ServiceSink | None = None,
         hf_cache: HFCache | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.runtime = runtime
+        #: the proxy's rules for jobs with ``network: egress`` (None: such jobs are refused)
+        self.egress = egress
+        self._proxy: EgressProxy | None = None
         self.work_root = work_root
         self.on_log = on_log
         self.fetch_blob = fetch_blob
@@ -114,8 +123,15 @@ class JobRunner:
         #: a container of this job really ran (not refused at start): time is billable
         self._billable = False
         self._http: httpx.AsyncClient | None = None
+        #: the job's timeout (s) as it stands: ``extend_to`` raises it while it runs
+        self._timeout_s = 0.0
 
     # -------------------------------------------------------------------- entry point
+
+    def extend_to(self, timeout_s: float) -> None:
+        """The job's timeout grew (the client extended it): keep running until the new one,
+        counted from the same start; the containers are not touched."""
+        self._timeout_s = max(self._timeout_s, timeout_s)
 
     async def run(
         self,
@@ -135,7 +151,7 @@ class JobRunner:
         started = time.monotonic()
         meta = (defn.meta.nosgrid if defn.meta else None) or NosgridMeta()
         flow = flow_id(job_id, attempt)
-        in_pod = meta.network == "job"
+        in_pod = meta.network in ("job", "egress")
         pod = pod_name(flow) if in_pod else None
         job_dir = self.work_root / flow
         volumes: list[str] = []
@@ -156,9 +172,16 @@ class JobRunner:
                 job_dir.chmod(0o711)
                 outputs = make_output_dirs(job_dir, meta)
                 inputs = await fetch_inputs(job_dir, meta, self.fetch_blob)
+                if meta.network == "egress" and (self.egress is None or
+                                                 not self.egress.enabled):
+                    return JobOutcome("failed", "this node does not offer egress "
+                                      "(meta.nosgrid.network: egress)", "node", exit_code=1,
+                                      seconds_used=0)
                 if pod is not None:
                     await self.runtime.create_pod(pod, labels={JOB_LABEL: job_id,
                                                                 FLOW_LABEL: flow})
+                if pod is not None and meta.network == "egress" and self.egress is not None:
+                    self._proxy = await self._start_proxy(pod, self.egress)
             except (NosgridError, OSError) as exc:
                 return JobOutcome("failed", f"could not prepare the job: {exc}", "node",
                                   exit_code=1, seconds_used=_secs(started))
@@ -169,9 +192,15 @@ class JobRunner:
             abort_task = asyncio.create_task(abort.wait()) if abort is not None else None
             if abort_task is not None:
                 waiters.add(abort_task)
-            done, _ = await asyncio.wait(
-                waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
+            self._timeout_s = timeout_s
+            while True:  # the client may extend the job while it runs (extend_to)
+                remaining = started + self._timeout_s - time.monotonic()
+                done, _ = await asyncio.wait(
+                    waiters, timeout=max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED
+                )
+                if done or time.monotonic() >= started + self._timeout_s:
+                    break
+            timeout_s = self._timeout_s
             if abort_task is not None:
                 abort_task.cancel()
             if main in done:
@@ -198,6 +227,9 @@ class JobRunner:
             outcome.seconds_used = _secs(started) if self._billable else 0
             return outcome
         finally:
+            if self._proxy is not None:
+                await self._proxy.close()
+                self._proxy = None
             await asyncio.shield(self._cleanup(flow, pod, volumes, thorough=thorough))
             self.release_resources()
             await self._http.aclose()
@@ -220,6 +252,18 @@ class JobRunner:
             await asyncio.sleep(0.3)
         for volume in volumes:
             await self.runtime.remove_volume(volume)
+
+    async def _start_proxy(self, pod: str, policy: EgressPolicy) -> EgressProxy:
+        """The egress proxy, listening on the pod's own 127.0.0.1 (its only way out)."""
+        pid = await self.runtime.pod_pid(pod)
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        try:
+            sock = await asyncio.to_thread(listen_in_netns, fd, PROXY_PORT)
+        finally:
+            os.close(fd)
+        proxy = EgressProxy(policy)
+        await proxy.start(sock)
+        return proxy
 
     def discard(self, job_id: str, attempt: int = 1) -> None:
         """Delete the run's host files (outputs included) once they have been uploaded."""
@@ -324,6 +368,8 @@ class JobRunner:
             ports={p.port: p.host_port for p in port_plans}, output_mounts=f.outputs,
             input_mounts={**f.inputs, **resources},
         )
+        if self._proxy is not None:  # the job's way out: the node's filtering proxy
+            spec = dataclasses.replace(spec, env={**proxy_env(), **spec.env})
         stop_if = bool(op.execution and op.execution.stop_if_dependent_stops)
         restarts = 0
 

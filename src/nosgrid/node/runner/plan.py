@@ -45,7 +45,7 @@ class RunnerLimits:
     log_limit_bytes: int = 1 * MiB
     output_limit_bytes: int = 256 * MiB
     health_interval_s: float = 0.25
-    continuous_interval_s: float = 30.0
+    continuous_interval_s: float = 5.0
     health_timeout_s: float = 2.0
     stop_grace_s: float = 0.0
 

@@ -1,8 +1,8 @@
 """gateway usage records for verifiable inference: a record hash on each charge and one
 row per recorded request (issue 14)
 
-Revision ID: 0014
-Revises: 0011
+Revision ID: 0016
+Revises: 0015
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0011"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
