@@ -116,6 +116,7 @@ PATH_ROUTES: list[tuple[str, str]] = [
     ("GET", "/v1/deployments/{ref}"), ("GET", "/v1/deployments/{ref}/events"),
     ("POST", "/v1/deployments/{ref}/{action}"),
     ("GET", "/v1/jobs/{job_id}/receipt"), ("GET", "/v1/requests/{signature}"),
+    ("GET", "/v1/usage/records/{record_hash}"),
 ]
 
 Loc = tuple[str | int, ...]
@@ -282,7 +283,7 @@ def test_bad_text_gets_a_clear_4xx_and_changes_nothing(
         values = {"job_id": api.fresh_job() if "{job_id}" in target.route else "",
                   "name": "cpu", "node_id": str(api.admin.pubkey()), "sha256": SHA,
                   "kid": "k1", "model": "m", "key": str(api.admin.pubkey()), "digest": SHA,
-                  "ref": "d1", "action": "stop", "signature": "1" * 88}
+                  "ref": "d1", "action": "stop", "signature": "1" * 88, "record_hash": SHA}
         values = {k: v for k, v in values.items() if k in _params(target.route)}
         body: Any = None
         if target.body is not None:
