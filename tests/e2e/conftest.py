@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -95,3 +96,47 @@ def coordinator(tmp_path: Path) -> Iterator[tuple[str, Cli, Path]]:
     """A coordinator process with the faucet; yields (url, cli, admin keypair path)."""
     with running_coordinator(tmp_path) as running:
         yield running
+
+
+@dataclass
+class Up:
+    """A running `nosgrid up`: its URL, a CLI in its environment, its state directory."""
+
+    url: str
+    cli: Cli
+    data: Path
+    proc: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def running_up(home: Path, nodes: int, *extra: str,
+               env: dict[str, str] | None = None) -> Iterator[Up]:
+    """`nosgrid up --nodes N` as a user starts it (``extra``: more flags), ready when its
+    nodes are online in ``cpu``; stopped with SIGINT, as Ctrl-C does, when the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "HOME": str(home), "NOSGRID_URL": url, **(env or {})}
+    data = home / "up"
+    proc = subprocess.Popen(
+        [*NOSGRID, "up", "--nodes", str(nodes), "--port", str(port), "--data-dir", str(data),
+         *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True)
+
+    def online() -> bool:
+        try:
+            return bool(httpx.get(f"{url}/v1/markets/cpu", timeout=1).json()
+                        ["nodes_online"] == nodes)
+        except (httpx.HTTPError, KeyError, ValueError):
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            return False
+
+    try:
+        wait_until(f"{nodes} node(s) online", online, timeout=120)
+        yield Up(url, Cli(env), data, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

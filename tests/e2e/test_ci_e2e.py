@@ -6,7 +6,6 @@ Needs the CI image (`nosgrid image build-ci --if-missing`, built once); skipped 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import NOSGRID, Cli, free_port, wait_until
+from conftest import NOSGRID, Cli, running_up, wait_until
 from nosgrid.core.money import parse_nos
 from nosgrid.node.executor.images import CI_IMAGE, image_exists
 from simple_index import serve_index
@@ -30,46 +29,22 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cli, Pat
     if not image_exists(CI_IMAGE):
         pytest.skip(f"{CI_IMAGE} is missing: nosgrid image build-ci")
     tmp = tmp_path_factory.mktemp("ci-up")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    index = serve_index(tmp / "index")
-    index_port = index.__enter__()
-    # the nodes' operator allows the local package index (and nothing else private)
-    env = {**os.environ, "HOME": str(tmp), "NOSGRID_URL": url,
-           "NOSGRID_EGRESS_ALLOW": f"127.0.0.1:{index_port}"}
-    (tmp / "index-port").write_text(str(index_port))
-    proc = subprocess.Popen(
-        [*NOSGRID, "up", "--nodes", "2", "--port", str(port), "--data-dir", str(tmp / "up")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def two_nodes() -> bool:
-        try:
-            return bool(httpx.get(f"{url}/v1/markets/cpu", timeout=1).json()
-                        ["nodes_online"] == 2)
-        except (httpx.HTTPError, KeyError, ValueError):
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            return False
-
-    try:
-        wait_until("two nodes online", two_nodes, timeout=90)
-        cli = Cli(env)
-        me = tmp / "me.json"
-        cli.run("wallet", "new", "--keypair", str(me))
-        cli.run("faucet", "500", keypair=me)
-        cli.env["NOSGRID_KEYPAIR"] = str(me)
-        cli.run("market", "create", "open", "--price-per-second", "0.001", "--egress",
-                keypair=tmp / "up" / "admin.json")
-        wait_until("the nodes in the egress market", lambda: httpx.get(
-            f"{url}/v1/markets/open", timeout=1).json().get("nodes_online") == 2, timeout=30)
-        yield url, cli, tmp
-    finally:
-        index.__exit__(None, None, None)
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with serve_index(tmp / "index") as index_port:
+        (tmp / "index-port").write_text(str(index_port))
+        # the nodes' operator allows the local package index (and nothing else private)
+        with running_up(tmp, 2, env={"NOSGRID_EGRESS_ALLOW": f"127.0.0.1:{index_port}"}
+                        ) as stack:
+            url, cli = stack.url, stack.cli
+            me = tmp / "me.json"
+            cli.run("wallet", "new", "--keypair", str(me))
+            cli.run("faucet", "500", keypair=me)
+            cli.env["NOSGRID_KEYPAIR"] = str(me)
+            cli.run("market", "create", "open", "--price-per-second", "0.001", "--egress",
+                    keypair=tmp / "up" / "admin.json")
+            wait_until("the nodes in the egress market", lambda: httpx.get(
+                f"{url}/v1/markets/open", timeout=1).json().get("nodes_online") == 2,
+                timeout=30)
+            yield url, cli, tmp
 
 
 def ci_json(cli: Cli, *args: str, rc: int = 0, cwd_env: dict[str, str] | None = None

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import NOSGRID, Cli, free_port, wait_until
+from conftest import Cli, running_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.container, pytest.mark.browser]
 CHROMIUM = "/usr/bin/chromium"
@@ -87,32 +85,8 @@ FAKE_WALLET_JS = """(() => {
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[str, Cli]]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HOME": str(tmp_path), "NOSGRID_URL": url}
-    proc = subprocess.Popen(
-        [*NOSGRID, "up", "--nodes", "1", "--port", str(port), "--data-dir",
-         str(tmp_path / "up")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def node_online() -> bool:
-        try:
-            return bool(httpx.get(f"{url}/v1/markets/cpu", timeout=1).json()
-                        ["nodes_online"] == 1)
-        except (httpx.HTTPError, KeyError, ValueError):
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            return False
-
-    try:
-        wait_until("a node online", node_online, timeout=90)
-        yield url, Cli(env)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with running_up(tmp_path, 1) as stack:
+        yield stack.url, stack.cli
 
 
 @pytest.fixture

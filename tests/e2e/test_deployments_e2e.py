@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import NOSGRID, Cli, free_port, wait_until
+from conftest import Cli, running_up, wait_until
 from nosgrid.node.executor.config import podman_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.container]
@@ -25,33 +25,8 @@ WEB = Path(__file__).resolve().parents[2] / "examples" / "deployments" / "web.js
 
 @pytest.fixture
 def up3(tmp_path: Path) -> Iterator[tuple[str, Cli, Path, subprocess.Popen[bytes]]]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HOME": str(tmp_path), "NOSGRID_URL": url}
-    data = tmp_path / "up"
-    proc = subprocess.Popen(
-        [*NOSGRID, "up", "--nodes", "3", "--port", str(port), "--data-dir", str(data),
-         "--heartbeat-timeout", "4"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def three_nodes() -> bool:
-        try:
-            return bool(httpx.get(f"{url}/v1/markets/cpu", timeout=1).json()
-                        ["nodes_online"] == 3)
-        except (httpx.HTTPError, KeyError, ValueError):
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            return False
-
-    try:
-        wait_until("three nodes online", three_nodes, timeout=120)
-        yield url, Cli(env), data, proc
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with running_up(tmp_path, 3, "--heartbeat-timeout", "4") as stack:
+        yield stack.url, stack.cli, stack.data, stack.proc
 
 
 def _healthy(cli: Cli, me: Path, name: str, n: int) -> list[dict[str, Any]] | None:

@@ -6,10 +6,7 @@ its first timeout and stops at --max-spend."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import NOSGRID, Cli, free_port, wait_until
+from conftest import Cli, running_up, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.container]
 WEB = Path(__file__).resolve().parents[2] / "examples" / "deployments" / "web.json"
@@ -52,36 +49,11 @@ def _spec(image: str, cmd: list[str], port: int | None = 8080) -> dict[str, Any]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cli, Path]]:
     tmp = tmp_path_factory.mktemp("deployments")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HOME": str(tmp), "NOSGRID_URL": url}
-    proc = subprocess.Popen(
-        [*NOSGRID, "up", "--nodes", "2", "--port", str(port), "--data-dir", str(tmp / "up"),
-         "--heartbeat-timeout", "6"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def online() -> bool:
-        try:
-            return bool(httpx.get(f"{url}/v1/markets/cpu", timeout=1).json()
-                        ["nodes_online"] == 2)
-        except (httpx.HTTPError, KeyError, ValueError):
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            return False
-
-    try:
-        wait_until("two nodes online", online, timeout=120)
-        cli = Cli(env)
+    with running_up(tmp, 2, "--heartbeat-timeout", "6") as up:
         me = tmp / "me.json"
-        cli.run("wallet", "new", "--keypair", str(me))
-        cli.run("faucet", "200", keypair=me)
-        yield url, cli, me
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        up.cli.run("wallet", "new", "--keypair", str(me))
+        up.cli.run("faucet", "200", keypair=me)
+        yield up.url, up.cli, me
 
 
 def _explained(cli: Cli, me: Path, name: str, wait: Any) -> Any:

@@ -9,10 +9,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from conftest import NOSGRID, Cli, free_port, wait_until
+from conftest import Cli, running_up, wait_until
 from nosgrid.core.money import parse_nos
 from nosgrid.sdk.wallet import load_keypair
 
@@ -22,33 +21,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[str, Cli, Path]]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HOME": str(tmp_path), "NOSGRID_URL": url}
-    data = tmp_path / "up"
-    proc = subprocess.Popen(
-        [*NOSGRID, "up", "--nodes", "2", "--port", str(port), "--data-dir", str(data),
-         "--heartbeat-timeout", "4"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def two_nodes() -> bool:
-        try:
-            return bool(httpx.get(f"{url}/v1/markets/cpu", timeout=1).json()
-                        ["nodes_online"] == 2)
-        except (httpx.HTTPError, KeyError, ValueError):
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            return False
-
-    try:
-        wait_until("two nodes online", two_nodes, timeout=90)
-        yield url, Cli(env), data
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with running_up(tmp_path, 2, "--heartbeat-timeout", "4") as stack:
+        yield stack.url, stack.cli, stack.data
 
 
 def test_job_through_the_cli_then_a_node_killed_mid_job(

@@ -156,13 +156,14 @@ def deployment_view(uow: UnitOfWork, coord: Coordinator, d: Deployment) -> Servi
     repo = DeploymentRepo(uow.conn)
     _, name = repo.get(d.id)
     cfg = d.config
-    endpoints = _endpoints(uow, [r.job_id for r in service.replicas_of(uow, d)])
+    replicas = service.replicas_of(uow, d)
+    endpoints = _endpoints(uow, [r.job_id for r in replicas])
     running = [DeploymentReplica(
         job_id=r.job_id, revision=r.revision, state=r.state, healthy=r.healthy,
         unhealthy_since=r.unhealthy_since, replaces=r.replaces, stopping=r.stopping,
         deadline=r.deadline, node=uow.jobs.get(r.job_id).node,
         endpoints={op: url for op, url, _ in endpoints.get(r.job_id, [])})
-        for r in service.replicas_of(uow, d) if r.state != "ended"]
+        for r in replicas if r.state != "ended"]
     defn = _revision_definition(uow, d)
     spent = service.spent(uow, d)
     return ServiceDeploymentView(

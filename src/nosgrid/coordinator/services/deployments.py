@@ -126,9 +126,11 @@ def set_status(uow: UnitOfWork, ref: str, owner: str, status: rules.Status,
 
 
 def replicas_of(uow: UnitOfWork, d: Deployment) -> list[Replica]:
-    """The deployment's jobs with their state and health (the nodes' latest reports)."""
+    """The deployment's open jobs with their state and health (the nodes' latest reports);
+    ended replicas need no decision, so a long-lived deployment's history is not reread."""
     repo = DeploymentRepo(uow.conn)
-    rows = repo.replicas(d.id)
+    live = set(repo.live_replicas(d.id))
+    rows = [r for r in repo.replicas(d.id) if r["job_id"] in live]
     health = _health([str(r["job_id"]) for r in rows], uow)
     out = []
     for row in rows:

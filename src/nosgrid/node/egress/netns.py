@@ -8,11 +8,9 @@ can make (on the pod's ``127.0.0.1``). The pod keeps ``--network none``: no inte
 
 from __future__ import annotations
 
-import os
 import socket
-import threading
 
-from nosgrid.node.executor.forward import _setns
+from nosgrid.node.executor.forward import in_netns
 
 
 def listen_in_netns(netns_fd: int, port: int, host: str = "127.0.0.1") -> socket.socket:
@@ -22,32 +20,11 @@ def listen_in_netns(netns_fd: int, port: int, host: str = "127.0.0.1") -> socket
 
         sock = listen_in_netns(os.open("/proc/1234/ns/net", os.O_RDONLY), 3128)
     """
-    box: dict[str, socket.socket | BaseException] = {}
+    def listen() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        return sock
 
-    def target() -> None:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        try:
-            _setns(netns_fd)
-            try:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((host, port))
-                sock.listen(128)
-                box["sock"] = sock
-            finally:
-                _setns(own)
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-        finally:
-            os.close(own)
-
-    thread = threading.Thread(target=target, name="nosgrid-netns-listen", daemon=True)
-    thread.start()
-    thread.join()
-    error = box.get("error")
-    if isinstance(error, BaseException):
-        raise error
-    sock = box["sock"]
-    if not isinstance(sock, socket.socket):
-        raise OSError("no socket was made in the namespace")
-    return sock
+    return in_netns(netns_fd, listen, "nosgrid-netns-listen")

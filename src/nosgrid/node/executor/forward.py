@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +23,11 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def connect_in_netns(netns_fd: int, port: int, timeout_s: float = 5.0) -> socket.socket:
-    """A TCP socket connected to ``127.0.0.1:port`` inside the network namespace ``netns_fd``.
-
-    The namespace switch happens on a short-lived thread of its own (namespaces are per
-    thread), so no other thread of the agent ever runs inside the container's network.
-
-    Example::
-
-        sock = connect_in_netns(os.open("/proc/1234/ns/net", os.O_RDONLY), 8080)
-    """
+def in_netns(netns_fd: int, make: Callable[[], socket.socket], name: str) -> socket.socket:
+    """The socket ``make()`` creates while its thread is inside the network namespace
+    ``netns_fd``. The switch happens on a short-lived thread of its own (namespaces are per
+    thread), so no other thread of the agent ever runs inside the container's network; the
+    socket stays bound to the namespace it was made in."""
     box: dict[str, socket.socket | BaseException] = {}
 
     def target() -> None:
@@ -39,7 +35,7 @@ def connect_in_netns(netns_fd: int, port: int, timeout_s: float = 5.0) -> socket
         try:
             _setns(netns_fd)
             try:
-                box["sock"] = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+                box["sock"] = make()
             finally:
                 _setns(own)
         except BaseException as exc:  # handed to the caller's thread
@@ -47,14 +43,28 @@ def connect_in_netns(netns_fd: int, port: int, timeout_s: float = 5.0) -> socket
         finally:
             os.close(own)
 
-    thread = threading.Thread(target=target, name="nosgrid-netns-connect", daemon=True)
+    thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     thread.join()
     error = box.get("error")
     if isinstance(error, BaseException):
         raise error
-    sock = box["sock"]
-    assert isinstance(sock, socket.socket)
+    sock = box.get("sock")
+    if not isinstance(sock, socket.socket):
+        raise OSError("no socket was made in the namespace")
+    return sock
+
+
+def connect_in_netns(netns_fd: int, port: int, timeout_s: float = 5.0) -> socket.socket:
+    """A TCP socket connected to ``127.0.0.1:port`` inside the network namespace ``netns_fd``.
+
+    Example::
+
+        sock = connect_in_netns(os.open("/proc/1234/ns/net", os.O_RDONLY), 8080)
+    """
+    sock = in_netns(netns_fd, lambda: socket.create_connection(("127.0.0.1", port),
+                                                               timeout=timeout_s),
+                    "nosgrid-netns-connect")
     sock.setblocking(False)
     return sock
 
